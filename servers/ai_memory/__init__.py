@@ -1,0 +1,1 @@
+"""The `ai_memory` MCP server."""

@@ -1,0 +1,1 @@
+"""The `gong` MCP server."""

@@ -1,0 +1,22 @@
+"""Run a built-in server on its own: `python -m servers.<name> [--transport stdio|http|sse]`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from fastmcp import FastMCP
+
+
+def run_server(create_server: Callable[[], FastMCP], argv: list[str] | None = None) -> None:
+    """Parse the standalone command line and serve the server it builds."""
+    parser = argparse.ArgumentParser(description=f"Run the {create_server.__module__} MCP server.")
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    server = create_server()
+    if args.transport == "stdio":
+        server.run(transport="stdio", show_banner=False)
+    else:
+        server.run(transport=args.transport, host=args.host, port=args.port, show_banner=False)

@@ -1,0 +1,1 @@
+"""The `slack` MCP server."""
