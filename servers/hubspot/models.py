@@ -1,0 +1,127 @@
+"""Trimmed HubSpot records returned by the tools (structured content)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Operator = Literal[
+    "EQ",
+    "NEQ",
+    "LT",
+    "LTE",
+    "GT",
+    "GTE",
+    "BETWEEN",
+    "IN",
+    "NOT_IN",
+    "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY",
+    "CONTAINS_TOKEN",
+    "NOT_CONTAINS_TOKEN",
+]
+
+
+class SearchFilter(BaseModel):
+    """One property filter; all filters of a search must match."""
+
+    property: str = Field(description="Internal property name, e.g. `email`, `dealstage`, `createdate`.")
+    operator: Operator = Field("EQ", description="Comparison; CONTAINS_TOKEN supports `*` wildcards.")
+    value: str | None = Field(None, description="Value to compare with (dates as epoch milliseconds).")
+    values: list[str] | None = Field(None, description="Values for IN / NOT_IN.")
+    high_value: str | None = Field(None, description="Upper bound for BETWEEN (`value` is the lower).")
+
+    def to_hubspot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"propertyName": self.property, "operator": self.operator}
+        if self.value is not None:
+            out["value"] = self.value
+        if self.values is not None:
+            out["values"] = self.values
+        if self.high_value is not None:
+            out["highValue"] = self.high_value
+        return out
+
+
+class CrmObject(BaseModel):
+    """A contact, company or deal with the requested properties."""
+
+    id: str
+    properties: dict[str, str] = Field(description="Non-empty property values by internal name.")
+    created_at: str | None = None
+    updated_at: str | None = None
+    archived: bool | None = None
+
+    @classmethod
+    def from_hubspot(cls, raw: dict[str, Any]) -> CrmObject:
+        props = {k: str(v) for k, v in (raw.get("properties") or {}).items() if v not in (None, "")}
+        return cls(
+            id=str(raw["id"]),
+            properties=props,
+            created_at=raw.get("createdAt"),
+            updated_at=raw.get("updatedAt"),
+            archived=raw.get("archived"),
+        )
+
+
+class CrmObjectPage(BaseModel):
+    """One or more pages of records."""
+
+    results: list[CrmObject]
+    total: int | None = Field(None, description="Total matches HubSpot reports for the search.")
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null when done.")
+
+
+class AssociationType(BaseModel):
+    category: str | None = None
+    type_id: int | None = None
+    label: str | None = None
+
+
+class Association(BaseModel):
+    """A record associated with the source record."""
+
+    to_object_id: str
+    types: list[AssociationType]
+
+
+class AssociationPage(BaseModel):
+    results: list[Association]
+    next_cursor: str | None = None
+
+
+class Owner(BaseModel):
+    """A HubSpot user who can own records (`hubspot_owner_id`)."""
+
+    id: str
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    user_id: int | None = None
+    teams: list[str] = Field(default_factory=list, description="Team names.")
+    archived: bool | None = None
+
+
+class OwnerPage(BaseModel):
+    results: list[Owner]
+    next_cursor: str | None = None
+
+
+class Stage(BaseModel):
+    id: str
+    label: str
+    display_order: int | None = None
+    probability: str | None = Field(None, description="Deal win probability 0.0-1.0 (deal pipelines).")
+    is_closed: bool | None = None
+
+
+class Pipeline(BaseModel):
+    id: str
+    label: str
+    display_order: int | None = None
+    archived: bool | None = None
+    stages: list[Stage]
+
+
+class PipelineList(BaseModel):
+    results: list[Pipeline]
