@@ -1,0 +1,241 @@
+"""The Gong MCP server: calls, call content, transcripts and users."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastmcp import FastMCP
+from pydantic import AwareDatetime, Field
+
+from servers.common import Call, RetryPolicy, UpstreamError, follow_pages
+from servers.common.tooling import READ, Cursor, MaxPages, client_lifespan
+from servers.gong.client import GongClient, next_cursor, send_listing
+from servers.gong.extensive import Include, call_detail, content_selector
+from servers.gong.models import (
+    CallDetail,
+    CallDetailPage,
+    CallPage,
+    CallSummary,
+    Monologue,
+    Transcript,
+    TranscriptPage,
+    User,
+    UserPage,
+)
+
+From = Annotated[AwareDatetime, Field(description="Start of the range (ISO 8601 with time zone), inclusive.")]
+To = Annotated[AwareDatetime, Field(description="End of the range (ISO 8601 with time zone), exclusive.")]
+Limit = Annotated[
+    int,
+    Field(ge=1, le=1000, description="Most records to return. Gong pages hold up to 100 records."),
+]
+WorkspaceId = Annotated[str | None, Field(description="Only calls of this Gong workspace.")]
+CallIds = Annotated[list[str] | None, Field(max_length=100, description="Only these call IDs.")]
+
+
+def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
+    """Build the server; no network I/O happens until a tool runs."""
+    api = GongClient(policy)
+    mcp = FastMCP(
+        "gong",
+        instructions="Gong conversation intelligence: find recorded calls, their content and transcripts.",
+        lifespan=client_lifespan(api),
+    )
+
+    @mcp.tool(annotations=READ)
+    async def list_calls(
+        from_date_time: From,
+        to_date_time: To,
+        workspace_id: WorkspaceId = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        max_pages: MaxPages = 1,
+    ) -> CallPage:
+        """List recorded calls that started in a date range (metadata only; see search_calls for content)."""
+        totals: list[int] = []
+
+        async def fetch(after: str | None) -> tuple[list[CallSummary], str | None]:
+            params = {
+                "fromDateTime": _iso(from_date_time),
+                "toDateTime": _iso(to_date_time),
+                "workspaceId": workspace_id,
+                "cursor": after,
+            }
+            data = await send_listing(
+                api, Call("GET", "/v2/calls", params=params, scope="api:calls:read:basic")
+            )
+            _total(data, totals)
+            return [CallSummary.from_gong(c) for c in data.get("calls") or []], next_cursor(data)
+
+        page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
+        return CallPage(
+            calls=page.items[:limit],
+            total_records=totals[0] if totals else None,
+            next_cursor=page.next_cursor,
+            truncated=len(page.items) > limit,
+        )
+
+    @mcp.tool(annotations=READ)
+    async def get_call(
+        call_id: Annotated[str, Field(min_length=1, description="Gong call ID.")],
+    ) -> CallSummary:
+        """Get one call's metadata by ID."""
+        call = Call(
+            "GET",
+            f"/v2/calls/{quote(call_id, safe='')}",
+            what=f"call {call_id}",
+            scope="api:calls:read:basic",
+        )
+        data = await api.send(call)
+        return CallSummary.from_gong(data.get("call") or {})
+
+    @mcp.tool(annotations=READ)
+    async def search_calls(
+        from_date_time: Annotated[
+            AwareDatetime | None, Field(description="Calls started at or after this.")
+        ] = None,
+        to_date_time: Annotated[AwareDatetime | None, Field(description="Calls started before this.")] = None,
+        call_ids: CallIds = None,
+        primary_user_ids: Annotated[
+            list[str] | None, Field(description="Only calls hosted by these Gong user IDs.")
+        ] = None,
+        workspace_id: WorkspaceId = None,
+        include: Annotated[
+            list[Include],
+            Field(
+                description="Parts of each call to return: parties, brief, key_points, topics, trackers, "
+                "highlights, outline, call_outcome, speakers."
+            ),
+        ] = ["parties", "brief"],  # noqa: B006 - pydantic copies defaults
+        crm_context: Annotated[
+            Literal["None", "Basic", "Extended"],
+            Field(
+                description="CRM objects linked to each call: None, Basic (IDs) or Extended (with fields)."
+            ),
+        ] = "None",
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        max_pages: MaxPages = 1,
+    ) -> CallDetailPage:
+        """Find calls by date range, IDs or host and return their content (brief, parties, topics, ...)."""
+        if not (from_date_time or to_date_time or call_ids):
+            raise UpstreamError("search_calls needs a date range or call_ids")
+        flt: dict[str, Any] = {
+            "fromDateTime": _iso(from_date_time),
+            "toDateTime": _iso(to_date_time),
+            "workspaceId": workspace_id,
+            "callIds": call_ids,
+            "primaryUserIds": primary_user_ids,
+        }
+        body: dict[str, Any] = {
+            "filter": {k: v for k, v in flt.items() if v},
+            "contentSelector": content_selector(include, crm_context),
+        }
+        totals: list[int] = []
+
+        async def fetch(after: str | None) -> tuple[list[CallDetail], str | None]:
+            page_body = body if after is None else {**body, "cursor": after}
+            call = Call("POST", "/v2/calls/extensive", body=page_body, scope="api:calls:read:extensive")
+            data = await send_listing(api, call)
+            _total(data, totals)
+            return [call_detail(c, include) for c in data.get("calls") or []], next_cursor(data)
+
+        page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
+        return CallDetailPage(
+            calls=page.items[:limit],
+            total_records=totals[0] if totals else None,
+            next_cursor=page.next_cursor,
+            truncated=len(page.items) > limit,
+        )
+
+    @mcp.tool(annotations=READ)
+    async def get_call_transcripts(
+        call_ids: CallIds = None,
+        from_date_time: Annotated[
+            AwareDatetime | None, Field(description="Calls started at or after this.")
+        ] = None,
+        to_date_time: Annotated[AwareDatetime | None, Field(description="Calls started before this.")] = None,
+        workspace_id: WorkspaceId = None,
+        cursor: Cursor = None,
+        max_pages: MaxPages = 1,
+    ) -> TranscriptPage:
+        """Get call transcripts as speaker turns (speaker IDs match `speakers`/`parties` of search_calls)."""
+        if not (call_ids or from_date_time or to_date_time):
+            raise UpstreamError("get_call_transcripts needs call_ids or a date range")
+        flt = {
+            "fromDateTime": _iso(from_date_time),
+            "toDateTime": _iso(to_date_time),
+            "workspaceId": workspace_id,
+            "callIds": call_ids,
+        }
+        body = {"filter": {k: v for k, v in flt.items() if v}}
+
+        async def fetch(after: str | None) -> tuple[list[Transcript], str | None]:
+            page_body = body if after is None else {**body, "cursor": after}
+            call = Call("POST", "/v2/calls/transcript", body=page_body, scope="api:calls:read:transcript")
+            data = await send_listing(api, call)
+            return [_transcript(t) for t in data.get("callTranscripts") or []], next_cursor(data)
+
+        page = await follow_pages(fetch, cursor, max_pages)
+        return TranscriptPage(transcripts=page.items, next_cursor=page.next_cursor)
+
+    @mcp.tool(annotations=READ)
+    async def list_users(
+        include_inactive: Annotated[bool, Field(description="Also return deactivated users.")] = False,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        max_pages: MaxPages = 1,
+    ) -> UserPage:
+        """List Gong users (call hosts and participants from your company)."""
+        totals: list[int] = []
+
+        async def fetch(after: str | None) -> tuple[list[User], str | None]:
+            call = Call("GET", "/v2/users", params={"cursor": after}, scope="api:users:read")
+            data = await api.send(call)
+            _total(data, totals)
+            users = [User.from_gong(u) for u in data.get("users") or []]
+            return [u for u in users if include_inactive or u.active is not False], next_cursor(data)
+
+        page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
+        return UserPage(
+            users=page.items[:limit],
+            total_records=totals[0] if totals else None,
+            next_cursor=page.next_cursor,
+        )
+
+    @mcp.tool(annotations=READ)
+    async def get_user(user_id: Annotated[str, Field(min_length=1, description="Gong user ID.")]) -> User:
+        """Get one Gong user by ID."""
+        call = Call(
+            "GET", f"/v2/users/{quote(user_id, safe='')}", what=f"user {user_id}", scope="api:users:read"
+        )
+        data = await api.send(call)
+        return User.from_gong(data.get("user") or {})
+
+    return mcp
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _total(data: dict[str, Any], totals: list[int]) -> None:
+    total = (data.get("records") or {}).get("totalRecords")
+    if isinstance(total, int) and not totals:
+        totals.append(total)
+
+
+def _transcript(raw: dict[str, Any]) -> Transcript:
+    monologues = []
+    for part in raw.get("transcript") or []:
+        sentences = part.get("sentences") or []
+        monologues.append(
+            Monologue(
+                speaker_id=part.get("speakerId"),
+                topic=part.get("topic"),
+                start_ms=sentences[0].get("start") if sentences else None,
+                end_ms=sentences[-1].get("end") if sentences else None,
+                text=" ".join(s.get("text", "") for s in sentences).strip(),
+            )
+        )
+    return Transcript(call_id=str(raw.get("callId")), monologues=monologues)

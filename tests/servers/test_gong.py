@@ -1,0 +1,378 @@
+"""Gong server: every tool through an MCP client against respx-mocked Gong endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import respx
+from fastmcp import Client
+
+from servers.gong.server import create_server
+from tests.servers.mcp_helpers import FAST, basic, err, ok
+from tests.servers.spec_check import check_request
+
+BASE = "https://us-1234.api.gong.test"
+KEY, SECRET = "GONGKEY123", "gong-secret-value-456"
+SPEC = "gong/gong-openapi.json"
+FROM, TO = "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"
+
+
+def meta(call_id: str) -> dict:
+    """A call's metadata as Gong's spec shows it."""
+    return {
+        "id": call_id,
+        "url": f"https://app.gong.io/call?id={call_id}",
+        "title": "Acme discovery",
+        "scheduled": "2026-01-05T15:00:00Z",
+        "started": "2026-01-05T15:01:02Z",
+        "duration": 1800,
+        "primaryUserId": "234599484848423",
+        "direction": "Conference",
+        "system": "Zoom",
+        "scope": "External",
+        "media": "Video",
+        "language": "eng",
+        "workspaceId": "623457276584334",
+        "sdrDisposition": None,
+        "clientUniqueId": None,
+        "customData": None,
+        "purpose": None,
+        "meetingUrl": "https://zoom.us/j/1",
+        "isPrivate": False,
+        "calendarEventId": "abc",
+    }
+
+
+def records(total: int, number: int, cursor: str | None = None) -> dict:
+    out = {"totalRecords": total, "currentPageSize": 1, "currentPageNumber": number}
+    return {**out, "cursor": cursor} if cursor else out
+
+
+@pytest.fixture
+def gong(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
+    monkeypatch.setenv("GONG_ACCESS_KEY", KEY)
+    monkeypatch.setenv("GONG_ACCESS_KEY_SECRET", SECRET)
+    monkeypatch.setenv("GONG_API_BASE", BASE)
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        yield router
+
+
+@pytest.fixture
+async def mcp() -> AsyncIterator[Client]:
+    async with Client(create_server(policy=FAST)) as client:
+        yield client
+
+
+def sent(route: respx.Route, index: int = -1) -> httpx.Request:
+    request = route.calls[index].request
+    assert request.headers["Authorization"] == basic(KEY, SECRET)
+    return request
+
+
+async def test_tools_are_read_only_with_output_schemas(mcp: Client) -> None:
+    tools = {t.name: t for t in await mcp.list_tools()}
+    assert set(tools) == {
+        "list_calls",
+        "get_call",
+        "search_calls",
+        "get_call_transcripts",
+        "list_users",
+        "get_user",
+    }
+    for name, tool in tools.items():
+        assert tool.annotations.read_only_hint is True, name
+        assert tool.output_schema and tool.description, name
+    assert {"from_date_time", "to_date_time"} <= set(tools["list_calls"].input_schema["required"])
+
+
+async def test_list_calls(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.get("/v2/calls").respond(
+        200, json={"requestId": "r1", "records": records(2, 0, "c2"), "calls": [meta("1")]}
+    )
+    out = await ok(
+        mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "workspace_id": "623457276584334"}
+    )
+    request = sent(route)
+    check_request(SPEC, request)
+    assert request.url.params["fromDateTime"] == "2026-01-01T00:00:00+00:00"
+    assert request.url.params["toDateTime"] == "2026-02-01T00:00:00+00:00"
+    assert request.url.params["workspaceId"] == "623457276584334" and "cursor" not in request.url.params
+    assert out["total_records"] == 2 and out["next_cursor"] == "c2" and out["truncated"] is False
+    call = out["calls"][0]
+    assert call["id"] == "1" and call["duration_seconds"] == 1800 and call["scope"] == "External"
+    assert "calendarEventId" not in call
+
+
+async def test_list_calls_two_pages(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.get("/v2/calls").mock(
+        side_effect=[
+            httpx.Response(
+                200, json={"requestId": "r1", "records": records(2, 0, "c2"), "calls": [meta("1")]}
+            ),
+            httpx.Response(200, json={"requestId": "r2", "records": records(2, 1), "calls": [meta("2")]}),
+        ]
+    )
+    out = await ok(mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "max_pages": 3})
+    assert [c["id"] for c in out["calls"]] == ["1", "2"] and out["next_cursor"] is None
+    assert route.call_count == 2
+    assert sent(route, 1).url.params["cursor"] == "c2"
+    check_request(SPEC, sent(route, 1))
+
+
+async def test_list_calls_limit_and_empty_range(gong: respx.MockRouter, mcp: Client) -> None:
+    gong.get("/v2/calls", params={"fromDateTime": "2026-01-01T00:00:00+00:00"}).respond(
+        200,
+        json={"requestId": "r1", "records": records(3, 0, "c2"), "calls": [meta("1"), meta("2"), meta("3")]},
+    )
+    out = await ok(mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "limit": 2})
+    assert [c["id"] for c in out["calls"]] == ["1", "2"] and out["truncated"] is True
+    gong.get("/v2/calls", params={"fromDateTime": "2025-01-01T00:00:00+00:00"}).respond(
+        404, json={"requestId": "r2", "errors": ["No calls found corresponding to the provided filters"]}
+    )
+    empty = await ok(mcp, "list_calls", {"from_date_time": "2025-01-01T00:00:00Z", "to_date_time": FROM})
+    assert empty["calls"] == [] and empty["next_cursor"] is None
+
+
+async def test_get_call_and_not_found(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.get("/v2/calls/7782342274025937895").respond(
+        200, json={"requestId": "r", "call": meta("7782342274025937895")}
+    )
+    gong.get("/v2/calls/404404").respond(404, json={"requestId": "r", "errors": ["Call not found"]})
+    out = await ok(mcp, "get_call", {"call_id": "7782342274025937895"})
+    check_request(SPEC, sent(route))
+    assert out["title"] == "Acme discovery"
+    message = await err(mcp, "get_call", {"call_id": "404404"})
+    assert "not found: call 404404" in message
+
+
+async def test_search_calls_with_content(gong: respx.MockRouter, mcp: Client) -> None:
+    extensive = {
+        "metaData": meta("1"),
+        "context": [
+            {
+                "system": "Salesforce",
+                "objects": [
+                    {
+                        "objectType": "Opportunity",
+                        "objectId": "0061",
+                        "fields": [{"name": "Name", "value": "Acme renewal"}],
+                        "timing": "Now",
+                    }
+                ],
+            }
+        ],
+        "parties": [
+            {
+                "id": "p1",
+                "emailAddress": "ann@acme.example",
+                "name": "Ann",
+                "title": "CTO",
+                "userId": None,
+                "speakerId": "s1",
+                "affiliation": "External",
+                "methods": ["Invitee"],
+            }
+        ],
+        "content": {
+            "brief": "Acme wants SSO.",
+            "keyPoints": [{"text": "Needs SSO"}],
+            "topics": [{"name": "Pricing", "duration": 300}],
+            "trackers": [{"id": "t", "name": "Competitors", "count": 2, "type": "KEYWORD"}],
+        },
+        "interaction": {"speakers": [{"id": "s1", "userId": None, "talkTime": 600.5}]},
+    }
+    route = gong.post("/v2/calls/extensive").respond(
+        200, json={"requestId": "r", "records": records(1, 0), "calls": [extensive]}
+    )
+    out = await ok(
+        mcp,
+        "search_calls",
+        {
+            "from_date_time": FROM,
+            "to_date_time": TO,
+            "primary_user_ids": ["234599484848423"],
+            "include": ["parties", "brief", "key_points", "topics", "trackers", "speakers"],
+            "crm_context": "Extended",
+        },
+    )
+    request = sent(route)
+    check_request(SPEC, request)
+    assert json.loads(request.content) == {
+        "filter": {
+            "fromDateTime": "2026-01-01T00:00:00+00:00",
+            "toDateTime": "2026-02-01T00:00:00+00:00",
+            "primaryUserIds": ["234599484848423"],
+        },
+        "contentSelector": {
+            "context": "Extended",
+            "exposedFields": {
+                "parties": True,
+                "content": {"brief": True, "keyPoints": True, "topics": True, "trackers": True},
+                "interaction": {"speakers": True},
+            },
+        },
+    }
+    call = out["calls"][0]
+    assert call["call"]["id"] == "1" and call["brief"] == "Acme wants SSO."
+    assert call["parties"][0]["email"] == "ann@acme.example" and call["key_points"] == ["Needs SSO"]
+    assert call["trackers"] == [{"name": "Competitors", "count": 2}]
+    assert call["crm_context"][0]["name"] == "Acme renewal" and call["highlights"] is None
+
+
+async def test_search_calls_two_pages_and_needs_a_filter(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.post("/v2/calls/extensive").mock(
+        side_effect=[
+            httpx.Response(
+                200,
+                json={"requestId": "r", "records": records(2, 0, "n1"), "calls": [{"metaData": meta("1")}]},
+            ),
+            httpx.Response(
+                200, json={"requestId": "r", "records": records(2, 1), "calls": [{"metaData": meta("2")}]}
+            ),
+        ]
+    )
+    out = await ok(mcp, "search_calls", {"call_ids": ["1", "2"], "max_pages": 2})
+    assert [c["call"]["id"] for c in out["calls"]] == ["1", "2"]
+    assert json.loads(sent(route, 1).content)["cursor"] == "n1"
+    check_request(SPEC, sent(route, 1))
+    message = await err(mcp, "search_calls", {})
+    assert "date range or call_ids" in message and route.call_count == 2
+
+
+async def test_get_call_transcripts(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.post("/v2/calls/transcript").respond(
+        200,
+        json={
+            "requestId": "r",
+            "records": records(1, 0),
+            "callTranscripts": [
+                {
+                    "callId": "1",
+                    "transcript": [
+                        {
+                            "speakerId": "s1",
+                            "topic": "Intro",
+                            "sentences": [
+                                {"start": 0, "end": 1500, "text": "Hi there."},
+                                {"start": 1500, "end": 3000, "text": "Welcome."},
+                            ],
+                        },
+                        {
+                            "speakerId": "s2",
+                            "topic": None,
+                            "sentences": [{"start": 3100, "end": 4000, "text": "Thanks!"}],
+                        },
+                    ],
+                }
+            ],
+        },
+    )
+    out = await ok(mcp, "get_call_transcripts", {"call_ids": ["1"]})
+    check_request(SPEC, sent(route))
+    assert json.loads(sent(route).content) == {"filter": {"callIds": ["1"]}}
+    turns = out["transcripts"][0]["monologues"]
+    assert turns[0] == {
+        "speaker_id": "s1",
+        "topic": "Intro",
+        "start_ms": 0,
+        "end_ms": 3000,
+        "text": "Hi there. Welcome.",
+    }
+    assert turns[1]["text"] == "Thanks!"
+
+
+async def test_list_and_get_users(gong: respx.MockRouter, mcp: Client) -> None:
+    user = {
+        "id": "234599484848423",
+        "emailAddress": "rep@us.example",
+        "created": "2025-01-01T00:00:00Z",
+        "active": True,
+        "emailAliases": [],
+        "firstName": "Rita",
+        "lastName": "Rep",
+        "title": "AE",
+        "phoneNumber": "+1",
+        "managerId": "9",
+        "settings": {"emailsImported": True},
+        "spokenLanguages": [{"language": "en-US", "primary": True}],
+    }
+    inactive = {**user, "id": "5", "active": False}
+    users = gong.get("/v2/users").respond(
+        200, json={"requestId": "r", "records": records(2, 0), "users": [user, inactive]}
+    )
+    one = gong.get("/v2/users/234599484848423").respond(200, json={"requestId": "r", "user": user})
+    listed = await ok(mcp, "list_users")
+    got = await ok(mcp, "get_user", {"user_id": "234599484848423"})
+    check_request(SPEC, sent(users))
+    check_request(SPEC, sent(one))
+    assert [u["id"] for u in listed["users"]] == ["234599484848423"]
+    assert got == {
+        "id": "234599484848423",
+        "email": "rep@us.example",
+        "first_name": "Rita",
+        "last_name": "Rep",
+        "title": "AE",
+        "active": True,
+        "manager_id": "9",
+        "created": "2025-01-01T00:00:00Z",
+    }
+
+
+async def test_429_retry_after_is_honoured(
+    gong: respx.MockRouter, mcp: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = gong.get("/v2/users/1").mock(
+        side_effect=[
+            httpx.Response(
+                429, headers={"Retry-After": "1"}, json={"requestId": "r", "errors": ["Too many requests"]}
+            ),
+            httpx.Response(200, json={"requestId": "r", "user": {"id": "1"}}),
+        ]
+    )
+    with caplog.at_level(logging.WARNING, logger="servers.common.http"):
+        assert (await ok(mcp, "get_user", {"user_id": "1"}))["id"] == "1"
+    assert route.call_count == 2 and "retry in 1.00s" in caplog.text
+
+
+async def test_429_beyond_the_wait_bound_fails_fast(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.get("/v2/users/1").respond(429, headers={"Retry-After": "3600"}, json={"errors": ["quota"]})
+    message = await err(mcp, "get_user", {"user_id": "1"})
+    assert route.call_count == 1 and "rate limited" in message and "3600" in message
+
+
+async def test_5xx_retried_for_reads_even_over_post(gong: respx.MockRouter, mcp: Client) -> None:
+    route = gong.post("/v2/calls/transcript").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"requestId": "r", "callTranscripts": []})]
+    )
+    out = await ok(mcp, "get_call_transcripts", {"call_ids": ["1"]})
+    assert out["transcripts"] == [] and route.call_count == 2
+
+
+async def test_bad_credentials(gong: respx.MockRouter, mcp: Client) -> None:
+    gong.get("/v2/users").respond(401, json={"requestId": "r", "errors": ["Invalid credentials"]})
+    message = await err(mcp, "list_users")
+    assert (
+        "token rejected" in message and "GONG_ACCESS_KEY" in message and "GONG_ACCESS_KEY_SECRET" in message
+    )
+    assert KEY not in message and SECRET not in message
+
+
+async def test_vendor_error_body(gong: respx.MockRouter, mcp: Client) -> None:
+    gong.get("/v2/calls").respond(
+        400, json={"requestId": "4al018gzaztcr8nbukw", "errors": ["fromDateTime must be before toDateTime"]}
+    )
+    message = await err(mcp, "list_calls", {"from_date_time": TO, "to_date_time": FROM})
+    assert "400" in message and "fromDateTime must be before toDateTime" in message
+
+
+async def test_missing_credentials(mcp: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GONG_ACCESS_KEY", KEY)
+    monkeypatch.delenv("GONG_ACCESS_KEY_SECRET", raising=False)
+    with respx.mock() as router:
+        message = await err(mcp, "get_call", {"call_id": "1"})
+        assert not router.calls
+    assert "GONG_ACCESS_KEY_SECRET" in message and "GONG_ACCESS_KEY," not in message
