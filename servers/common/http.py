@@ -128,7 +128,8 @@ class ApiClient:
                     self.limiters.defer(call.buckets, delay)
                     continue
                 reason = type(exc).__name__
-                raise UpstreamError(f"{self.vendor}: could not reach the API ({reason})") from None
+                note = "" if call.read else "; the write was not retried (check before repeating it)"
+                raise UpstreamError(f"{self.vendor}: could not reach the API ({reason}){note}") from None
             status = response.status_code
             log.debug("%s %s %s -> %s", self.vendor, call.method, call.path, status)
             if status == 429:

@@ -360,3 +360,9 @@ async def test_missing_credentials(mcp: Client, monkeypatch: pytest.MonkeyPatch)
 async def test_invalid_ts_rejected_before_any_request(slack: respx.MockRouter, mcp: Client) -> None:
     message_text = await err(mcp, "add_reaction", {"channel": "C1", "timestamp": "yesterday", "name": "eyes"})
     assert "timestamp" in message_text and not slack.calls
+
+
+async def test_transport_error_on_write_is_not_retried(slack: respx.MockRouter, mcp: Client) -> None:
+    route = slack.post("/reactions.add").mock(side_effect=httpx.ReadTimeout("slow"))
+    text = await err(mcp, "add_reaction", {"channel": "C1", "timestamp": "1.2", "name": "eyes"})
+    assert route.call_count == 1 and "ReadTimeout" in text and "not retried" in text
