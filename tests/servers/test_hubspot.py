@@ -439,7 +439,8 @@ async def test_read_gives_up_after_bounded_retries(hubspot: respx.MockRouter, mc
     assert "server error 500" in message
 
 
-async def test_bad_token(hubspot: respx.MockRouter, mcp: Client) -> None:
+async def test_bad_token(hubspot: respx.MockRouter, mcp: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     hubspot.get("/crm/v3/objects/contacts/1").respond(
         401,
         json={
@@ -451,7 +452,7 @@ async def test_bad_token(hubspot: respx.MockRouter, mcp: Client) -> None:
     )
     message = await err(mcp, "get_contact", {"object_id": "1"})
     assert "token rejected" in message and "HUBSPOT_ACCESS_TOKEN" in message
-    assert TOKEN not in message
+    assert TOKEN not in message and TOKEN not in caplog.text
 
 
 async def test_missing_scope(hubspot: respx.MockRouter, mcp: Client) -> None:
