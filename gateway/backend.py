@@ -1,0 +1,307 @@
+"""One persistent, supervised MCP session to one backend server.
+
+The session is opened once at start-up and shared by every call: the SDK's JSON-RPC dispatcher
+multiplexes concurrent requests on it by id. When the backend exits, the supervisor marks it down,
+fails nothing but the calls in flight, and reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import mcp_types
+from mcp import ClientSession
+from mcp.client._probe import negotiate_auto
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from gateway.config import GatewaySettings, ServerConfig
+
+logger = logging.getLogger("mcp_gateway.backend")
+
+State = Literal["starting", "up", "down"]
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+ChangeCallback = Callable[["Backend"], Awaitable[None]]
+
+
+class BackendUnavailable(Exception):
+    """The backend has no live session right now, or lost it during the call."""
+
+
+class _WatchedStream:
+    """A receive stream that sets an event when the transport closes (EOF)."""
+
+    def __init__(self, inner: Any, closed: anyio.Event) -> None:
+        self._inner = inner
+        self._closed = closed
+
+    async def __aenter__(self) -> _WatchedStream:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> Any:
+        self._closed.set()
+        return await self._inner.__aexit__(*exc)
+
+    def __aiter__(self) -> _WatchedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._inner.__anext__()
+        except (StopAsyncIteration, anyio.ClosedResourceError, anyio.EndOfStream):
+            self._closed.set()
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def resolve_command(command: str) -> str:
+    """`python`/`python3` mean the interpreter running the gateway, so built-ins work in any venv."""
+    if command in ("python", "python3"):
+        return sys.executable
+    return shutil.which(command) or command
+
+
+class Backend:
+    """A named backend server and its persistent session."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        settings: GatewaySettings,
+        on_change: ChangeCallback | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.settings = settings
+        self.on_change = on_change
+        self.state: State = "starting"
+        self.last_error: str | None = None
+        self.startup_ms: float | None = None
+        self.restarts = 0
+        self.tools: list[dict[str, Any]] = []
+        self.resources: list[mcp_types.Resource] = []
+        self.resource_templates: list[mcp_types.ResourceTemplate] = []
+        self.prompts: list[mcp_types.Prompt] = []
+        self.session: ClientSession | None = None
+        self.ready = anyio.Event()
+        self._refresh_requested = anyio.Event()
+
+    @property
+    def transport(self) -> str:
+        return self.config.kind
+
+    # ------------------------------------------------------------------ connection
+
+    @asynccontextmanager
+    async def _open_streams(self, closed: anyio.Event) -> AsyncIterator[tuple[Any, Any]]:
+        config = self.config
+        if config.kind == "stdio":
+            assert config.command is not None
+            params = StdioServerParameters(
+                command=resolve_command(config.command),
+                args=config.args,
+                env=config.env or None,
+                cwd=config.cwd,
+            )
+            context: AbstractAsyncContextManager[Any] = stdio_client(params, errlog=sys.stderr)
+        elif config.kind == "sse":
+            assert config.url is not None
+            context = sse_client(config.url, headers=config.headers or None, timeout=self.settings.startup_timeout)
+        else:
+            assert config.url is not None
+            client = httpx2.AsyncClient(
+                headers=config.headers,
+                timeout=httpx2.Timeout(self.settings.call_timeout + 5, read=None),
+                limits=httpx2.Limits(max_connections=64, max_keepalive_connections=64),
+            )
+            context = streamable_http_client(config.url, http_client=client)
+        async with context as (read_stream, write_stream):
+            yield _WatchedStream(read_stream, closed), write_stream
+
+    @asynccontextmanager
+    async def _open_session(self, closed: anyio.Event) -> AsyncIterator[ClientSession]:
+        if self.config.kind == "in-process":
+            from fastmcp.client.transports import FastMCPTransport
+
+            module = importlib.import_module(f"{self.config.module}.server")
+            transport = FastMCPTransport(module.create_server())
+            async with transport.connect_session(message_handler=self._on_message) as session:
+                yield session
+            return
+        async with self._open_streams(closed) as (read_stream, write_stream):
+            async with ClientSession(read_stream, write_stream, message_handler=self._on_message) as session:
+                yield session
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification | mcp_types.PromptListChangedNotification):
+            self._refresh_requested.set()
+        elif isinstance(message, mcp_types.ResourceListChangedNotification):
+            self._refresh_requested.set()
+        elif isinstance(message, Exception):
+            logger.warning("backend %s: transport error: %s", self.name, message)
+
+    async def _list_all(self, session: ClientSession) -> None:
+        """Fetch tools, resources and prompts (every page) into the cached lists."""
+        tools: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
+            result = await session.list_tools(params=params)
+            tools.extend(t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in result.tools)
+            cursor = result.next_cursor
+            if not cursor:
+                break
+        self.tools = tools
+        capabilities = session.server_capabilities
+        self.resources, self.resource_templates, self.prompts = [], [], []
+        if capabilities is not None and capabilities.resources is not None:
+            self.resources = list((await session.list_resources()).resources)
+            self.resource_templates = list((await session.list_resource_templates()).resource_templates)
+        if capabilities is not None and capabilities.prompts is not None:
+            self.prompts = list((await session.list_prompts()).prompts)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep a session open for as long as the gateway runs; reconnect with backoff when it dies."""
+        backoff = self.settings.restart_backoff_initial
+        started = False
+        while True:
+            closed = anyio.Event()
+            began = time.perf_counter()
+            try:
+                async with AsyncExitStack() as stack:
+                    # Task groups open inside this context, so no cancel scope may wrap its entry.
+                    session = await stack.enter_async_context(self._open_session(closed))
+                    with anyio.fail_after(self.settings.startup_timeout):
+                        await negotiate_auto(session)
+                        await self._list_all(session)
+                    self.session = session
+                    self.state = "up"
+                    self.last_error = None
+                    self.startup_ms = (time.perf_counter() - began) * 1000
+                    backoff = self.settings.restart_backoff_initial
+                    logger.info("backend %s up (%d tools, %.0f ms)", self.name, len(self.tools), self.startup_ms)
+                    self.ready.set()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await self._notify_change()
+                    await self._serve_until_closed(session, closed)
+                    raise BackendUnavailable("the backend closed its connection")
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as error:  # noqa: BLE001 - a backend may fail in any way; it must not stop the gateway
+                self._mark_down(error)
+            if not started:
+                started = True
+                task_status.started()
+            self.ready.set()
+            await self._notify_change()
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, self.settings.restart_backoff_max)
+            self.restarts += 1
+            self.state = "starting"
+
+    async def _serve_until_closed(self, session: ClientSession, closed: anyio.Event) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def refresh_on_request() -> None:
+                while True:
+                    await self._refresh_requested.wait()
+                    self._refresh_requested = anyio.Event()
+                    try:
+                        await self._list_all(session)
+                    except Exception as error:  # noqa: BLE001
+                        logger.warning("backend %s: refreshing lists failed: %s", self.name, error)
+                        continue
+                    logger.info("backend %s: lists changed (%d tools)", self.name, len(self.tools))
+                    await self._notify_change()
+
+            group.start_soon(refresh_on_request)
+            await closed.wait()
+            group.cancel_scope.cancel()
+
+    def _mark_down(self, error: BaseException) -> None:
+        self.session = None
+        self.state = "down"
+        self.last_error = _describe_error(error)
+        logger.warning("backend %s down: %s", self.name, self.last_error)
+
+    async def _notify_change(self) -> None:
+        if self.on_change is not None:
+            await self.on_change(self)
+
+    # ------------------------------------------------------------------ calls
+
+    def _live_session(self) -> ClientSession:
+        session = self.session
+        if session is None or self.state != "up":
+            detail = f": {self.last_error}" if self.last_error else ""
+            raise BackendUnavailable(f"backend '{self.name}' is {self.state}{detail}")
+        return session
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Send one request on the shared session and return the raw result dict.
+
+        This is the hot path: no model round-trips, just the SDK dispatcher's id correlation.
+        Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
+        """
+        session = self._live_session()
+        data: dict[str, Any] = {"method": method, "params": dict(params) if params else {}}
+        options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
+        session._stamp(data, options)  # the negotiated era's _meta and headers
+        if on_progress is not None:
+            options["on_progress"] = on_progress
+        try:
+            return await session._dispatcher.send_raw_request(method, data["params"], options)
+        except MCPError as error:
+            if error.code == mcp_types.CONNECTION_CLOSED:
+                raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
+            raise
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.TransportError) as error:
+            raise BackendUnavailable(f"backend '{self.name}' is unreachable: {_describe_error(error)}") from None
+
+    async def call_tool(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": tool, "arguments": arguments}
+        if meta:
+            params["_meta"] = meta
+        return await self.request("tools/call", params, timeout=timeout, on_progress=on_progress)
+
+
+def _describe_error(error: BaseException) -> str:
+    if isinstance(error, BaseExceptionGroup):
+        leaves = [_describe_error(e) for e in error.exceptions]
+        return "; ".join(leaves)
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error) or type(error).__name__
+    return text if len(text) < 300 else text[:297] + "..."

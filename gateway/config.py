@@ -1,0 +1,197 @@
+"""Load and validate `config/mcp.json`: the `mcpServers` format of Cursor and Claude Desktop plus a
+`gateway` section.
+
+Every problem is reported as a `ConfigError` naming the file, the JSON path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SERVER_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,48}$")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_PREFIX = "MCP_GATEWAY_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the file and JSON path it was found at."""
+
+    def __init__(self, file: str | Path, path: str, problem: str) -> None:
+        self.file = str(file)
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{self.file}: {path}: {problem}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Strict):
+    """One entry of `mcpServers`: a stdio command or a remote URL."""
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    transport: Literal["http", "sse", "stdio", "streamable-http"] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    in_process: bool = Field(default=False, alias="inProcess")
+    disabled: bool = False
+    timeout: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (a stdio server) or 'url' (a remote server)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"'url' must start with http:// or https://, got {self.url!r}")
+        if self.command is not None and self.transport not in (None, "stdio"):
+            raise ValueError("a 'command' server speaks stdio; 'transport' may only be 'stdio' here")
+        if self.in_process and self.module is None:
+            raise ValueError("'inProcess' needs a Python module server: \"args\": [\"-m\", \"package.module\"]")
+        return self
+
+    @property
+    def kind(self) -> Literal["stdio", "http", "sse", "in-process"]:
+        """How the gateway reaches this server."""
+        if self.in_process:
+            return "in-process"
+        if self.command is not None:
+            return "stdio"
+        return "sse" if self.transport == "sse" else "http"
+
+    @property
+    def module(self) -> str | None:
+        """The module of a `python -m module` server, if that is what this entry runs."""
+        if self.command and Path(self.command).name.startswith("python") and self.args[:1] == ["-m"]:
+            return self.args[1] if len(self.args) > 1 else None
+        return None
+
+
+class GatewaySettings(_Strict):
+    """The optional top-level `gateway` object; each field may be overridden by `MCP_GATEWAY_<FIELD>`."""
+
+    call_timeout: float = Field(default=30.0, gt=0, description="seconds a tool call may take")
+    startup_timeout: float = Field(default=30.0, gt=0, description="seconds a backend may take to start")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="largest request body accepted")
+    restart_backoff_initial: float = Field(default=0.5, gt=0)
+    restart_backoff_max: float = Field(default=30.0, gt=0)
+    name_separator: str = Field(default="_", min_length=1, max_length=2)
+
+    @field_validator("name_separator")
+    @classmethod
+    def _separator_chars(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-zA-Z0-9_-]+", value):
+            raise ValueError("may only contain letters, digits, '_' and '-'")
+        return value
+
+
+class GatewayConfig(_Strict):
+    """The whole file."""
+
+    mcp_servers: dict[str, ServerConfig] = Field(alias="mcpServers")
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _names(cls, servers: dict[str, ServerConfig]) -> dict[str, ServerConfig]:
+        for name in servers:
+            if not SERVER_NAME.match(name):
+                raise ValueError(f"server name {name!r} must match {SERVER_NAME.pattern}")
+        return servers
+
+    @property
+    def enabled_servers(self) -> dict[str, ServerConfig]:
+        return {name: server for name, server in self.mcp_servers.items() if not server.disabled}
+
+
+def expand_env(value: Any, environ: dict[str, str] | os._Environ[str], file: str | Path, path: str) -> Any:
+    """Expand `${VAR}` and `${VAR:-default}` in every string of `value`."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and environ[name] != "":
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(file, path, f"environment variable {name} is not set (use ${{{name}:-default}})")
+
+        return ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: expand_env(item, environ, file, f"{path}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_env(item, environ, file, f"{path}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    fields = GatewaySettings.model_fields
+    return {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in fields
+    }
+
+
+def _json_path(location: tuple[str | int, ...]) -> str:
+    path = "$"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_config(raw: Any, file: str | Path, environ: dict[str, str] | os._Environ[str] | None = None) -> GatewayConfig:
+    """Validate an already-decoded config document."""
+    environ = os.environ if environ is None else environ
+    if not isinstance(raw, dict):
+        raise ConfigError(file, "$", "the file must hold a JSON object with an 'mcpServers' key")
+    expanded = expand_env(raw, environ, file, "$")
+    overrides = _env_overrides(environ)
+    if overrides:
+        expanded["gateway"] = {**expanded.get("gateway", {}), **overrides}
+    try:
+        return GatewayConfig.model_validate(expanded)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = tuple(first["loc"])
+        if location and location[0] == "gateway" and len(location) > 1 and location[1] in overrides:
+            problem = f"{_describe(first)} (from env {ENV_PREFIX}{str(location[1]).upper()})"
+        else:
+            problem = _describe(first)
+        location = tuple("mcpServers" if part == "mcp_servers" else part for part in location)
+        location = tuple(part for part in location if part not in ("function-after[_one_kind()]",))
+        raise ConfigError(file, _json_path(location), problem) from None
+
+
+def load_config(file: str | Path, environ: dict[str, str] | os._Environ[str] | None = None) -> GatewayConfig:
+    """Read, expand and validate a config file."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "$", "file not found") from None
+    except OSError as error:
+        raise ConfigError(path, "$", f"cannot read: {error.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(path, "$", f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    return parse_config(raw, path, environ)

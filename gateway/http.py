@@ -1,0 +1,175 @@
+"""The HTTP side of the gateway: one ASGI app serving Streamable HTTP at `/mcp`, the legacy HTTP+SSE
+transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metrics`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+from fastmcp import FastMCP
+
+from gateway import metrics
+from gateway.hub import Hub
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MCP_PATH = "/mcp"
+SSE_PATH = "/sse"
+MESSAGE_PATH = "/messages/"
+
+
+async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a complete JSON response."""
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, status: int, reason: str, message: str) -> None:
+    """A 4xx/5xx with a JSON body that says what was wrong."""
+    metrics.HTTP_REJECTED.labels(reason).inc()
+    await send_json(send, status, {"error": reason, "message": message})
+
+
+class BodyLimit:
+    """Reject request bodies over `max_bytes` with 413, whether or not they declare a length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_error(send, 400, "bad_request", "Content-Length is not a number")
+                    return
+                if declared > self.max_bytes:
+                    await send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+                    return
+        received = 0
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _TooLarge:
+            if not started:
+                await send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class GatewayHTTP:
+    """Routes by path to the MCP transports and the operational endpoints."""
+
+    def __init__(self, hub: Hub, front: FastMCP, mcp_handler: ASGIApp | None = None) -> None:
+        self.hub = hub
+        self.streamable = front.http_app(path=MCP_PATH, transport="http")
+        self.sse = front.http_app(path=SSE_PATH, transport="sse")
+        self.mcp_handler = mcp_handler or self.streamable
+        self._exit_stack: AsyncExitStack | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        if path == MCP_PATH or path == MCP_PATH + "/":
+            await self.mcp_handler(scope, receive, send)
+        elif path == SSE_PATH or path.startswith(MESSAGE_PATH):
+            await self.sse(scope, receive, send)
+        elif path in ("/health", "/ready", "/metrics"):
+            if scope["method"] not in ("GET", "HEAD"):
+                await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
+            elif path == "/health":
+                await send_json(send, 200, self.hub.health())
+            elif path == "/ready":
+                ready = self.hub.ready
+                await send_json(send, 200 if ready else 503, {"ready": ready})
+            else:
+                body, content_type = metrics.render()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", content_type.encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        else:
+            await send_error(send, 404, "not_found", f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(self.streamable.router.lifespan_context(self.streamable))
+                await stack.enter_async_context(self.sse.router.lifespan_context(self.sse))
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+                assert message["type"] == "lifespan.shutdown"
+                self.hub.draining = True
+        except Exception as error:  # noqa: BLE001 - reported to the server, which exits
+            await send({"type": "lifespan.startup.failed", "message": str(error)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def serve_http(app: ASGIApp, host: str, port: int, max_body_bytes: int) -> None:
+    """Run the app under uvicorn until cancelled."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        BodyLimit(app, max_body_bytes),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    await server.serve()
+    _ = anyio  # uvicorn runs on the running event loop

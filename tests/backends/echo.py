@@ -1,0 +1,70 @@
+"""A test backend: echo, add, a slow tool, a crash tool, and a call counter.
+
+Run as `python -m tests.backends.echo [--http PORT]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import anyio
+from fastmcp import Context, FastMCP
+from mcp_types import ToolAnnotations
+
+server = FastMCP("echo")
+CALLS = {"count": 0}
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    CALLS["count"] += 1
+    return text
+
+
+@server.tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    CALLS["count"] += 1
+    return a + b
+
+
+@server.tool
+def whoami() -> dict[str, object]:
+    """Which process answered: the pid and how many calls it has served."""
+    return {"pid": os.getpid(), "calls": CALLS["count"]}
+
+
+@server.tool
+async def sleep(seconds: float, ctx: Context) -> str:
+    """Sleep, reporting progress each tenth of the time."""
+    for step in range(10):
+        await ctx.report_progress(step, 10, f"step {step}")
+        await anyio.sleep(seconds / 10)
+    return f"slept {seconds}"
+
+
+@server.tool
+def crash() -> str:
+    """Exit the whole backend process at once."""
+    os._exit(3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args()
+    if args.name:
+        server.name = args.name
+    if args.http:
+        server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
+    else:
+        server.run(show_banner=False)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
