@@ -558,14 +558,15 @@ class MemoryService:
         )
         hits = []
         expires = []
-        for rec, score in ranked:
+        for rec, raw in ranked:
+            score = round(float(raw), 6)
             if min_score is not None and score < min_score:
                 continue
             hits.append(
                 {
                     "id": rec.id,
                     "content": rec.content,
-                    "score": round(float(score), 6),
+                    "score": score,
                     "metadata": rec.metadata,
                     "created_at": iso(rec.created_at),
                 }
