@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import fakesnow
 import pytest
 
 from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
@@ -69,6 +70,11 @@ async def make_service(tmp_path: Path, minilm: MiniLMEmbedder) -> AsyncIterator[
         await svc.close()
 
 
+# fakesnow.server() imports the submodule fakesnow.server, which then shadows the function
+# on the package: keep a reference to the function taken before that happens.
+start_fakesnow = fakesnow.server
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
@@ -78,9 +84,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
     """A fakesnow server (Snowflake's wire protocol over duckdb) for the module."""
-    import fakesnow
-
-    with fakesnow.server() as kwargs:
+    with start_fakesnow() as kwargs:
         yield kwargs
 
 
