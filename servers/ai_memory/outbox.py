@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from servers.ai_memory.store import serialise_op
+
 
 class Outbox:
     def __init__(self, path: Path) -> None:
@@ -42,7 +44,9 @@ class Outbox:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO OUTBOX (OP) VALUES (?)", [(json.dumps(op),) for op in ops])
+                db.executemany(
+                    "INSERT INTO OUTBOX (OP) VALUES (?)", [(json.dumps(serialise_op(op)),) for op in ops]
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -24,7 +24,7 @@ from fastmcp.exceptions import ToolError
 
 from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder, HashEmbedder, MiniLMEmbedder
+from servers.ai_memory.embedder import Embedder, HashEmbedder, MiniLMEmbedder, TorchMiniLMEmbedder
 from servers.ai_memory.filters import FilterError, parse_filter
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox
@@ -119,7 +119,12 @@ class MemoryService:
             else:
                 self.use_cortex = bool(getattr(self._store, "computes_embeddings", False))
             if self._embedder is None:
-                self._embedder = HashEmbedder() if choice == "hash" else MiniLMEmbedder()
+                if choice == "hash":
+                    self._embedder = HashEmbedder()
+                elif choice == "torch":
+                    self._embedder = TorchMiniLMEmbedder()
+                else:
+                    self._embedder = MiniLMEmbedder()
             if self._cache is None:
                 self._cache = (
                     RedisCache(cfg.redis_url, timeout=cfg.redis_timeout)

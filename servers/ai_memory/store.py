@@ -58,7 +58,18 @@ class Store(Protocol):
 
 
 def put_op(rec: MemoryRecord) -> Op:
-    return {"op": "put", "record": rec.to_json(with_embedding=True)}
+    # The record object rides along in memory; `serialise_op` turns it into JSON for the outbox.
+    return {"op": "put", "rec": rec}
+
+
+def serialise_op(op: Op) -> Op:
+    if "rec" in op:
+        return {"op": "put", "record": op["rec"].to_json(with_embedding=True)}
+    return op
+
+
+def op_record(op: Op) -> MemoryRecord:
+    return op["rec"] if "rec" in op else MemoryRecord.from_json(op["record"])
 
 
 def delete_op(memory_id: str) -> Op:
@@ -145,7 +156,7 @@ class SqliteStore:
                 for op in ops:
                     kind = op["op"]
                     if kind == "put":
-                        r = MemoryRecord.from_json(op["record"])
+                        r = op_record(op)
                         emb = None if r.embedding is None else r.embedding.astype(np.float32).tobytes()
                         db.execute(
                             f"INSERT INTO MEMORIES ({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
@@ -407,7 +418,7 @@ class SnowflakeStore:
                     j = i
                     while j < len(ops) and ops[j]["op"] == "put" and j - i < 500:
                         j += 1
-                    self._merge(cur, [MemoryRecord.from_json(o["record"]) for o in ops[i:j]])
+                    self._merge(cur, [op_record(o) for o in ops[i:j]])
                     i = j
                     continue
                 op = ops[i]
