@@ -78,7 +78,20 @@ def synthetic(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, l
 async def bench(tmp: Path, embedder: MiniLMEmbedder, quick: bool) -> None:
     print("\n== benchmark (embedded defaults) ==")
     rng = random.Random(1)
-    words = "project invoice customer meeting travel budget deadline family doctor recipe garden car".split()
+    words = [
+        "project",
+        "invoice",
+        "customer",
+        "meeting",
+        "travel",
+        "budget",
+        "deadline",
+        "family",
+        "doctor",
+        "recipe",
+        "garden",
+        "car",
+    ]
     svc = await new_service(tmp / "bench-store", embedder)
     n_batches = 5 if quick else 20
     t0 = time.perf_counter()
