@@ -1,0 +1,1 @@
+"""Benchmark and recall evaluation for the ai_memory server (`python -m bench.ai_memory`)."""

@@ -1,0 +1,185 @@
+"""`python -m bench.ai_memory [--quick] [--skip-eval] [--skip-bench]`
+
+Everything runs on the embedded defaults (sqlite L3, in-process LRU L1, numpy MiniLM) in a
+temporary data directory. Figures are printed as a small report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.ai_memory.eval_data import build
+from servers.ai_memory.config import MemoryConfig
+from servers.ai_memory.embedder import MiniLMEmbedder
+from servers.ai_memory.records import MemoryRecord, content_hash, now
+from servers.ai_memory.service import MemoryService
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+async def new_service(data_dir: Path, embedder: MiniLMEmbedder, **kw) -> MemoryService:
+    cfg = MemoryConfig(data_dir=data_dir, warm_embedder=False)
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    svc = MemoryService(cfg, embedder=embedder)
+    await svc.start(background=False)
+    return svc
+
+
+async def recall_eval(tmp: Path, embedder: MiniLMEmbedder) -> None:
+    turns, questions = build()
+    print(f"\n== recall evaluation: {len(turns)} turns, {len(questions)} questions ==")
+    results = {}
+    for fusion in ("blend", "rrf"):
+        svc = await new_service(tmp / f"eval-{fusion}", embedder, fusion=fusion)
+        ids = (await svc.store_memories([{"content": t} for t in turns], "eval"))["ids"]
+        modes = [("dense", "dense"), ("keyword", "keyword"), (f"hybrid-{fusion}", "hybrid")]
+        for label, mode in modes:
+            if label in results:
+                continue
+            per_kind: dict[str, list[int]] = {}
+            ranks = []
+            for q, ans, kind in questions:
+                hits = await svc.recall_memory(q, "eval", k=10, mode=mode, use_cache=False)
+                got = [h["id"] for h in hits]
+                rank = got.index(ids[ans]) + 1 if ids[ans] in got else 99
+                ranks.append(rank)
+                per_kind.setdefault(kind, []).append(rank)
+            results[label] = (ranks, per_kind)
+        await svc.close()
+    print(f"{'retriever':<16}{'R@1':>7}{'R@5':>7}{'R@10':>7}   R@5 by kind")
+    for label, (ranks, per_kind) in results.items():
+        r = [sum(x <= k for x in ranks) / len(ranks) for k in (1, 5, 10)]
+        kinds = "  ".join(f"{k}={sum(x <= 5 for x in v) / len(v):.2f}" for k, v in sorted(per_kind.items()))
+        print(f"{label:<16}{r[0]:>7.3f}{r[1]:>7.3f}{r[2]:>7.3f}   {kinds}")
+
+
+def synthetic(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    centers = rng.standard_normal((max(10, n // 100), dim)).astype(np.float32)
+    vecs = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vocab = [f"w{i}" for i in range(20_000)]
+    zipf = np.minimum(rng.zipf(1.3, size=(n, 12)), len(vocab)) - 1
+    texts = [" ".join(vocab[j] for j in row) + f" item {i}" for i, row in enumerate(zipf)]
+    return vecs, texts
+
+
+async def bench(tmp: Path, embedder: MiniLMEmbedder, quick: bool) -> None:
+    print("\n== benchmark (embedded defaults) ==")
+    rng = random.Random(1)
+    words = [
+        "project",
+        "invoice",
+        "customer",
+        "meeting",
+        "travel",
+        "budget",
+        "deadline",
+        "family",
+        "doctor",
+        "recipe",
+        "garden",
+        "car",
+    ]
+    svc = await new_service(tmp / "bench-store", embedder)
+    n_batches = 5 if quick else 20
+    t0 = time.perf_counter()
+    for b in range(n_batches):
+        batch = [
+            {
+                "content": f"note {b}-{i}: " + " ".join(rng.choice(words) for _ in range(14)),
+                "metadata": {"batch": b},
+            }
+            for i in range(100)
+        ]
+        await svc.store_memories(batch, "throughput")
+    dt = time.perf_counter() - t0
+    print(
+        f"store_memories: {n_batches * 100} memories in batches of 100: "
+        f"{n_batches * 100 / dt:,.0f} memories/s "
+        "(real MiniLM embedding + fsync'd sqlite commit per batch)"
+    )
+    await svc.close()
+
+    queries = [
+        f"{rng.choice(words)} {rng.choice(words)} plans for w{rng.randint(0, 300)}" for _ in range(200)
+    ]
+    sizes = [10_000] if quick else [10_000, 100_000]
+    for n in sizes:
+        svc = await new_service(tmp / f"bench-{n}", embedder)
+        idx = await svc._ns("big")
+        vecs, texts = synthetic(n, embedder.dim, np.random.default_rng(n))
+        t = now()
+        recs = [
+            MemoryRecord(
+                id=f"s{i}",
+                namespace="big",
+                content=s,
+                content_hash=content_hash(s),
+                metadata={"i": i},
+                created_at=t,
+                updated_at=t,
+            )
+            for i, s in enumerate(texts)
+        ]
+        idx.add(recs, vecs)  # bulk-loaded straight into the L2 index (not through L3)
+        for q in queries[:5]:
+            await svc.recall_memory(q, "big", k=5, use_cache=False)
+        lat = []
+        for q in queries:
+            s = time.perf_counter()
+            await svc.recall_memory(q, "big", k=5, use_cache=False)
+            lat.append((time.perf_counter() - s) * 1000)
+        emb = []
+        for q in queries[:50]:
+            s = time.perf_counter()
+            embedder.embed([q])
+            emb.append((time.perf_counter() - s) * 1000)
+        print(
+            f"recall_memory @ {n:>7,} memories: p50 {statistics.median(lat):6.2f} ms"
+            f"  p95 {pct(lat, 95):6.2f} ms"
+            f"  (query embedding alone p50 {statistics.median(emb):.2f} ms)"
+        )
+        if n == sizes[0]:
+            await svc.recall_memory(queries[0], "big", k=5)
+            hit = []
+            for _ in range(500):
+                s = time.perf_counter()
+                await svc.recall_memory(queries[0], "big", k=5)
+                hit.append((time.perf_counter() - s) * 1000)
+            print(
+                f"recall_memory L1 hit (in-process LRU): p50 {statistics.median(hit):.3f} ms"
+                f"  p95 {pct(hit, 95):.3f} ms"
+            )
+        await svc.close()
+
+
+async def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller runs (10k only)")
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--skip-bench", action="store_true")
+    args = ap.parse_args(argv)
+    t = time.perf_counter()
+    embedder = MiniLMEmbedder().load()
+    print(f"model load: {(time.perf_counter() - t) * 1000:.0f} ms (numpy all-MiniLM-L6-v2)")
+    with tempfile.TemporaryDirectory(prefix="ai_memory_bench_") as d:
+        if not args.skip_eval:
+            await recall_eval(Path(d), embedder)
+        if not args.skip_bench:
+            await bench(Path(d), embedder, args.quick)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

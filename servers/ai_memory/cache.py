@@ -1,0 +1,192 @@
+"""L1: the hot key-value tier.
+
+`RedisCache` (when REDIS_URL is set) uses one pooled `redis.asyncio` client with short
+socket timeouts. Any Redis failure marks the cache down for a back-off period and turns
+every call into a miss: clients never see a Redis error, and since L1 only ever holds
+copies, nothing is lost. Invalidations that could not be sent while Redis was down are
+replayed before the cache is used again, so a Redis that merely lost its network never
+serves results from before a write.
+
+`LocalLRUCache` is the embedded default: a bounded in-process LRU with per-key TTLs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "aimem:"
+
+
+class CacheStats:
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class LocalLRUCache:
+    backend = "local-lru"
+
+    def __init__(self, max_items: int = 10_000) -> None:
+        self.max_items = max_items
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self.stats = CacheStats()
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    def _get(self, key: str) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires and expires <= time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return value
+
+    async def get(self, key: str) -> Any:
+        return self._get(key)
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        self._data[key] = (time.monotonic() + ttl if ttl else 0.0, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_items:
+            self._data.popitem(last=False)
+
+    async def delete(self, *keys: str) -> None:
+        for k in keys:
+            self._data.pop(k, None)
+
+    async def incr(self, key: str) -> None:
+        current = self._get(key) or 0
+        self._data[key] = (0.0, int(current) + 1)
+
+    async def get_int(self, key: str) -> int | None:
+        v = self._get(key)
+        return 0 if v is None else int(v)
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisCache:
+    backend = "redis"
+
+    def __init__(self, url: str, timeout: float = 0.25, backoff: float = 2.0) -> None:
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.timeout = timeout
+        self.backoff = backoff
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            max_connections=32,
+            decode_responses=True,
+        )
+        self._down_until = 0.0
+        self._pending_incr: set[str] = set()
+        self._pending_del: set[str] = set()
+        self.stats = CacheStats()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _fail(self, exc: BaseException) -> None:
+        self.stats.errors += 1
+        if self.available:
+            log.warning("L1 redis unavailable, degrading to no L1 for %.1fs: %s", self.backoff, exc)
+        self._down_until = time.monotonic() + self.backoff
+
+    async def _flush_pending(self) -> None:
+        if not (self._pending_incr or self._pending_del):
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for k in self._pending_incr:
+            pipe.incr(k)
+        if self._pending_del:
+            pipe.delete(*self._pending_del)
+        await pipe.execute()
+        self._pending_incr.clear()
+        self._pending_del.clear()
+
+    async def _ready(self) -> bool:
+        if not self.available:
+            return False
+        try:
+            await self._flush_pending()
+            return True
+        except Exception as exc:
+            self._fail(exc)
+            return False
+
+    async def get(self, key: str) -> Any:
+        if not await self._ready():
+            return None
+        try:
+            raw = await self._client.get(key)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        return None if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        if not await self._ready():
+            return
+        try:
+            await self._client.set(key, json.dumps(value, separators=(",", ":")), px=max(1, int(ttl * 1000)))
+        except Exception as exc:
+            self._fail(exc)
+
+    async def delete(self, *keys: str) -> None:
+        if not keys:
+            return
+        if await self._ready():
+            try:
+                await self._client.delete(*keys)
+                return
+            except Exception as exc:
+                self._fail(exc)
+        self._pending_del.update(keys)
+
+    async def incr(self, key: str) -> None:
+        if await self._ready():
+            try:
+                await self._client.incr(key)
+                return
+            except Exception as exc:
+                self._fail(exc)
+        self._pending_incr.add(key)
+
+    async def get_int(self, key: str) -> int | None:
+        """The integer at key (0 if absent); None when Redis is unavailable."""
+        if not await self._ready():
+            return None
+        try:
+            raw = await self._client.get(key)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        return 0 if raw is None else int(raw)
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except Exception:
+            log.debug("closing redis client failed", exc_info=True)

@@ -1,0 +1,110 @@
+"""Fixtures for the ai_memory tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakesnow
+import pytest
+
+from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
+from servers.ai_memory.embedder import MiniLMEmbedder
+from servers.ai_memory.service import MemoryService
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    """The real all-MiniLM-L6-v2 model, loaded once per session."""
+    return MiniLMEmbedder().load()
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Freeze the service's notion of time (created_at, TTL expiry) under test control."""
+    fake = FakeClock()
+    import servers.ai_memory.records as records
+    import servers.ai_memory.service as service
+
+    monkeypatch.setattr(records, "now", fake)
+    monkeypatch.setattr(service, "now", fake)
+    return fake
+
+
+def make_config(data_dir: Path, **overrides: Any) -> MemoryConfig:
+    cfg = MemoryConfig(data_dir=data_dir, warm_embedder=False)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture
+async def make_service(tmp_path: Path, minilm: MiniLMEmbedder) -> AsyncIterator[Callable[..., Any]]:
+    """Factory for started services over the embedded defaults (real model); closed at the end."""
+    made: list[MemoryService] = []
+
+    async def factory(data_dir: Path | None = None, *, background: bool = False, **kw: Any) -> MemoryService:
+        store = kw.pop("store", None)
+        embedder = kw.pop("embedder", minilm)
+        svc = MemoryService(make_config(data_dir or tmp_path / "data", **kw), embedder=embedder, store=store)
+        await svc.start(background=background)
+        made.append(svc)
+        return svc
+
+    yield factory
+    for svc in made:
+        await svc.close()
+
+
+# fakesnow.server() imports the submodule fakesnow.server, which then shadows the function
+# on the package: keep a reference to the function taken before that happens.
+start_fakesnow = fakesnow.server
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
+    """A fakesnow server (Snowflake's wire protocol over duckdb) for the module."""
+    with start_fakesnow() as kwargs:
+        yield kwargs
+
+
+_schema_counter = iter(range(1_000_000))
+
+
+def snowflake_settings(kwargs: dict[str, Any], port: int | None = None, **over: Any) -> SnowflakeSettings:
+    s = SnowflakeSettings(
+        account=kwargs.get("account", "fakesnow"),
+        user=kwargs.get("user", "fake"),
+        password=kwargs.get("password", "snow"),
+        host="127.0.0.1",
+        port=port or kwargs["port"],
+        protocol="http",
+        database="MEMDB",
+        schema=f"S{next(_schema_counter)}",
+        pool_size=2,
+        login_timeout=5,
+        network_timeout=5,
+    )
+    for k, v in over.items():
+        setattr(s, k, v)
+    return s
