@@ -160,9 +160,6 @@ class BackendComponentsProvider(Provider):
             prompts.append(prompt)
         return prompts
 
-    def model_copy_hook(self) -> None:  # pragma: no cover - documentation anchor
-        """Namespacing renames copies; the private backend fields travel with them (pydantic private attrs)."""
-
 
 class SessionTracker(Middleware):
     """Remembers connected sessions so a catalog change can be announced to each of them."""
@@ -170,7 +167,7 @@ class SessionTracker(Middleware):
     def __init__(self) -> None:
         self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    async def on_request(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
+    async def on_message(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
         ctx = context.fastmcp_context
         if ctx is not None and ctx.request_context is not None:
             self.sessions.add(ctx.request_context.session)
@@ -193,7 +190,6 @@ def build_front(hub: Hub) -> tuple[FastMCP, SessionTracker]:
         server.add_provider(BackendComponentsProvider(backend), namespace=backend.name)
     tracker = SessionTracker()
     server.add_middleware(tracker)
-    hub.add_listener(tracker.announce_tools_changed)
     return server, tracker
 
 

@@ -3,27 +3,48 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 
 import anyio
 
 from gateway.config import GatewayConfig
+from gateway.fastpath import FastPath
 from gateway.front import build_front
 from gateway.http import GatewayHTTP, serve_http
 from gateway.hub import Hub
+from gateway.stdio import StdioFront
+from gateway.streamable import StreamableFront
 
 logger = logging.getLogger("mcp_gateway")
+
+
+def build_http_app(hub: Hub) -> GatewayHTTP:
+    """The ASGI app: FastMCP's transports with the fast path in front of `/mcp`."""
+    front, tracker = build_front(hub)
+    hub.add_listener(tracker.announce_tools_changed)
+    app = GatewayHTTP(hub, front)
+    streamable = app.streamable
+
+    def session_ids() -> Container[str]:
+        manager = getattr(streamable, "session_manager", None)  # created by the app's lifespan
+        return manager._server_instances if manager is not None else ()
+
+    app.mcp_handler = StreamableFront(FastPath(hub), streamable, session_ids)
+    return app
 
 
 async def serve(config: GatewayConfig, transport: str, host: str, port: int) -> None:
     """Start the backends, then serve clients until cancelled."""
     hub = Hub(config)
-    front, _tracker = build_front(hub)
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         if transport == "stdio":
-            await front.run_stdio_async(show_banner=False)
+            front, _tracker = build_front(hub)
+            stdio = StdioFront(front, FastPath(hub), config.gateway.max_body_bytes)
+            hub.add_listener(stdio.announce_tools_changed)
+            await stdio.serve()
         else:
-            app = GatewayHTTP(hub, front)
+            app = build_http_app(hub)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             await serve_http(app, host, port, config.gateway.max_body_bytes)
         group.cancel_scope.cancel()

@@ -1,0 +1,101 @@
+"""The lean path for the hot methods (`tools/call`, `tools/list`): plain dicts from the wire to the
+backend session and back, without building a model per message.
+
+Transports decide *whether* a message may take this path (the session is established, the headers
+agree); this module only answers it, in the shape the client's protocol revision expects. Anything
+else goes to the FastMCP front, which implements the whole protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from gateway import __version__
+from gateway.hub import Hub
+
+PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
+SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
+MODERN_VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
+FAST_METHODS = frozenset({"tools/call", "tools/list"})
+
+NotificationSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def modern_version(message: dict[str, Any]) -> str | None:
+    """The 2026-era protocol version a request declares in its `_meta`, if it is one we serve."""
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None
+    version = meta.get(PROTOCOL_VERSION_META)
+    return version if version in MODERN_VERSIONS else None
+
+
+def is_fast_candidate(message: Any) -> bool:
+    """A single request for a hot method whose params are well-formed enough to answer here."""
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or "id" not in message:
+        return False
+    method = message.get("method")
+    if method not in FAST_METHODS:
+        return False
+    params = message.get("params")
+    if method == "tools/list":
+        return params is None or (isinstance(params, dict) and params.get("cursor") is None)
+    return (
+        isinstance(params, dict)
+        and isinstance(params.get("name"), str)
+        and isinstance(params.get("arguments", {}), dict)
+    )
+
+
+class FastPath:
+    """Answers hot requests straight from the hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.server_info = {"name": "mcp-gateway", "version": __version__}
+
+    def _shape(self, result: dict[str, Any], modern: bool) -> dict[str, Any]:
+        if modern:
+            result["resultType"] = "complete"
+            meta = result.get("_meta")
+            result["_meta"] = {**meta, SERVER_INFO_META: self.server_info} if meta else {
+                SERVER_INFO_META: self.server_info
+            }
+        return result
+
+    async def answer(
+        self, message: dict[str, Any], *, modern: bool, notify: NotificationSink | None = None
+    ) -> dict[str, Any]:
+        """The JSON-RPC response to one fast-path request."""
+        request_id = message["id"]
+        params = message.get("params") or {}
+        if message["method"] == "tools/list":
+            result: dict[str, Any] = {"tools": self.hub.catalog.tools}
+            if modern:
+                result["ttlMs"] = 0
+                result["cacheScope"] = "private"
+            return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}
+        meta = params.get("_meta")
+        progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
+        on_progress = None
+        if progress_token is not None and notify is not None:
+
+            async def on_progress(progress: float, total: float | None, text: str | None) -> None:
+                payload: dict[str, Any] = {"progressToken": progress_token, "progress": progress}
+                if total is not None:
+                    payload["total"] = total
+                if text is not None:
+                    payload["message"] = text
+                await notify({"jsonrpc": "2.0", "method": "notifications/progress", "params": payload})
+
+        result = await self.hub.call_tool(
+            params["name"], params.get("arguments"), meta=meta if isinstance(meta, dict) else None,
+            on_progress=on_progress,
+        )
+        return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}

@@ -1,0 +1,138 @@
+"""MCP over stdio: newline-delimited JSON-RPC on the process's stdin/stdout.
+
+Hot requests of an established session take the fast path; everything else (the handshake,
+resources, prompts, notifications, malformed input) goes to the FastMCP front through the SDK's
+stream pair. Writes to stdout come from one event loop, a whole line at a time, so they never mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp import FastMCP
+from mcp.shared.message import SessionMessage
+
+from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+
+logger = logging.getLogger("mcp_gateway.stdio")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+
+
+def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _claim_stdio() -> tuple[int, int]:
+    """Take fds 0/1 for the wire and point them at /dev/null and stderr, so stray prints can't corrupt it."""
+    wire_in, wire_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return wire_in, wire_out
+
+
+class StdioFront:
+    """One stdio session in front of the FastMCP server."""
+
+    def __init__(self, front: FastMCP, fast: FastPath, max_line_bytes: int) -> None:
+        self.front = front
+        self.fast = fast
+        self.max_line_bytes = max_line_bytes
+        self.legacy_version: str | None = None
+        self._initialize_ids: set[Any] = set()
+        self._write: Any = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        wire_in, wire_out = _claim_stdio()
+        reader = asyncio.StreamReader(limit=2**16)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(wire_in, "rb", 0))
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(wire_out, "wb", 0))
+        self._write = transport.write
+        to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+        server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
+        lowlevel = self.front._mcp_server
+        async with self.front._lifespan_manager(), anyio.create_task_group() as group:
+            group.start_soon(lambda: lowlevel.run(server_reads, server_writes, lowlevel.create_initialization_options()))
+            group.start_soon(self._relay_server_output, from_server)
+            async with to_server:
+                async for line in self._lines(reader):
+                    await self._dispatch(line, to_server, group)
+            group.cancel_scope.cancel()
+
+    async def _lines(self, reader: asyncio.StreamReader) -> Any:
+        """Yield each line; answer an over-long one with an error and skip it."""
+        buffer = bytearray()
+        discarding = False
+        while chunk := await reader.read(2**16):
+            buffer += chunk
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                line = bytes(buffer[start:end])
+                start = end + 1
+                if discarding:
+                    discarding = False
+                elif line.strip():
+                    yield line
+            del buffer[:start]
+            if len(buffer) > self.max_line_bytes:
+                if not discarding:
+                    self.send(_error(None, INVALID_REQUEST, f"message over {self.max_line_bytes} bytes"))
+                buffer.clear()
+                discarding = True
+        if buffer.strip() and not discarding:
+            yield bytes(buffer)
+
+    async def _dispatch(self, line: bytes, to_server: Any, group: anyio.abc.TaskGroup) -> None:
+        try:
+            message = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            self.send(_error(None, PARSE_ERROR, f"Parse error: {error}"))
+            return
+        if is_fast_candidate(message):
+            modern = modern_version(message) is not None
+            if modern or self.legacy_version is not None:
+                group.start_soon(self._answer_fast, message, modern)
+                return
+        try:
+            parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
+        except Exception:  # noqa: BLE001 - any shape error is the client's, answered as such
+            request_id = message.get("id") if isinstance(message, dict) else None
+            self.send(_error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"))
+            return
+        if isinstance(message, dict) and message.get("method") == "initialize":
+            self._initialize_ids.add(message.get("id"))
+        await to_server.send(SessionMessage(parsed))
+
+    async def _answer_fast(self, message: dict[str, Any], modern: bool) -> None:
+        async def notify(notification: dict[str, Any]) -> None:
+            self.send(notification)
+
+        self.send(await self.fast.answer(message, modern=modern, notify=notify))
+
+    async def _relay_server_output(self, from_server: Any) -> None:
+        async with from_server:
+            async for session_message in from_server:
+                data = session_message.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
+                if data.get("id") in self._initialize_ids and "result" in data:
+                    self._initialize_ids.discard(data["id"])
+                    self.legacy_version = data["result"].get("protocolVersion")
+                self.send(data)
+
+    async def announce_tools_changed(self) -> None:
+        if self._write is not None and self.legacy_version is not None:
+            self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})

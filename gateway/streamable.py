@@ -1,0 +1,136 @@
+"""Streamable HTTP at `/mcp`, with the fast path in front of FastMCP's implementation.
+
+A POST that carries one hot request (`tools/call`, `tools/list`) of an established session, or of
+the stateless 2026-07-28 revision with its envelope and headers in order, is answered here: as a
+JSON response, or as an SSE stream when the backend reports progress first. Every other request
+(handshakes, GET streams, DELETE, batches, anything malformed or doubtful) is replayed unchanged to
+FastMCP, which owns the protocol's error answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Container
+from typing import Any
+
+import anyio
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.http import ASGIApp, Message, Receive, Scope, Send
+
+_HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that yields the already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class StreamableFront:
+    """The ASGI handler mounted at `/mcp`."""
+
+    def __init__(self, fast: FastPath, fallback: ASGIApp, session_ids: Callable[[], Container[str]]) -> None:
+        self.fast = fast
+        self.fallback = fallback
+        self.session_ids = session_ids  # FastMCP's live session table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await self.fallback(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        request = self._eligible(scope, body)
+        if request is None:
+            await self.fallback(scope, _replay(body, receive), send)
+            return
+        modern, message = request
+        await self._answer(message, modern, receive, send)
+
+    def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
+        """(modern?, request) when this POST may take the fast path, else None."""
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1")
+            if key.startswith("mcp-param-"):
+                return None  # x-mcp-header arguments: let the SDK validate them
+            headers[key] = value.decode("latin-1")
+        accept = headers.get("accept", "")
+        if "application/json" not in accept or "text/event-stream" not in accept:
+            return None
+        if not headers.get("content-type", "").startswith("application/json"):
+            return None
+        try:
+            message = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if not is_fast_candidate(message):
+            return None
+        session_id = headers.get("mcp-session-id")
+        if session_id is not None:
+            version = headers.get("mcp-protocol-version")
+            if modern_version(message) or session_id not in self.session_ids():
+                return None
+            if version is not None and version not in _HANDSHAKE_VERSIONS:
+                return None
+            return False, message
+        if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
+            return None
+        return True, message
+
+    async def _answer(self, message: dict[str, Any], modern: bool, receive: Receive, send: Send) -> None:
+        """Run the call; answer JSON, or SSE once a progress notification comes first."""
+        outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](64)
+        streaming = False
+
+        async def notify(notification: dict[str, Any]) -> None:
+            await outbox.send(notification)
+
+        async def run() -> None:
+            async with outbox:
+                await outbox.send(await self.fast.answer(message, modern=modern, notify=notify))
+
+        async def watch_disconnect(scope: anyio.CancelScope) -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()  # the client went away: cancel the call (the backend is told)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            group.start_soon(watch_disconnect, group.cancel_scope)
+            async with inbox:
+                async for item in inbox:
+                    final = "id" in item
+                    if final and not streaming:
+                        payload = json.dumps(item, separators=(",", ":")).encode()
+                        await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
+                        await send({"type": "http.response.body", "body": payload})
+                        break
+                    if not streaming:
+                        streaming = True
+                        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+                    event = b"event: message\ndata: " + json.dumps(item, separators=(",", ":")).encode() + b"\n\n"
+                    await send({"type": "http.response.body", "body": event, "more_body": not final})
+                    if final:
+                        break
+            group.cancel_scope.cancel()
