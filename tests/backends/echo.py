@@ -11,7 +11,7 @@ import sys
 
 import anyio
 from fastmcp import Context, FastMCP
-from mcp_types import ToolAnnotations
+from mcp_types import ToolAnnotations, ToolListChangedNotification
 
 server = FastMCP("echo")
 CALLS = {"count": 0}
@@ -47,6 +47,18 @@ async def sleep(seconds: float, ctx: Context) -> str:
 
 
 @server.tool
+async def grow(name: str, ctx: Context) -> str:
+    """Register a new tool called `name` and announce that the tool list changed."""
+
+    def extra() -> str:
+        return f"I am {name}"
+
+    server.tool(name=name)(extra)
+    await ctx.send_notification(ToolListChangedNotification())
+    return f"added {name}"
+
+
+@server.tool
 def crash() -> str:
     """Exit the whole backend process at once."""
     os._exit(3)
@@ -55,10 +67,8 @@ def crash() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
-    parser.add_argument("--name", default=None)
+    parser.add_argument("--name", default=None, help="unused; names the process in ps output")
     args = parser.parse_args()
-    if args.name:
-        server.name = args.name
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:

@@ -1,0 +1,97 @@
+"""Config loading: the mcpServers format, env expansion, and errors that name file, path and problem."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config
+from tests.helpers.procs import ROOT, child_env
+
+
+def write(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_cursor_style_config_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "mcpServers": {
+            "local": {"command": "npx", "args": ["-y", "some-server"], "env": {"KEY": "v"}, "cwd": "/tmp"},
+            "remote": {"url": "https://example.test/mcp", "headers": {"X-Key": "k"}},
+            "legacy": {"url": "https://example.test/sse", "transport": "sse"},
+        }
+    })
+    config = load_config(path, environ={})
+    assert [s.kind for s in config.mcp_servers.values()] == ["stdio", "http", "sse"]
+    assert config.mcp_servers["local"].env == {"KEY": "v"}
+    assert config.gateway.call_timeout == 30
+
+
+def test_env_references_expand_with_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {"s": {"command": "x", "env": {
+        "A": "${TOKEN}", "B": "${MISSING:-fallback}", "C": "pre-${TOKEN}-post"}}}})
+    config = load_config(path, environ={"TOKEN": "t0k"})
+    assert config.mcp_servers["s"].env == {"A": "t0k", "B": "fallback", "C": "pre-t0k-post"}
+
+
+def test_gateway_settings_overridden_by_env(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {}, "gateway": {"call_timeout": 5}})
+    config = load_config(path, environ={"MCP_GATEWAY_CALL_TIMEOUT": "7.5"})
+    assert config.gateway.call_timeout == 7.5
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "problem"),
+    [
+        ({"mcpServers": {"s": {"command": "x", "bogus": 1}}}, "$.mcpServers.s.bogus", "unknown key"),
+        ({"mcpServers": {"s": {"command": "x", "args": "not-a-list"}}}, "$.mcpServers.s.args", "list"),
+        ({"mcpServers": {"s": {"args": []}}}, "$.mcpServers.s", "exactly one of 'command'"),
+        ({"mcpServers": {"s": {"url": "ftp://x"}}}, "$.mcpServers.s", "http://"),
+        ({"mcpServers": {}, "gateway": {"call_timeout": -1}}, "$.gateway.call_timeout", "greater than 0"),
+        ({"mcpServers": {}, "gateway": {"nope": 1}}, "$.gateway.nope", "unknown key"),
+        ({"servers": {}}, "$.mcpServers", "required"),
+        ({"mcpServers": {"bad name!": {"command": "x"}}}, "$.mcpServers", "must match"),
+        ({"mcpServers": {"s": {"command": "${UNSET_VAR_FOR_TEST}"}}}, "$.mcpServers.s.command", "UNSET_VAR"),
+    ],
+)
+def test_bad_config_names_file_path_and_problem(tmp_path: Path, document: object, path: str, problem: str) -> None:
+    file = write(tmp_path, document)
+    with pytest.raises(ConfigError) as raised:
+        load_config(file, environ={})
+    assert raised.value.file == str(file)
+    assert raised.value.path == path
+    assert problem in raised.value.problem
+
+
+def test_invalid_json_reports_line_and_column(tmp_path: Path) -> None:
+    file = tmp_path / "mcp.json"
+    file.write_text('{"mcpServers": {\n  "s": {"command": "x",}\n}}')
+    with pytest.raises(ConfigError, match=r"invalid JSON at line 2"):
+        load_config(file, environ={})
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(ConfigError, match="JSON object"):
+        parse_config([1, 2], "inline.json", environ={})
+
+
+def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
+    file = write(tmp_path, {"mcpServers": {"s": {"command": "x", "extra": True}}})
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(file)],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{file}: $.mcpServers.s.extra: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "mcp.json", environ={})
+    assert set(config.mcp_servers) == {"ai_memory", "hubspot", "gong", "slack"}

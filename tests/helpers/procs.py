@@ -1,0 +1,122 @@
+"""Start the gateway and test backends as real subprocesses and wait until they serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.helpers.redis_proc import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: this one's, the repo on PYTHONPATH, quiet logs."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MCP_GATEWAY_LOG_LEVEL", "WARNING")
+    env.setdefault("FASTMCP_LOG_LEVEL", "WARNING")
+    env.update(extra)
+    return env
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Poll `url` until it answers 200, failing early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def http_backend(name: str = "remote") -> Iterator[str]:
+    """The echo test backend serving Streamable HTTP; yields its MCP URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.backends.echo", "--http", str(port), "--name", name],
+        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("HTTP backend did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)
+
+
+def write_config(directory: Path, servers: dict[str, Any], gateway: dict[str, Any] | None = None) -> Path:
+    path = directory / "mcp.json"
+    document: dict[str, Any] = {"mcpServers": servers}
+    if gateway:
+        document["gateway"] = gateway
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+class GatewayProcess:
+    """`mcp-gateway serve --transport http` on a free port."""
+
+    def __init__(self, config: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http",
+             "--port", str(self.port)],
+            cwd=ROOT, env=child_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        wait_http(self.base + "/ready", self.proc)
+
+    def health(self) -> dict[str, Any]:
+        return httpx.get(self.base + "/health", timeout=5).json()
+
+    def wait_for(self, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+        """Poll /health until `predicate(health)` holds; return that health document."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.health()
+            if predicate(health):
+                return health
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not reached; last health: {health}")
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        stop(self.proc)
+        return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+
+
+def stdio_echo_server() -> dict[str, Any]:
+    return {"command": "python", "args": ["-m", "tests.backends.echo"], "env": {"PYTHONPATH": str(ROOT)}}
