@@ -35,6 +35,13 @@ ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 ChangeCallback = Callable[["Backend"], Awaitable[None]]
 
 
+_LIST_CHANGED = (
+    mcp_types.ToolListChangedNotification,
+    mcp_types.PromptListChangedNotification,
+    mcp_types.ResourceListChangedNotification,
+)
+
+
 class BackendUnavailable(Exception):
     """The backend has no live session right now, or lost it during the call."""
 
@@ -143,14 +150,14 @@ class Backend:
             async with transport.connect_session(message_handler=self._on_message) as session:
                 yield session
             return
-        async with self._open_streams(closed) as (read_stream, write_stream):
-            async with ClientSession(read_stream, write_stream, message_handler=self._on_message) as session:
-                yield session
+        async with (
+            self._open_streams(closed) as (read_stream, write_stream),
+            ClientSession(read_stream, write_stream, message_handler=self._on_message) as session,
+        ):
+            yield session
 
     async def _on_message(self, message: Any) -> None:
-        if isinstance(message, mcp_types.ToolListChangedNotification | mcp_types.PromptListChangedNotification):
-            self._refresh_requested.set()
-        elif isinstance(message, mcp_types.ResourceListChangedNotification):
+        if isinstance(message, _LIST_CHANGED):
             self._refresh_requested.set()
         elif isinstance(message, Exception):
             logger.warning("backend %s: transport error: %s", self.name, message)
@@ -204,7 +211,7 @@ class Backend:
                     raise BackendUnavailable("the backend closed its connection")
             except anyio.get_cancelled_exc_class():
                 raise
-            except Exception as error:  # noqa: BLE001 - a backend may fail in any way; it must not stop the gateway
+            except Exception as error:
                 self._mark_down(error)
             if not started:
                 started = True
@@ -225,7 +232,7 @@ class Backend:
                     self._refresh_requested = anyio.Event()
                     try:
                         await self._list_all(session)
-                    except Exception as error:  # noqa: BLE001
+                    except Exception as error:
                         logger.warning("backend %s: refreshing lists failed: %s", self.name, error)
                         continue
                     logger.info("backend %s: lists changed (%d tools)", self.name, len(self.tools))

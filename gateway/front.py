@@ -177,7 +177,7 @@ class SessionTracker(Middleware):
         for session in list(self.sessions):
             try:
                 await session.send_notification(mcp_types.ToolListChangedNotification())
-            except Exception as error:  # noqa: BLE001 - a gone client is no reason to stop
+            except Exception as error:
                 logger.debug("could not notify a session: %s", error)
                 self.sessions.discard(session)
 

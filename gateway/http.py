@@ -139,7 +139,8 @@ class GatewayHTTP:
                 )
                 await send({"type": "http.response.body", "body": body})
         else:
-            await send_error(send, 404, "not_found", f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}")
+            message = f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}"
+            await send_error(send, 404, "not_found", message)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -152,7 +153,7 @@ class GatewayHTTP:
                 message = await receive()
                 assert message["type"] == "lifespan.shutdown"
                 self.hub.draining = True
-        except Exception as error:  # noqa: BLE001 - reported to the server, which exits
+        except Exception as error:
             await send({"type": "lifespan.startup.failed", "message": str(error)})
             return
         await send({"type": "lifespan.shutdown.complete"})

@@ -70,7 +70,7 @@ class Hub:
             for listener in list(self._listeners):
                 try:
                     await listener()
-                except Exception as error:  # noqa: BLE001 - one broken client must not stop the others
+                except Exception as error:
                     logger.debug("catalog listener failed: %s", error)
 
     @property
@@ -123,7 +123,7 @@ class Hub:
             metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
             return tool_error(problem)
         if meta:
-            meta = {key: value for key, value in meta.items() if key not in _ENVELOPE_META and not key.startswith(_RESERVED)}
+            meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
         began = time.perf_counter()
         result, outcome = await self._forward(route, arguments, meta or None, on_progress)
         metrics.CALLS.labels(route.exposed, outcome).inc()
@@ -145,7 +145,8 @@ class Hub:
         except MCPError as error:
             if error.code == mcp_types.REQUEST_TIMEOUT:
                 timeout = backend.config.timeout or self.settings.call_timeout
-                return tool_error(f"backend '{backend.name}' timed out after {timeout:g} s on '{route.exposed}'"), "timeout"
+                message = f"backend '{backend.name}' timed out after {timeout:g} s on '{route.exposed}'"
+                return tool_error(message), "timeout"
             return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), "error"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):

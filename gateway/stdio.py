@@ -52,6 +52,8 @@ class StdioFront:
         self.legacy_version: str | None = None
         self._initialize_ids: set[Any] = set()
         self._write: Any = None
+        self._in_flight = 0
+        self._idle = anyio.Event()
 
     def send(self, message: dict[str, Any]) -> None:
         self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
@@ -67,11 +69,16 @@ class StdioFront:
         server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
         lowlevel = self.front._mcp_server
         async with self.front._lifespan_manager(), anyio.create_task_group() as group:
-            group.start_soon(lambda: lowlevel.run(server_reads, server_writes, lowlevel.create_initialization_options()))
+            options = lowlevel.create_initialization_options()
+            group.start_soon(lambda: lowlevel.run(server_reads, server_writes, options))
             group.start_soon(self._relay_server_output, from_server)
             async with to_server:
                 async for line in self._lines(reader):
                     await self._dispatch(line, to_server, group)
+            # stdin closed: let the calls already accepted finish (bounded), then stop.
+            with anyio.move_on_after(self.fast.hub.settings.call_timeout):
+                while self._in_flight:
+                    await self._idle.wait()
             group.cancel_scope.cancel()
 
     async def _lines(self, reader: asyncio.StreamReader) -> Any:
@@ -106,11 +113,12 @@ class StdioFront:
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
+                self._in_flight += 1  # counted now, so EOF right after still waits for it
                 group.start_soon(self._answer_fast, message, modern)
                 return
         try:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
-        except Exception:  # noqa: BLE001 - any shape error is the client's, answered as such
+        except Exception:
             request_id = message.get("id") if isinstance(message, dict) else None
             self.send(_error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"))
             return
@@ -122,7 +130,13 @@ class StdioFront:
         async def notify(notification: dict[str, Any]) -> None:
             self.send(notification)
 
-        self.send(await self.fast.answer(message, modern=modern, notify=notify))
+        try:
+            self.send(await self.fast.answer(message, modern=modern, notify=notify))
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+                self._idle = anyio.Event()
 
     async def _relay_server_output(self, from_server: Any) -> None:
         async with from_server:

@@ -123,7 +123,8 @@ class StreamableFront:
                     final = "id" in item
                     if final and not streaming:
                         payload = json.dumps(item, separators=(",", ":")).encode()
-                        await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
+                        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+                        await send({"type": "http.response.start", "status": 200, "headers": headers})
                         await send({"type": "http.response.body", "body": payload})
                         break
                     if not streaming:

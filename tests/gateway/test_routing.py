@@ -16,7 +16,9 @@ TRANSPORTS = ["stdio", "http", "sse"]
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-async def test_merged_tools_and_routing(transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path) -> None:
+async def test_merged_tools_and_routing(
+    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path
+) -> None:
     if transport == "sse" and mode == "auto":
         pytest.skip("the legacy HTTP+SSE transport only has the session-based revisions")
     async with client_for(transport, gateway, gateway_config, mode=mode) as client:
