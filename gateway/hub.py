@@ -111,8 +111,12 @@ class Hub:
         *,
         meta: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
+        identity: str | None = None,
     ) -> dict[str, Any]:
-        """Route one `tools/call` and return the raw `CallToolResult` dict (tool errors included)."""
+        """Route one `tools/call` and return the raw `CallToolResult` dict (tool errors included).
+
+        `identity` is the authenticated client's name when there is one (cache keys, memory owner).
+        """
         route = self.catalog.resolve(name)
         if route is None:
             metrics.CALLS.labels("_unknown", "unknown_tool").inc()
