@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,13 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("MCP_GATEWAY_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging() -> str:
+    from gateway import logs
+
+    return logs.setup()
 
 
 @asynccontextmanager
@@ -100,23 +95,28 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> 
         return 1 if result.get("isError") else 0
 
 
-async def _serve(config: GatewayConfig, transport: str, host: str, port: int) -> int:
+async def _serve(config: GatewayConfig, transport: str, host: str, port: int, log_format: str) -> int:
+    from gateway import telemetry
     from gateway.serve import serve
 
-    await serve(config, transport, host, port)
+    telemetry.configure()
+    try:
+        await serve(config, transport, host, port, json_logs=log_format == "json")
+    finally:
+        telemetry.shutdown()
     return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    _setup_logging()
+    log_format = _setup_logging()
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"mcp-gateway: config error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     if args.command == "serve":
-        code = anyio.run(_serve, config, args.transport, args.host, args.port)
+        code = anyio.run(_serve, config, args.transport, args.host, args.port, log_format)
     elif args.command == "check":
         code = anyio.run(_check, config)
     elif args.command == "tools":

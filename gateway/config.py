@@ -85,6 +85,12 @@ class GatewaySettings(_Strict):
     restart_backoff_initial: float = Field(default=0.5, gt=0)
     restart_backoff_max: float = Field(default=30.0, gt=0)
     name_separator: str = Field(default="_", min_length=1, max_length=2)
+    drain_seconds: float = Field(
+        default=1.0, ge=0, description="after SIGTERM/SIGINT: seconds /ready answers 503 while still serving"
+    )
+    shutdown_timeout: float = Field(
+        default=30.0, gt=0, description="after the drain: seconds calls in flight may take to finish"
+    )
 
     @field_validator("name_separator")
     @classmethod

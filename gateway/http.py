@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack
 from typing import Any
 
-import anyio
 from fastmcp import FastMCP
 
 from gateway import metrics
@@ -153,24 +152,38 @@ class GatewayHTTP:
                 message = await receive()
                 assert message["type"] == "lifespan.shutdown"
                 self.hub.draining = True
+                metrics.DRAINING.set(1)
         except Exception as error:
             await send({"type": "lifespan.startup.failed", "message": str(error)})
             return
         await send({"type": "lifespan.shutdown.complete"})
 
 
-async def serve_http(app: ASGIApp, host: str, port: int, max_body_bytes: int) -> None:
-    """Run the app under uvicorn until cancelled."""
+async def serve_http(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    *,
+    hub: Hub | None = None,
+    drain_seconds: float = 0.0,
+    shutdown_timeout: float = 10.0,
+    json_logs: bool = False,
+) -> None:
+    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.shutdown)."""
     import uvicorn
 
+    from gateway.logs import RequestId
+    from gateway.shutdown import STREAM_GRACE_SECONDS, GracefulServer
+
     config = uvicorn.Config(
-        BodyLimit(app, max_body_bytes),
+        RequestId(BodyLimit(app, max_body_bytes)),
         host=host,
         port=port,
         log_level="warning",
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: uvicorn logs through ours
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)
     await server.serve()
-    _ = anyio  # uvicorn runs on the running event loop

@@ -12,6 +12,7 @@ from gateway.fastpath import FastPath
 from gateway.front import build_front
 from gateway.http import GatewayHTTP, serve_http
 from gateway.hub import Hub
+from gateway.shutdown import stop_on_signal
 from gateway.stdio import StdioFront
 from gateway.streamable import StreamableFront
 
@@ -33,18 +34,41 @@ def build_http_app(hub: Hub) -> GatewayHTTP:
     return app
 
 
-async def serve(config: GatewayConfig, transport: str, host: str, port: int) -> None:
-    """Start the backends, then serve clients until cancelled."""
+async def serve(config: GatewayConfig, transport: str, host: str, port: int, *, json_logs: bool = False) -> None:
+    """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
+    gateway (gateway.shutdown); leaving closes every backend session."""
     hub = Hub(config)
+    settings = config.gateway
+    stdio: StdioFront | None = None
     async with anyio.create_task_group() as group:
+
+        def on_signal() -> None:
+            if stdio is not None:
+                stdio.stop()  # serving stdio: finish the calls in flight, then leave
+            else:
+                group.cancel_scope.cancel()  # still starting: nothing to drain
+
+        watcher = anyio.CancelScope()
+
+        async def watch_signals() -> None:
+            with watcher:
+                await stop_on_signal(on_signal)
+
+        group.start_soon(watch_signals)
         await group.start(hub.run)
         if transport == "stdio":
             front, _tracker = build_front(hub)
-            stdio = StdioFront(front, FastPath(hub), config.gateway.max_body_bytes)
+            stdio = StdioFront(front, FastPath(hub), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
             await stdio.serve()
         else:
             app = build_http_app(hub)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
-            await serve_http(app, host, port, config.gateway.max_body_bytes)
+            watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
+            await anyio.lowlevel.checkpoint()
+            await serve_http(
+                app, host, port, settings.max_body_bytes, hub=hub, drain_seconds=settings.drain_seconds,
+                shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
+            )
         group.cancel_scope.cancel()
+    logger.info("shutdown: backends closed")

@@ -54,6 +54,14 @@ class StdioFront:
         self._write: Any = None
         self._in_flight = 0
         self._idle = anyio.Event()
+        self._reader: asyncio.StreamReader | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Stop reading (as at EOF): the calls already accepted finish, then `serve` returns."""
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.feed_eof()
 
     def send(self, message: dict[str, Any]) -> None:
         self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
@@ -61,7 +69,9 @@ class StdioFront:
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         wire_in, wire_out = _claim_stdio()
-        reader = asyncio.StreamReader(limit=2**16)
+        reader = self._reader = asyncio.StreamReader(limit=2**16)
+        if self._stopping:
+            reader.feed_eof()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(wire_in, "rb", 0))
         transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(wire_out, "wb", 0))
         self._write = transport.write

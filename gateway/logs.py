@@ -1,0 +1,125 @@
+"""Logging set-up: text (default) or one JSON object per line (`MCP_GATEWAY_LOG_FORMAT=json`), and the
+request id that ties an HTTP request's log lines together.
+
+The request id comes from the client's `X-Request-Id` header when it is a sane token, else a new one is
+made; it is echoed in the response's `X-Request-Id` header and carried, through a context variable, on
+every log line written while the request is handled (the fast path and the hub run in its context; calls
+that FastMCP's session task runs for a stateful session log without it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+request_id: ContextVar[str | None] = ContextVar("mcp_gateway_request_id", default=None)
+
+HEADER = b"x-request-id"
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "message", "request_id"?, "exc"?, ...extra}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and key not in entry and key != "request_id":
+                entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _RequestIdFilter(logging.Filter):
+    """Adds ` [request_id]` to text lines written during a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request_id.get()
+        record.rid = f" [{rid}]" if rid else ""
+        return True
+
+
+def setup(environ: Mapping[str, str] | None = None) -> str:
+    """Configure the root logger from MCP_GATEWAY_LOG_LEVEL / MCP_GATEWAY_LOG_FORMAT; return the format."""
+    environ = os.environ if environ is None else environ
+    level_name = environ.get("MCP_GATEWAY_LOG_LEVEL", "INFO").upper()
+    level = getattr(logging, level_name, logging.INFO)
+    fmt = environ.get("MCP_GATEWAY_LOG_FORMAT", "text").strip().lower()
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+        # FastMCP configures its own rich handler when imported; send its records through ours instead.
+        import fastmcp  # noqa: F401
+
+        for name in ("fastmcp", "mcp"):
+            framework = logging.getLogger(name)
+            framework.handlers.clear()
+            framework.propagate = True
+    else:
+        fmt = "text"
+        handler.addFilter(_RequestIdFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    return fmt
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)
+
+
+class RequestId:
+    """ASGI middleware: take or make the request id, expose it to logs, echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                if _VALID_ID.match(value):
+                    rid = value.decode("ascii")
+                break
+        if rid is None:
+            rid = _new_id()
+        encoded = rid.encode("ascii")
+        token = request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (HEADER, encoded)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
