@@ -11,7 +11,7 @@ import anyio
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
-from gateway import metrics
+from gateway import metrics, telemetry
 from gateway.backend import Backend, BackendUnavailable, ProgressCallback
 from gateway.catalog import Catalog, Route
 from gateway.config import GatewayConfig
@@ -43,6 +43,7 @@ class Hub:
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()
         self.draining = False
+        self.in_flight = 0  # tool calls waiting on a backend; shutdown waits for them
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -64,6 +65,8 @@ class Hub:
 
     async def _backend_changed(self, backend: Backend) -> None:
         metrics.BACKEND_UP.labels(backend.name).set(1 if backend.state == "up" else 0)
+        if backend.state == "up" and backend.startup_ms is not None:
+            metrics.BACKEND_STARTUP.labels(backend.name).set(backend.startup_ms / 1000)
         if backend.state == "down":
             metrics.BACKEND_RESTARTS.labels(backend.name).inc()
         if self.catalog.rebuild(self.backends) and self.started.is_set():
@@ -117,22 +120,50 @@ class Hub:
 
         `identity` is the authenticated client's name when there is one (cache keys, memory owner).
         """
-        route = self.catalog.resolve(name)
-        if route is None:
-            metrics.CALLS.labels("_unknown", "unknown_tool").inc()
-            return tool_error(f"Unknown tool: '{name}'")
-        arguments = arguments or {}
-        problem = route.validation_error(arguments)
-        if problem is not None:
-            metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
-            return tool_error(problem)
-        if meta:
-            meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
-        began = time.perf_counter()
-        result, outcome = await self._forward(route, arguments, meta or None, on_progress)
-        metrics.CALLS.labels(route.exposed, outcome).inc()
-        metrics.LATENCY.labels(route.backend.name).observe(time.perf_counter() - began)
-        return result
+        with telemetry.call_span(name, meta) as span:
+            with telemetry.stage(telemetry.ROUTE) as routing:
+                route = self.catalog.resolve(name)
+                if route is None:
+                    metrics.CALLS.labels("_unknown", "unknown_tool").inc()
+                    telemetry.outcome(routing, "unknown_tool")
+                    telemetry.outcome(span, "unknown_tool")
+                    logger.info("tools/call %s: unknown tool", name)
+                    return tool_error(f"Unknown tool: '{name}'")
+                arguments = arguments or {}
+                problem = route.validation_error(arguments)
+                if problem is not None:
+                    metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
+                    telemetry.outcome(routing, "invalid_arguments")
+                    telemetry.outcome(span, "invalid_arguments")
+                    logger.info("tools/call %s: invalid arguments: %s", name, problem)
+                    return tool_error(problem)
+            if meta:
+                meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
+            backend = route.backend.name
+            in_flight = metrics.IN_FLIGHT.labels(backend)
+            in_flight.inc()
+            self.in_flight += 1
+            began = time.perf_counter()
+            try:
+                with telemetry.stage(telemetry.BACKEND_REQUEST) as request:
+                    result, outcome = await self._forward(route, arguments, meta or None, on_progress)
+                    telemetry.outcome(request, outcome, backend=backend)
+            finally:
+                self.in_flight -= 1
+                in_flight.dec()
+            elapsed = time.perf_counter() - began
+            metrics.CALLS.labels(route.exposed, outcome).inc()
+            metrics.LATENCY.labels(backend).observe(elapsed)
+            metrics.TOOL_LATENCY.labels(route.exposed).observe(elapsed)
+            telemetry.outcome(span, outcome, backend=backend)
+            if outcome != "ok":
+                logger.info("tools/call %s: %s after %.0f ms", name, outcome, elapsed * 1000)
+            return result
+
+    async def wait_idle(self, poll: float = 0.05) -> None:
+        """Return once no tool call is waiting on a backend (callers bound it with a timeout)."""
+        while self.in_flight:
+            await anyio.sleep(poll)
 
     async def _forward(
         self,

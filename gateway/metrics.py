@@ -21,6 +21,23 @@ BACKEND_RESTARTS = Counter(
     "mcp_gateway_backend_failures", "Times a backend session was lost or failed to start", ["backend"],
     registry=REGISTRY,
 )
+IN_FLIGHT = Gauge(
+    "mcp_gateway_tool_calls_in_flight", "Tool calls waiting on a backend right now", ["backend"], registry=REGISTRY
+)
+TOOL_LATENCY = Histogram(
+    "mcp_gateway_tool_seconds",
+    "Tool call latency through the gateway, by exposed tool",
+    ["tool"],
+    buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10, 30),
+    registry=REGISTRY,
+)
+BACKEND_STARTUP = Gauge(
+    "mcp_gateway_backend_startup_seconds",
+    "How long the backend's last successful start took (session open, handshake, lists)",
+    ["backend"],
+    registry=REGISTRY,
+)
+DRAINING = Gauge("mcp_gateway_draining", "1 once shutdown began: /ready answers 503", registry=REGISTRY)
 HTTP_REJECTED = Counter(
     "mcp_gateway_http_rejected", "HTTP requests rejected before reaching a backend", ["reason"], registry=REGISTRY
 )
