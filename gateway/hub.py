@@ -43,7 +43,9 @@ class Hub:
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()
         self.draining = False
-        self.in_flight = 0  # tool calls waiting on a backend; shutdown waits for them
+        self.calls_in_flight = dict.fromkeys(self.by_name, 0)  # per backend; shutdown waits for them
+        for name in self.by_name:
+            metrics.IN_FLIGHT.labels(name).set_function(lambda name=name: self.calls_in_flight[name])
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,45 +122,61 @@ class Hub:
 
         `identity` is the authenticated client's name when there is one (cache keys, memory owner).
         """
-        with telemetry.call_span(name, meta) as span:
-            with telemetry.stage(telemetry.ROUTE) as routing:
-                route = self.catalog.resolve(name)
-                if route is None:
-                    metrics.CALLS.labels("_unknown", "unknown_tool").inc()
-                    telemetry.outcome(routing, "unknown_tool")
-                    telemetry.outcome(span, "unknown_tool")
-                    logger.info("tools/call %s: unknown tool", name)
-                    return tool_error(f"Unknown tool: '{name}'")
-                arguments = arguments or {}
-                problem = route.validation_error(arguments)
-                if problem is not None:
-                    metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
-                    telemetry.outcome(routing, "invalid_arguments")
-                    telemetry.outcome(span, "invalid_arguments")
-                    logger.info("tools/call %s: invalid arguments: %s", name, problem)
-                    return tool_error(problem)
-            if meta:
-                meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
-            backend = route.backend.name
-            in_flight = metrics.IN_FLIGHT.labels(backend)
-            in_flight.inc()
-            self.in_flight += 1
-            began = time.perf_counter()
-            try:
-                with telemetry.stage(telemetry.BACKEND_REQUEST) as request:
-                    result, outcome = await self._forward(route, arguments, meta or None, on_progress)
-                    telemetry.outcome(request, outcome, backend=backend)
-            finally:
-                self.in_flight -= 1
-                in_flight.dec()
-            elapsed = time.perf_counter() - began
-            metrics.CALLS.labels(route.exposed, outcome).inc()
-            metrics.LATENCY.labels(backend).observe(elapsed)
-            metrics.TOOL_LATENCY.labels(route.exposed).observe(elapsed)
-            telemetry.outcome(span, outcome, backend=backend)
-            if outcome != "ok":
-                logger.info("tools/call %s: %s after %.0f ms", name, outcome, elapsed * 1000)
-            return result
+        if telemetry.tracer is not None:  # one check: the untraced path pays for no span helper
+            return await telemetry.traced_call(self, name, arguments, meta, on_progress)
+        route, arguments, rejected = self._route(name, arguments)
+        if rejected is not None:
+            return rejected
+        result, _outcome = await self._dispatch(route, arguments, meta, on_progress)
+        return result
+
+    def _route(
+        self, name: str, arguments: dict[str, Any] | None
+    ) -> tuple[Route, dict[str, Any], None] | tuple[Route | None, dict[str, Any], dict[str, Any]]:
+        """The route and arguments of a call, or the tool error that rejects it."""
+        arguments = arguments or {}
+        route = self.catalog.resolve(name)
+        if route is None:
+            metrics.CALLS.labels("_unknown", "unknown_tool").inc()
+            logger.info("tools/call %s: unknown tool", name)
+            return None, arguments, tool_error(f"Unknown tool: '{name}'")
+        problem = route.validation_error(arguments)
+        if problem is not None:
+            metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
+            logger.info("tools/call %s: invalid arguments: %s", name, problem)
+            return route, arguments, tool_error(problem)
+        return route, arguments, None
+
+    async def _dispatch(
+        self,
+        route: Route,
+        arguments: dict[str, Any],
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, Any], str]:
+        """Forward a routed call, counted in flight, and record its outcome and latency."""
+        if meta:
+            meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
+        backend = route.backend.name
+        in_flight = self.calls_in_flight
+        in_flight[backend] += 1
+        began = time.perf_counter()
+        try:
+            result, outcome = await self._forward(route, arguments, meta or None, on_progress)
+        finally:
+            in_flight[backend] -= 1
+        elapsed = time.perf_counter() - began
+        metrics.child(metrics.CALLS, route.exposed, outcome).inc()
+        metrics.child(metrics.LATENCY, backend).observe(elapsed)
+        metrics.child(metrics.TOOL_LATENCY, route.exposed).observe(elapsed)
+        if outcome != "ok":
+            logger.info("tools/call %s: %s after %.0f ms", route.exposed, outcome, elapsed * 1000)
+        return result, outcome
+
+    @property
+    def in_flight(self) -> int:
+        """Tool calls waiting on a backend right now."""
+        return sum(self.calls_in_flight.values())
 
     async def wait_idle(self, poll: float = 0.05) -> None:
         """Return once no tool call is waiting on a backend (callers bound it with a timeout)."""

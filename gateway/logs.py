@@ -15,10 +15,11 @@ import os
 import re
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,10 +84,39 @@ def setup(environ: Mapping[str, str] | None = None) -> str:
         fmt = "text"
         handler.addFilter(_RequestIdFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s"))
+    global _format
+    _format = fmt
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     return fmt
+
+
+_format = "text"
+_stderr_pipes: dict[str, TextIO] = {}
+
+
+def backend_errlog(name: str) -> TextIO:
+    """Where a stdio backend's stderr goes: the gateway's stderr, or with JSON logs a pipe whose lines are
+    logged as records of `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON).
+
+    One pipe and one reader thread per backend for the life of the process, reused across restarts."""
+    if _format != "json":
+        return sys.stderr
+    pipe = _stderr_pipes.get(name)
+    if pipe is None:
+        read_fd, write_fd = os.pipe()
+        pipe = _stderr_pipes[name] = os.fdopen(write_fd, "w", buffering=1)
+        log = logging.getLogger(f"mcp_gateway.backend.{name}")
+
+        def relay() -> None:
+            with os.fdopen(read_fd, "r", errors="replace") as lines:
+                for line in lines:
+                    if line.strip():
+                        log.info(line.rstrip(), extra={"stream": "stderr"})
+
+        threading.Thread(target=relay, name=f"stderr-{name}", daemon=True).start()
+    return pipe
 
 
 def _new_id() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry()
@@ -21,7 +23,7 @@ BACKEND_RESTARTS = Counter(
     "mcp_gateway_backend_failures", "Times a backend session was lost or failed to start", ["backend"],
     registry=REGISTRY,
 )
-IN_FLIGHT = Gauge(
+IN_FLIGHT = Gauge(  # read from the hub's counters at scrape time (set_function), nothing per call
     "mcp_gateway_tool_calls_in_flight", "Tool calls waiting on a backend right now", ["backend"], registry=REGISTRY
 )
 TOOL_LATENCY = Histogram(
@@ -41,6 +43,19 @@ DRAINING = Gauge("mcp_gateway_draining", "1 once shutdown began: /ready answers 
 HTTP_REJECTED = Counter(
     "mcp_gateway_http_rejected", "HTTP requests rejected before reaching a backend", ["reason"], registry=REGISTRY
 )
+
+
+_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, cached: prometheus_client's `labels()` takes a lock and validates on every
+    call (about 2 us here), the cached child is one dict lookup. Label sets are bounded by the catalog."""
+    key = (metric._name, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def render() -> tuple[bytes, str]:

@@ -7,8 +7,8 @@
 
 Tracing is off unless configured: `configure()` installs the OTLP exporter when
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, and tests call `enable()`
-with their own provider. While off, `tracer` is None and each stage costs one global read and a
-shared `nullcontext` (well under a microsecond per call; see tests/ops/test_tracing.py).
+with their own provider. While off, `tracer` is None and `Hub.call_tool` pays one module attribute read
+and an `is None` test for it (tens of nanoseconds; tests/ops/test_tracing.py measures it).
 """
 
 from __future__ import annotations
@@ -16,21 +16,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+
+if TYPE_CHECKING:
+    from gateway.backend import ProgressCallback
+    from gateway.hub import Hub
 
 logger = logging.getLogger("mcp_gateway.telemetry")
 
 TOOL_CALL = "gateway.tools/call"
 ROUTE = "gateway.route"
 BACKEND_REQUEST = "gateway.backend.request"
+BACKEND_ATTRIBUTE = "mcp_gateway.backend"
+OUTCOME_ATTRIBUTE = "mcp_gateway.outcome"
 
-tracer: Tracer | None = None  # None: tracing is off, every helper below is a no-op
-_NULL: AbstractContextManager[None] = nullcontext()
+tracer: Tracer | None = None  # None: tracing is off and Hub.call_tool never comes here
 _provider: Any = None
 
 
@@ -87,41 +91,55 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-def call_span(name: str, meta: Mapping[str, Any] | None) -> AbstractContextManager[Span | None]:
-    """The root span of one tool call, child of the caller's `traceparent` when the `_meta` carries one."""
-    current = tracer
-    if current is None:
-        return _NULL
-    parent = None
-    if meta and "traceparent" in meta:
-        try:
-            parent = extract(meta)
-        except (TypeError, ValueError):
-            parent = None
-        if parent is not None and not trace.get_current_span(parent).get_span_context().is_valid:
-            parent = None
+def _parent(meta: Mapping[str, Any] | None) -> Any:
+    """The caller's trace context from a request `_meta`, or None to nest under the current span."""
+    if not meta or "traceparent" not in meta:
+        return None
+    try:
+        parent = extract(meta)
+    except (TypeError, ValueError):
+        return None
+    return parent if trace.get_current_span(parent).get_span_context().is_valid else None
+
+
+async def traced_call(
+    hub: Hub,
+    name: str,
+    arguments: dict[str, Any] | None,
+    meta: dict[str, Any] | None,
+    on_progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """`Hub.call_tool` with a span around the call and one around each stage."""
+    assert tracer is not None
+    parent = _parent(meta)
     # The entry span is SERVER kind; under FastMCP's own server span (the framework path) it is INTERNAL.
     entry = parent is not None or not trace.get_current_span().get_span_context().is_valid
-    return current.start_as_current_span(
+    with tracer.start_as_current_span(
         TOOL_CALL, context=parent, kind=SpanKind.SERVER if entry else SpanKind.INTERNAL,
         attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": name},
-    )
+    ) as span:
+        with tracer.start_as_current_span(ROUTE) as routing:
+            route, arguments, rejected = hub._route(name, arguments)
+            if route is not None:
+                span.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
+                routing.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
+            if rejected is not None:
+                problem = "unknown_tool" if route is None else "invalid_arguments"
+                _outcome(routing, problem)
+                _outcome(span, problem)
+                return rejected
+        assert route is not None
+        with tracer.start_as_current_span(
+            BACKEND_REQUEST, attributes={BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"}
+        ) as request:
+            # The SDK's dispatcher injects this span's context as `traceparent` into the backend request `_meta`.
+            result, outcome = await hub._dispatch(route, arguments, meta, on_progress)
+            _outcome(request, outcome)
+        _outcome(span, outcome)
+        return result
 
 
-def stage(name: str) -> AbstractContextManager[Span | None]:
-    """A child span for one stage of the call, or a shared no-op."""
-    current = tracer
-    if current is None:
-        return _NULL
-    return current.start_as_current_span(name)
-
-
-def outcome(span: Span | None, result: str, **attributes: str) -> None:
-    """Record a stage's outcome on its span (no-op while tracing is off)."""
-    if span is None:
-        return
-    span.set_attribute("mcp_gateway.outcome", result)
-    for key, value in attributes.items():
-        span.set_attribute(f"mcp_gateway.{key}", value)
+def _outcome(span: Span, result: str) -> None:
+    span.set_attribute(OUTCOME_ATTRIBUTE, result)
     if result != "ok":
         span.set_status(StatusCode.ERROR, result)
