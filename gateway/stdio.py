@@ -21,7 +21,7 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
-from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 
 logger = logging.getLogger("mcp_gateway.stdio")
 
@@ -138,11 +138,15 @@ class StdioFront:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             self.send(_error(None, PARSE_ERROR, f"Parse error: {error}"))
             return
+        cancelled = cancelled_request_id(message)
+        if cancelled is not None and self.fast.cancel(cancelled):
+            return
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
                 self._in_flight += 1  # counted now, so EOF right after still waits for it
-                group.start_soon(self._answer_fast, message, modern)
+                scope = self.fast.track(message["id"])  # and cancellable now, before its task runs
+                group.start_soon(self._answer_fast, message, modern, scope)
                 return
         try:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
@@ -154,12 +158,14 @@ class StdioFront:
             self._initialize_ids.add(message.get("id"))
         await to_server.send(SessionMessage(parsed))
 
-    async def _answer_fast(self, message: dict[str, Any], modern: bool) -> None:
+    async def _answer_fast(self, message: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         async def notify(notification: dict[str, Any]) -> None:
             self.send(notification)
 
         try:
-            self.send(await self.fast.answer(message, modern=modern, notify=notify))
+            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, notify=notify)
+            if response is not None:
+                self.send(response)
         finally:
             self._in_flight -= 1
             if not self._in_flight:
