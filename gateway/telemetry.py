@@ -2,8 +2,9 @@
 
     gateway.tools/call            (parent: the caller's W3C `traceparent` in the request `_meta`, if any)
     ├── gateway.route             resolve the exposed name, validate the arguments
-    └── gateway.backend.request   the backend round trip (resilience wraps it); the SDK's
-        └── MCP send tools/call   client span, which injects `traceparent` into the backend request `_meta`
+    └── gateway.backend.request   the backend round trip (resilience wraps it); its context goes to the
+        │                         backend as `traceparent` in the request `_meta`
+        └── MCP send tools/call   the SDK's client span (HTTP/SSE backends, when the global provider records)
 
 Tracing is off unless configured: `configure()` installs the OTLP exporter when
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, and tests call `enable()`
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
 if TYPE_CHECKING:
@@ -132,7 +133,10 @@ async def traced_call(
         with tracer.start_as_current_span(
             BACKEND_REQUEST, attributes={BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"}
         ) as request:
-            # The SDK's dispatcher injects this span's context as `traceparent` into the backend request `_meta`.
+            # W3C `traceparent` (and `tracestate`) of this span in the backend request `_meta`, the MCP
+            # convention: stdio backends' calls skip the SDK dispatcher (gateway/pipe.py), which would do it.
+            meta = dict(meta) if meta else {}
+            inject(meta)
             result, outcome = await hub._dispatch(route, arguments, meta, on_progress)
             _outcome(request, outcome)
         _outcome(span, outcome)

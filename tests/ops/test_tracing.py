@@ -63,12 +63,16 @@ def spans() -> Iterator[InMemorySpanExporter]:
         provider.shutdown()
 
 
-@pytest.fixture
-async def hub(meta_backend_url: str) -> AsyncIterator[Hub]:
+@pytest.fixture(params=["http", "stdio"])
+async def hub(request: pytest.FixtureRequest, meta_backend_url: str) -> AsyncIterator[Hub]:
+    """A hub whose `remote` backend is the meta backend over Streamable HTTP, or as a stdio child."""
     import anyio
 
-    config = parse_config({"mcpServers": {"remote": {"url": meta_backend_url}}}, "test")
-    hub = Hub(config)
+    if request.param == "http":
+        server: dict[str, object] = {"url": meta_backend_url}
+    else:
+        server = {"command": sys.executable, "args": ["-m", "tests.ops.meta_backend"], "env": {"PYTHONPATH": str(ROOT)}}
+    hub = Hub(parse_config({"mcpServers": {"remote": server}}, "test"))
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         assert hub.by_name["remote"].state == "up"
