@@ -100,3 +100,27 @@ async def test_stale_result_is_served_while_the_backend_fails(tmp_path: Path) ->
             assert (await health(gateway))["cache"]["stale_served"] >= 1
     finally:
         gateway.stop()
+
+
+async def test_cache_keys_cover_the_callers_identity_unless_shared() -> None:
+    from gateway.config import parse_config
+    from gateway.hub import Hub
+
+    config = parse_config({"mcpServers": {"faulty": faulty_server()}, "gateway": {
+        "servers": {"faulty": {"tools": {"slow_read": {"shared": True}}}},
+    }}, "mcp.json")
+    hub = Hub(config)
+
+    def text(result: dict) -> str:
+        return result["content"][0]["text"]
+
+    async with anyio.create_task_group() as group:
+        await group.start(hub.run)
+        assert text(await hub.call_tool("faulty_read", {"key": "a"}, identity="alice")) == "a#1"
+        assert text(await hub.call_tool("faulty_read", {"key": "a"}, identity="alice")) == "a#1"
+        assert text(await hub.call_tool("faulty_read", {"key": "a"}, identity="bob")) == "a#2"
+        assert text(await hub.call_tool("faulty_read", {"key": "a"})) == "a#3"  # anonymous is a caller too
+        shared = {"key": "s", "seconds": 0}
+        assert text(await hub.call_tool("faulty_slow_read", shared, identity="alice")) == "s#1"
+        assert text(await hub.call_tool("faulty_slow_read", shared, identity="bob")) == "s#1"
+        group.cancel_scope.cancel()
