@@ -129,10 +129,12 @@ class Hub:
         policy = self.resilience.policy(route)
         key = None
         if policy.cacheable:
+            began = time.perf_counter()
             key = self.resilience.cache.key(policy, arguments, identity)
-            hit = self.resilience.cache.fresh(key)  # L1: no await
+            hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
             if hit is not None:
-                metrics.CALLS.labels(route.exposed, "cache_hit").inc()
+                metrics.CALLS.labels(route.exposed, "ok").inc()
+                metrics.LATENCY.labels(route.backend.name).observe(time.perf_counter() - began)
                 return hit
         problem = route.validation_error(arguments)
         if problem is not None:
