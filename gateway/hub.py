@@ -15,6 +15,7 @@ from gateway import metrics, telemetry
 from gateway.backend import Backend, BackendUnavailable, ProgressCallback
 from gateway.catalog import Catalog, Route
 from gateway.config import GatewayConfig
+from gateway.resilience.core import Resilience
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -40,6 +41,7 @@ class Hub:
             for name, server in config.enabled_servers.items()
         ]
         self.by_name = {backend.name: backend for backend in self.backends}
+        self.resilience = Resilience(self.settings, list(self.by_name), self._forward)
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()
         self.draining = False
@@ -52,6 +54,7 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every backend concurrently; report started once each is up or has failed once."""
         async with anyio.create_task_group() as group:
+            group.start_soon(self.resilience.run)
             for backend in self.backends:
                 group.start_soon(backend.run)
             with anyio.move_on_after(self.settings.startup_timeout + 1):
@@ -104,6 +107,7 @@ class Hub:
                 }
                 for backend in self.backends
             },
+            **self.resilience.health(),
             "version": __version__,
         }
 
@@ -123,38 +127,51 @@ class Hub:
         `identity` is the authenticated client's name when there is one (cache keys, memory owner).
         """
         if telemetry.tracer is not None:  # one check: the untraced path pays for no span helper
-            return await telemetry.traced_call(self, name, arguments, meta, on_progress)
-        route, arguments, rejected = self._route(name, arguments)
-        if rejected is not None:
-            return rejected
-        result, _outcome = await self._dispatch(route, arguments, meta, on_progress)
+            return await telemetry.traced_call(self, name, arguments, meta, on_progress, identity)
+        route, arguments, policy, key, answer, _outcome = self._route(name, arguments, identity)
+        if answer is not None:
+            return answer
+        result, _outcome = await self._dispatch(route, policy, key, arguments, meta, on_progress)
         return result
 
-    def _route(
-        self, name: str, arguments: dict[str, Any] | None
-    ) -> tuple[Route, dict[str, Any], None] | tuple[Route | None, dict[str, Any], dict[str, Any]]:
-        """The route and arguments of a call, or the tool error that rejects it."""
+    def _route(self, name: str, arguments: dict[str, Any] | None, identity: str | None) -> tuple[Any, ...]:
+        """`(route, arguments, policy, cache key, answer, outcome)`: `answer` is set when the call ends here
+        (unknown tool, invalid arguments, or a fresh cache hit)."""
         arguments = arguments or {}
         route = self.catalog.resolve(name)
         if route is None:
-            metrics.CALLS.labels("_unknown", "unknown_tool").inc()
+            metrics.child(metrics.CALLS, "_unknown", "unknown_tool").inc()
             logger.info("tools/call %s: unknown tool", name)
-            return None, arguments, tool_error(f"Unknown tool: '{name}'")
+            return None, arguments, None, None, tool_error(f"Unknown tool: '{name}'"), "unknown_tool"
+        policy = self.resilience.policy(route)
+        key = None
+        if policy.cacheable:
+            began = time.perf_counter()
+            key = self.resilience.cache.key(policy, arguments, identity)
+            hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
+            if hit is not None:
+                elapsed = time.perf_counter() - began
+                metrics.child(metrics.CALLS, route.exposed, "ok").inc()
+                metrics.child(metrics.LATENCY, route.backend.name).observe(elapsed)
+                metrics.child(metrics.TOOL_LATENCY, route.exposed).observe(elapsed)
+                return route, arguments, policy, key, hit, "ok"
         problem = route.validation_error(arguments)
         if problem is not None:
-            metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
+            metrics.child(metrics.CALLS, route.exposed, "invalid_arguments").inc()
             logger.info("tools/call %s: invalid arguments: %s", name, problem)
-            return route, arguments, tool_error(problem)
-        return route, arguments, None
+            return route, arguments, policy, key, tool_error(problem), "invalid_arguments"
+        return route, arguments, policy, key, None, None
 
     async def _dispatch(
         self,
         route: Route,
+        policy: Any,
+        key: Any,
         arguments: dict[str, Any],
         meta: dict[str, Any] | None,
         on_progress: ProgressCallback | None,
     ) -> tuple[dict[str, Any], str]:
-        """Forward a routed call, counted in flight, and record its outcome and latency."""
+        """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
         backend = route.backend.name
@@ -162,7 +179,7 @@ class Hub:
         in_flight[backend] += 1
         began = time.perf_counter()
         try:
-            result, outcome = await self._forward(route, arguments, meta or None, on_progress)
+            result, outcome = await self.resilience.call(route, policy, key, arguments, meta or None, on_progress)
         finally:
             in_flight[backend] -= 1
         elapsed = time.perf_counter() - began
@@ -189,18 +206,26 @@ class Hub:
         arguments: dict[str, Any],
         meta: dict[str, Any] | None,
         on_progress: ProgressCallback | None,
+        timeout: float | None = None,
     ) -> tuple[dict[str, Any], str]:
+        """One call to the backend: (result, outcome); the resilience layer decides what to do with it."""
         backend = route.backend
         try:
-            result = await backend.call_tool(route.tool, arguments, meta=meta, on_progress=on_progress)
+            result = await backend.call_tool(
+                route.tool, arguments, meta=meta, on_progress=on_progress, timeout=timeout
+            )
         except BackendUnavailable as error:
             return tool_error(f"{error}; try again shortly"), "unavailable"
         except MCPError as error:
             if error.code == mcp_types.REQUEST_TIMEOUT:
-                timeout = backend.config.timeout or self.settings.call_timeout
+                timeout = timeout or backend.config.timeout or self.settings.call_timeout
                 message = f"backend '{backend.name}' timed out after {timeout:g} s on '{route.exposed}'"
                 return tool_error(message), "timeout"
-            return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), "error"
+            outcome = "bad_response" if error.code == mcp_types.INTERNAL_ERROR else "error"
+            return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), outcome
+        if not isinstance(result, dict) or not isinstance(result.get("content", []), list):
+            message = f"backend '{backend.name}' answered '{route.exposed}' with an invalid result"
+            return tool_error(message), "bad_response"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):
             cleaned = {key: value for key, value in result_meta.items() if not key.startswith(_RESERVED)}

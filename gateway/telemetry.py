@@ -109,6 +109,7 @@ async def traced_call(
     arguments: dict[str, Any] | None,
     meta: dict[str, Any] | None,
     on_progress: ProgressCallback | None,
+    identity: str | None = None,
 ) -> dict[str, Any]:
     """`Hub.call_tool` with a span around the call and one around each stage."""
     assert tracer is not None
@@ -120,15 +121,16 @@ async def traced_call(
         attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": name},
     ) as span:
         with tracer.start_as_current_span(ROUTE) as routing:
-            route, arguments, rejected = hub._route(name, arguments)
+            route, arguments, policy, key, answer, ended = hub._route(name, arguments, identity)
             if route is not None:
                 span.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
                 routing.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
-            if rejected is not None:
-                problem = "unknown_tool" if route is None else "invalid_arguments"
-                _outcome(routing, problem)
-                _outcome(span, problem)
-                return rejected
+            if answer is not None:  # rejected, or answered from the cache
+                _outcome(routing, ended)
+                _outcome(span, ended)
+                if ended == "ok":
+                    span.set_attribute("mcp_gateway.cache_hit", True)
+                return answer
         assert route is not None
         with tracer.start_as_current_span(
             BACKEND_REQUEST, attributes={BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"}
@@ -137,7 +139,7 @@ async def traced_call(
             # convention: stdio backends' calls skip the SDK dispatcher (gateway/pipe.py), which would do it.
             meta = dict(meta) if meta else {}
             inject(meta)
-            result, outcome = await hub._dispatch(route, arguments, meta, on_progress)
+            result, outcome = await hub._dispatch(route, policy, key, arguments, meta, on_progress)
             _outcome(request, outcome)
         _outcome(span, outcome)
         return result
