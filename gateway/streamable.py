@@ -19,6 +19,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.fastpath import FastPath, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
+from gateway.security import CLIENT_SCOPE_KEY, Client
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -65,7 +66,7 @@ class StreamableFront:
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
-        await self._answer(message, modern, receive, send)
+        await self._answer(message, modern, receive, send, scope.get(CLIENT_SCOPE_KEY))
 
     def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
         """(modern?, request) when this POST may take the fast path, else None."""
@@ -98,7 +99,9 @@ class StreamableFront:
             return None
         return True, message
 
-    async def _answer(self, message: dict[str, Any], modern: bool, receive: Receive, send: Send) -> None:
+    async def _answer(
+        self, message: dict[str, Any], modern: bool, receive: Receive, send: Send, client: Client | None = None
+    ) -> None:
         """Run the call; answer JSON, or SSE once a progress notification comes first."""
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](64)
         streaming = False
@@ -108,7 +111,7 @@ class StreamableFront:
 
         async def run() -> None:
             async with outbox:
-                await outbox.send(await self.fast.answer(message, modern=modern, notify=notify))
+                await outbox.send(await self.fast.answer(message, modern=modern, notify=notify, client=client))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
