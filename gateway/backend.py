@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.config import GatewaySettings, ServerConfig
+from gateway.redaction import backend_errlog
 
 logger = logging.getLogger("mcp_gateway.backend")
 
@@ -125,7 +126,7 @@ class Backend:
                 env=config.env or None,
                 cwd=config.cwd,
             )
-            context: AbstractAsyncContextManager[Any] = stdio_client(params, errlog=sys.stderr)
+            context: AbstractAsyncContextManager[Any] = stdio_client(params, errlog=backend_errlog())
         elif config.kind == "sse":
             assert config.url is not None
             context = sse_client(config.url, headers=config.headers or None, timeout=self.settings.startup_timeout)

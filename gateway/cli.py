@@ -15,15 +15,8 @@ import anyio
 
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub import Hub
-from gateway.security import (
-    Security,
-    auth_enabled,
-    hash_token,
-    install_log_redaction,
-    is_loopback,
-    load_security,
-    setup_audit,
-)
+from gateway.redaction import install_log_redaction, setup_audit
+from gateway.security import Security, auth_enabled, hash_token, is_loopback, load_security
 
 DEFAULT_CONFIG = "config/mcp.json"
 EXIT_CONFIG = 2

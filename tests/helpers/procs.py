@@ -129,7 +129,10 @@ class GatewayProcess:
 
     def stop(self) -> str:
         stop(self.proc)
-        self._reader.join(timeout=10)
+        reader = getattr(self, "_reader", None)
+        if reader is None:  # made without __init__
+            return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        reader.join(timeout=10)
         return self.stderr
 
 
