@@ -11,7 +11,6 @@ import sys
 
 import anyio
 from fastmcp import Context, FastMCP
-from fastmcp.exceptions import ToolError
 from mcp_types import ToolAnnotations, ToolListChangedNotification
 
 server = FastMCP("echo")
@@ -57,14 +56,6 @@ async def grow(name: str, ctx: Context) -> str:
     server.tool(name=name)(extra)
     await ctx.send_notification(ToolListChangedNotification())
     return f"added {name}"
-
-
-@server.tool
-def leak() -> str:
-    """Fail quoting the credential in ECHO_API_TOKEN, in the error and on stderr (redaction tests)."""
-    secret = os.environ.get("ECHO_API_TOKEN", "")
-    print(f"echo backend: calling upstream with Authorization: Bearer {secret}", file=sys.stderr, flush=True)
-    raise ToolError(f"upstream rejected credential {secret} (HTTP 401)")
 
 
 @server.tool

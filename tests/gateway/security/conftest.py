@@ -30,16 +30,17 @@ PATHS = [("http", "auto"), ("http", "legacy"), ("sse", "legacy")]
 def clients() -> dict[str, Any]:
     return {
         "alice": {"token_sha256": hash_token(ALICE), "deny": ["local_add"]},
-        "bob": {"token_sha256": hash_token(BOB), "allow": ["local_echo", "local_leak", "!local_crash"]},
+        "bob": {"token_sha256": hash_token(BOB), "allow": ["local_echo", "leaky_leak", "!local_crash"]},
         "limited": {"token_sha256": hash_token(LIMITED), "rate_limit": {"per_minute": 1, "burst": 3}},
     }
 
 
 def secured_config(directory: Path, auth: dict[str, Any] | None = None, **servers: Any) -> Path:
-    echo = stdio_echo_server()
-    echo["env"] = {**echo["env"], "ECHO_API_TOKEN": "${ECHO_API_TOKEN}"}
+    leaky = stdio_echo_server()
+    leaky["args"] = ["-m", "tests.backends.leaky"]
+    leaky["env"] = {**leaky["env"], "ECHO_API_TOKEN": "${ECHO_API_TOKEN}"}
     auth = auth if auth is not None else {"clients": clients()}
-    return write_config(directory, servers or {"local": echo}, {"auth": auth})
+    return write_config(directory, {"local": stdio_echo_server(), "leaky": leaky, **servers}, {"auth": auth})
 
 
 @pytest.fixture(scope="module")

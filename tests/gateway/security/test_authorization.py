@@ -12,7 +12,7 @@ from tests.helpers.procs import GatewayProcess
 def test_fast_path_list_shows_each_client_its_tools(secured: GatewayProcess) -> None:
     alice = tool_names(rpc(secured, "tools/list", token=ALICE))
     assert "local_echo" in alice and "local_add" not in alice and "local_crash" in alice
-    assert tool_names(rpc(secured, "tools/list", token=BOB)) == {"local_echo", "local_leak"}
+    assert tool_names(rpc(secured, "tools/list", token=BOB)) == {"local_echo", "leaky_leak"}
 
 
 def test_fast_path_denied_call_is_answered_like_an_unknown_tool(secured: GatewayProcess) -> None:
@@ -39,7 +39,7 @@ def test_fastmcp_path_paginated_list_is_filtered_too(secured: GatewayProcess) ->
     assert response.status_code in (200, 400), response.text
     body = response.json()
     if "result" in body:
-        assert {tool["name"] for tool in body["result"]["tools"]} <= {"local_echo", "local_leak"}
+        assert {tool["name"] for tool in body["result"]["tools"]} <= {"local_echo", "leaky_leak"}
 
 
 @pytest.mark.parametrize(("transport", "mode"), PATHS)
@@ -48,7 +48,7 @@ async def test_denied_tool_hidden_and_refused_like_unknown(
 ) -> None:
     async with client(secured, BOB, transport, mode) as session:
         names = {tool.name for tool in await session.list_tools()}
-        assert names == {"local_echo", "local_leak"}
+        assert names == {"local_echo", "leaky_leak"}
         denied_error = unknown_error = None
         try:
             denied = await session.call_tool("local_add", {"a": 1, "b": 2}, raise_on_error=False)
