@@ -41,7 +41,7 @@ from gateway.config import (
     normalize_token_hash,
 )
 from gateway.hub import Hub, tool_error
-from gateway.redaction import Redactor, audit_logger, collect_secrets
+from gateway.redaction import Redactor, audit_log, collect_secrets
 
 logger = logging.getLogger("mcp_gateway.security")
 
@@ -427,6 +427,8 @@ class Guard:
         memory = auth.memory if auth is not None else None
         self.memory_servers = frozenset(memory.servers) if memory is not None and memory.isolate else frozenset()
         self.shared_namespaces = tuple(memory.shared_namespaces) if memory is not None else ()
+        self._second, self._stamp = 0, ""
+        self._quoted: dict[str, str] = {}
 
     def tools(self, client: Client | None) -> list[dict[str, Any]]:
         if client is None:
@@ -456,12 +458,8 @@ class Guard:
                 self.redactor.result(result)
             return result
         finally:
-            if self.audit_on:
+            if audit_log.enabled:
                 self._audit(client, name, outcome, began, arguments)
-
-    @property
-    def audit_on(self) -> bool:
-        return audit_logger.isEnabledFor(logging.INFO)
 
     async def _call(
         self, client: Client | None, name: str, arguments: dict[str, Any] | None, meta: Any, on_progress: Any
@@ -502,17 +500,26 @@ class Guard:
     def _audit(
         self, client: Client | None, name: str, outcome: str, began: float, arguments: dict[str, Any] | None
     ) -> None:
+        """One JSON line, built by hand (names are JSON-quoted once and cached): this runs on every call."""
         now = time.time()
-        line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
-            "client": client.name if client is not None else None,
-            "tool": name,
-            "outcome": outcome,
-            "ms": round((time.perf_counter() - began) * 1000, 2),
-        }
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        quoted = self._quoted
+        if len(quoted) > 4096:
+            quoted.clear()
+        tool = quoted.get(name) or quoted.setdefault(name, json.dumps(name))
+        who = "null"
+        if client is not None:
+            who = quoted.get(client.name) or quoted.setdefault(client.name, json.dumps(client.name))
+        ms = round((time.perf_counter() - began) * 1000, 2)
+        line = (
+            f'{{"ts":"{self._stamp}.{int((now - second) * 1000):03d}Z","client":{who},"tool":{tool},'
+            f'"outcome":"{outcome}","ms":{ms}'
+        )
         if self.audit_arguments:
-            line["arguments"] = json.loads(self.redactor(json.dumps(arguments or {}, default=str)))
-        audit_logger.info(json.dumps(line, separators=(",", ":")))
+            line += ',"arguments":' + self.redactor(json.dumps(arguments or {}, default=str, separators=(",", ":")))
+        audit_log.write(line + "}")
 
     # -- memory isolation ------------------------------------------------------------------
 
