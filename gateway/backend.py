@@ -22,12 +22,11 @@ import mcp_types
 from mcp import ClientSession
 from mcp.client._probe import negotiate_auto
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from gateway.config import GatewaySettings, ServerConfig
-from gateway.redaction import backend_errlog
+from gateway.pipe import PipeClosed, StdioPipe, open_pipe
 
 logger = logging.getLogger("mcp_gateway.backend")
 
@@ -106,6 +105,7 @@ class Backend:
         self.resource_templates: list[mcp_types.ResourceTemplate] = []
         self.prompts: list[mcp_types.Prompt] = []
         self.session: ClientSession | None = None
+        self._pipe: StdioPipe | None = None
         self.ready = anyio.Event()
         self._refresh_requested = anyio.Event()
 
@@ -120,16 +120,19 @@ class Backend:
         config = self.config
         if config.kind == "stdio":
             assert config.command is not None
-            params = StdioServerParameters(
-                command=resolve_command(config.command),
-                args=config.args,
-                env=config.env or None,
-                cwd=config.cwd,
-            )
-            context: AbstractAsyncContextManager[Any] = stdio_client(params, errlog=backend_errlog())
-        elif config.kind == "sse":
+            command = resolve_command(config.command)
+            async with open_pipe(command, config.args, config.env or None, config.cwd) as (pipe, reads, writes):
+                self._pipe = pipe
+                try:
+                    yield _WatchedStream(reads, closed), writes
+                finally:
+                    self._pipe = None
+            return
+        if config.kind == "sse":
             assert config.url is not None
-            context = sse_client(config.url, headers=config.headers or None, timeout=self.settings.startup_timeout)
+            context: AbstractAsyncContextManager[Any] = sse_client(
+                config.url, headers=config.headers or None, timeout=self.settings.startup_timeout
+            )
         else:
             assert config.url is not None
             client = httpx2.AsyncClient(
@@ -279,6 +282,12 @@ class Backend:
         data: dict[str, Any] = {"method": method, "params": dict(params) if params else {}}
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
         session._stamp(data, options)  # the negotiated era's _meta and headers
+        pipe = self._pipe
+        if pipe is not None and method == "tools/call":
+            try:
+                return await pipe.request(method, data["params"], options["timeout"], on_progress)
+            except PipeClosed:
+                raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
         if on_progress is not None:
             options["on_progress"] = on_progress
         try:

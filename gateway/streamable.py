@@ -17,13 +17,25 @@ import anyio
 from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
 from gateway.security import CLIENT_SCOPE_KEY, Client
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
+
+
+def _session_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"mcp-session-id":
+            return value.decode("latin-1")
+    return None
+
+
+def _cancelled(request_id: Any) -> dict[str, Any]:
+    """What the POST of a cancelled request gets (HTTP must answer; the client has stopped waiting)."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32800, "message": "Request cancelled"}}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -61,12 +73,27 @@ class StreamableFront:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        if self._cancels_fast_request(scope, body):
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         request = self._eligible(scope, body)
         if request is None:
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
-        await self._answer(message, modern, receive, send, scope.get(CLIENT_SCOPE_KEY))
+        await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
+
+    def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
+        """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
+        if b"notifications/cancelled" not in body:
+            return False
+        session_id = _session_id(scope)
+        try:
+            request_id = cancelled_request_id(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        return session_id is not None and request_id is not None and self.fast.cancel((session_id, request_id))
 
     def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
         """(modern?, request) when this POST may take the fast path, else None."""
@@ -100,7 +127,13 @@ class StreamableFront:
         return True, message
 
     async def _answer(
-        self, message: dict[str, Any], modern: bool, receive: Receive, send: Send, client: Client | None = None
+        self,
+        message: dict[str, Any],
+        modern: bool,
+        receive: Receive,
+        send: Send,
+        session_id: str | None,
+        client: Client | None = None,
     ) -> None:
         """Run the call; answer JSON, or SSE once a progress notification comes first."""
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](64)
@@ -109,9 +142,15 @@ class StreamableFront:
         async def notify(notification: dict[str, Any]) -> None:
             await outbox.send(notification)
 
+        key = (session_id, message["id"]) if session_id is not None else object()
+        scope = self.fast.track(key)
+
         async def run() -> None:
             async with outbox:
-                await outbox.send(await self.fast.answer(message, modern=modern, notify=notify, client=client))
+                response = await self.fast.answer_tracked(
+                    scope, key, message, modern=modern, notify=notify, client=client
+                )
+                await outbox.send(response if response is not None else _cancelled(message["id"]))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":
