@@ -394,8 +394,7 @@ class RedisBuckets:
             return await self.fallback.take(key, per_second, capacity)
 
 
-def make_buckets(environ: Mapping[str, str]) -> MemoryBuckets | RedisBuckets:
-    url = environ.get("REDIS_URL")
+def make_buckets(url: str | None) -> MemoryBuckets | RedisBuckets:
     return RedisBuckets(url) if url else MemoryBuckets()
 
 
@@ -580,7 +579,7 @@ class Security:
     keys: dict[str, str]
     redactor: Redactor
     audit: AuditSettings
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    redis_url: str | None = None
     _buckets: MemoryBuckets | RedisBuckets | None = None
 
     @property
@@ -589,7 +588,7 @@ class Security:
 
     def guard(self, hub: Hub, *, http: bool) -> Guard:
         if self._buckets is None:
-            self._buckets = make_buckets(self.environ) if self.enabled else MemoryBuckets()
+            self._buckets = make_buckets(self.redis_url) if self.enabled else MemoryBuckets()
         return Guard(
             hub,
             self.auth if http else None,
@@ -612,4 +611,5 @@ def load_security(
     auth = config.gateway.auth
     keys = load_keys(auth, file, environ) if auth is not None else {}
     redactor = Redactor(collect_secrets(config, raw_servers, environ))
-    return Security(auth, keys, redactor, config.gateway.audit, environ)
+    redis_url = getattr(config.gateway, "redis_url", None) or environ.get("REDIS_URL") or None
+    return Security(auth, keys, redactor, config.gateway.audit, redis_url)
