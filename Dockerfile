@@ -5,10 +5,10 @@
 #   docker run --rm -p 8080:8080 --env-file gateway.env mcp-gateway
 #
 # Credentials and tokens come from the environment only (never baked in): integration credentials
-# (HUBSPOT_ACCESS_TOKEN, GONG_*, SLACK_*, SNOWFLAKE_*), REDIS_URL, and the client auth tokens of the
-# gateway's security settings. The image binds 0.0.0.0: once the auth work lands the gateway requires a
-# token on that address, so pass them with --env-file / a Kubernetes Secret (deploy/kubernetes/secret.yaml).
-# See docs/operations.md.
+# (HUBSPOT_ACCESS_TOKEN, GONG_*, SLACK_*, SNOWFLAKE_*), REDIS_URL, and MCP_GATEWAY_CLIENT_TOKEN_SHA256, the
+# hash of the clients' bearer token (`mcp-gateway hash-token`). The image binds 0.0.0.0, where the gateway
+# refuses to start without auth; pass them with --env-file or a Kubernetes Secret (deploy/kubernetes/).
+# See docs/operations.md and docs/security.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -37,7 +37,9 @@ RUN groupadd --system --gid "${UID}" gateway \
     && mkdir -p /app/config /data \
     && chown gateway:gateway /data
 COPY --from=build /opt/venv /opt/venv
-COPY config/mcp.json /app/config/mcp.json
+# deploy/mcp.json: the built-in servers, drain/shutdown timing, and auth with the client token hash taken from
+# env MCP_GATEWAY_CLIENT_TOKEN_SHA256 (required: without auth the gateway refuses to listen on 0.0.0.0).
+COPY deploy/mcp.json /app/config/mcp.json
 WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

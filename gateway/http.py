@@ -105,6 +105,7 @@ class GatewayHTTP:
         self.streamable = front.http_app(path=MCP_PATH, transport="http")
         self.sse = front.http_app(path=SSE_PATH, transport="sse")
         self.mcp_handler = mcp_handler or self.streamable
+        self.redact: Callable[[str], str] | None = None  # scrubs secrets from /health's error texts
         self._exit_stack: AsyncExitStack | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,7 +124,12 @@ class GatewayHTTP:
             if scope["method"] not in ("GET", "HEAD"):
                 await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
             elif path == "/health":
-                await send_json(send, 200, self.hub.health())
+                health = self.hub.health()
+                if self.redact is not None:
+                    for backend in health["backends"].values():
+                        if backend.get("last_error"):
+                            backend["last_error"] = self.redact(backend["last_error"])
+                await send_json(send, 200, health)
             elif path == "/ready":
                 ready = self.hub.ready
                 await send_json(send, 200 if ready else 503, {"ready": ready})

@@ -97,12 +97,16 @@ _stderr_pipes: dict[str, TextIO] = {}
 
 
 def backend_errlog(name: str) -> TextIO:
-    """Where a stdio backend's stderr goes: the gateway's stderr, or with JSON logs a pipe whose lines are
-    logged as records of `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON).
+    """Where a stdio backend's stderr goes: as text, the redacting relay to the gateway's stderr
+    (`redaction.backend_errlog`); with JSON logs, a pipe whose lines are logged as records of
+    `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON; the redacting record factory
+    scrubs them like any record).
 
     One pipe and one reader thread per backend for the life of the process, reused across restarts."""
     if _format != "json":
-        return sys.stderr
+        from gateway.redaction import backend_errlog as redacting_relay
+
+        return redacting_relay()
     pipe = _stderr_pipes.get(name)
     if pipe is None:
         read_fd, write_fd = os.pipe()

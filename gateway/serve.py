@@ -12,6 +12,7 @@ from gateway.fastpath import FastPath
 from gateway.front import build_front
 from gateway.http import GatewayHTTP, serve_http
 from gateway.hub import Hub
+from gateway.security import Security, load_security
 from gateway.shutdown import stop_on_signal
 from gateway.stdio import StdioFront
 from gateway.streamable import StreamableFront
@@ -19,24 +20,36 @@ from gateway.streamable import StreamableFront
 logger = logging.getLogger("mcp_gateway")
 
 
-def build_http_app(hub: Hub) -> GatewayHTTP:
+def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     """The ASGI app: FastMCP's transports with the fast path in front of `/mcp`."""
-    front, tracker = build_front(hub)
+    guard = security.guard(hub, http=True) if security is not None else None
+    front, tracker = build_front(hub, guard)
     hub.add_listener(tracker.announce_tools_changed)
     app = GatewayHTTP(hub, front)
+    if security is not None:
+        app.redact = security.redactor
     streamable = app.streamable
 
     def session_ids() -> Container[str]:
         manager = getattr(streamable, "session_manager", None)  # created by the app's lifespan
         return manager._server_instances if manager is not None else ()
 
-    app.mcp_handler = StreamableFront(FastPath(hub), streamable, session_ids)
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids)
     return app
 
 
-async def serve(config: GatewayConfig, transport: str, host: str, port: int, *, json_logs: bool = False) -> None:
+async def serve(
+    config: GatewayConfig,
+    transport: str,
+    host: str,
+    port: int,
+    security: Security | None = None,
+    *,
+    json_logs: bool = False,
+) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.shutdown); leaving closes every backend session."""
+    security = security or load_security(config, "config")
     hub = Hub(config)
     settings = config.gateway
     stdio: StdioFront | None = None
@@ -57,18 +70,19 @@ async def serve(config: GatewayConfig, transport: str, host: str, port: int, *, 
         group.start_soon(watch_signals)
         await group.start(hub.run)
         if transport == "stdio":
-            front, _tracker = build_front(hub)
-            stdio = StdioFront(front, FastPath(hub), settings.max_body_bytes)
+            guard = security.guard(hub, http=False)
+            front, _tracker = build_front(hub, guard)
+            stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
             await stdio.serve()
         else:
-            app = build_http_app(hub)
+            app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
             await serve_http(
-                app, host, port, settings.max_body_bytes, hub=hub, drain_seconds=settings.drain_seconds,
-                shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
+                security.middleware(app), host, port, settings.max_body_bytes, hub=hub,
+                drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
             )
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

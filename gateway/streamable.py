@@ -19,6 +19,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
+from gateway.security import CLIENT_SCOPE_KEY, Client
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -81,7 +82,7 @@ class StreamableFront:
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
-        await self._answer(message, modern, receive, send, _session_id(scope))
+        await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
 
     def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
         """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
@@ -126,7 +127,13 @@ class StreamableFront:
         return True, message
 
     async def _answer(
-        self, message: dict[str, Any], modern: bool, receive: Receive, send: Send, session_id: str | None
+        self,
+        message: dict[str, Any],
+        modern: bool,
+        receive: Receive,
+        send: Send,
+        session_id: str | None,
+        client: Client | None = None,
     ) -> None:
         """Run the call; answer JSON, or SSE once a progress notification comes first."""
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](64)
@@ -140,7 +147,9 @@ class StreamableFront:
 
         async def run() -> None:
             async with outbox:
-                response = await self.fast.answer_tracked(scope, key, message, modern=modern, notify=notify)
+                response = await self.fast.answer_tracked(
+                    scope, key, message, modern=modern, notify=notify, client=client
+                )
                 await outbox.send(response if response is not None else _cancelled(message["id"]))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:

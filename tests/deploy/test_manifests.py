@@ -18,7 +18,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from gateway.config import parse_config
+from gateway.config import ConfigError, parse_config
+from gateway.security import auth_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -72,9 +73,16 @@ def test_kustomization_lists_every_manifest() -> None:
 
 def test_configmap_is_a_valid_gateway_config() -> None:
     document = json.loads(BY_KIND[("ConfigMap", "mcp-gateway-config")]["data"]["mcp.json"])
-    config = parse_config(document, "configmap.yaml", environ={})
+    assert document == json.loads((ROOT / "deploy" / "mcp.json").read_text()), "configmap.yaml != deploy/mcp.json"
+    token_hash = {"MCP_GATEWAY_CLIENT_TOKEN_SHA256": "0" * 64}
+    config = parse_config(document, "configmap.yaml", environ=token_hash)
+    assert auth_enabled(config.gateway.auth), "the pods listen on 0.0.0.0: auth must be on"
+    with pytest.raises(ConfigError, match="MCP_GATEWAY_CLIENT_TOKEN_SHA256"):
+        parse_config(document, "configmap.yaml", environ={})  # no token hash: refuse to start
+    auth_keys = BY_KIND[("Secret", "mcp-gateway-auth")]["stringData"]
+    assert set(token_hash) <= set(auth_keys)
     shipped = json.loads((ROOT / "config" / "mcp.json").read_text())
-    assert document["mcpServers"] == shipped["mcpServers"], "configmap.yaml drifted from config/mcp.json"
+    assert document["mcpServers"] == shipped["mcpServers"], "deploy/mcp.json drifted from config/mcp.json"
     deployment = BY_KIND[("Deployment", "mcp-gateway")]
     pod = deployment["spec"]["template"]["spec"]
     # The kubelet must not SIGKILL a drain: grace > drain + calls in flight + streams + backends closing.
@@ -186,6 +194,11 @@ def test_dockerfile_structure() -> None:
     for instruction in instructions:  # no secrets baked into the image
         if instruction["instruction"] in ("ENV", "ARG"):
             assert not any(word in instruction["value"].upper() for word in ("TOKEN=", "PASSWORD=", "SECRET="))
-    copied = [i["value"].split()[0] for i in instructions if i["instruction"] == "COPY" and "--from" not in i["value"]]
-    for source in copied:
-        assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
+    copies = [i["value"] for i in instructions if i["instruction"] == "COPY"]
+    copied = [value.split()[:-1] for value in copies if "--from" not in value]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for sources in copied:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repo"
+            assert not any(source == p or source.startswith(p.rstrip("/") + "/") for p in ignored), source
+    assert "COPY deploy/mcp.json /app/config/mcp.json" in (ROOT / "Dockerfile").read_text()
