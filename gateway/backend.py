@@ -110,6 +110,11 @@ class Backend:
         self._refresh_requested = anyio.Event()
 
     @property
+    def namespace(self) -> str:
+        """The prefix of this backend's exposed names: `namespace` from the config, else the server name."""
+        return self.name if self.config.namespace is None else self.config.namespace
+
+    @property
     def transport(self) -> str:
         return self.config.kind
 

@@ -187,7 +187,7 @@ def build_front(hub: Hub) -> tuple[FastMCP, SessionTracker]:
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
     server.add_provider(CatalogProvider(hub))
     for backend in hub.backends:
-        server.add_provider(BackendComponentsProvider(backend), namespace=backend.name)
+        server.add_provider(BackendComponentsProvider(backend), namespace=backend.namespace)
     tracker = SessionTracker()
     server.add_middleware(tracker)
     return server, tracker
