@@ -258,7 +258,7 @@ def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
 
 
 @server.prompt(description="A prompt that embeds a resource")
-def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:  # noqa: N803 (the suite's name)
+def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
     resource = mcp_types.EmbeddedResource(type="resource", resource=mcp_types.TextResourceContents(
         uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."))
     return [Message(resource, role="user"), Message("Please process the embedded resource above.", role="user")]
