@@ -20,6 +20,7 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
 
 logger = logging.getLogger("mcp_gateway.stdio")
 
@@ -42,6 +43,27 @@ def _claim_stdio() -> tuple[int, int]:
     return wire_in, wire_out
 
 
+class _StdioPeer(Peer):
+    """A fast-path call: relayed messages are written to stdout, the client's answers picked off stdin."""
+
+    def __init__(self, front: StdioFront) -> None:
+        self.key = front
+        self._front = front
+
+    @property
+    def log_level(self) -> str | None:
+        return client_log_level(self._front.front, None)
+
+    def capable(self, method: str) -> bool:
+        return has_capability(self._front.client_capabilities, method)
+
+    def post(self, message: dict[str, Any]) -> None:
+        self._front.send(message)
+
+    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        return await self._front.replies.ask(self._front, self.post, method, params, timeout)
+
+
 class StdioFront:
     """One stdio session in front of the FastMCP server."""
 
@@ -54,6 +76,9 @@ class StdioFront:
         self._write: Any = None
         self._in_flight = 0
         self._idle = anyio.Event()
+        self.replies = Replies()  # relayed requests awaiting the client's answer
+        self.client_capabilities: Any = None  # from the client's `initialize`
+        self._peer = _StdioPeer(self)
 
     def send(self, message: dict[str, Any]) -> None:
         self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
@@ -110,6 +135,8 @@ class StdioFront:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             self.send(_error(None, PARSE_ERROR, f"Parse error: {error}"))
             return
+        if self.replies and self.replies.take(self, message):
+            return
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
@@ -124,12 +151,16 @@ class StdioFront:
             return
         if isinstance(message, dict) and message.get("method") == "initialize":
             self._initialize_ids.add(message.get("id"))
+            params = message.get("params")
+            self.client_capabilities = params.get("capabilities") if isinstance(params, dict) else None
         await to_server.send(SessionMessage(parsed))
 
     async def _answer_fast(self, message: dict[str, Any], modern: bool) -> None:
         async def notify(notification: dict[str, Any]) -> None:
             self.send(notification)
 
+        if not modern:  # handshake era: the backend may ask this client things during the call
+            CURRENT_PEER.set(self._peer)  # this task's own context
         try:
             self.send(await self.fast.answer(message, modern=modern, notify=notify))
         finally:

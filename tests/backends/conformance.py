@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import sys
 from typing import Any
@@ -21,6 +22,7 @@ from fastmcp.prompts import Message
 from fastmcp.resources import ResourceContent, ResourceResult
 from fastmcp.tools.base import ToolResult
 from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 # A 1x1 red PNG and a 1-sample silent WAV.
 PNG = (
@@ -41,9 +43,19 @@ def _result(*content: Any, is_error: bool = False) -> ToolResult:
     return ToolResult(content=list(content), is_error=is_error)
 
 
+class _NeedInput(Exception):
+    """Raised by `_ask` in the 2026-07-28 era: the tool answers `input_required` and is called again."""
+
+    def __init__(self, result: mcp_types.InputRequiredResult) -> None:
+        self.result = result
+
+
 async def _ask(ctx: Context, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Send a server-to-client request on this call's own stream and return the raw result."""
-    session = ctx.session
+    """Ask the client (sampling or elicitation) and return its raw result.
+
+    Handshake era: a server-to-client request on this call's stream. 2026 era (no back-channel): the
+    guard pattern of SEP-2322, answering `input_required` and reading the answer on the retried call.
+    """
     request: Any
     if method == "sampling/createMessage":
         request = mcp_types.CreateMessageRequest(params=mcp_types.CreateMessageRequestParams.model_validate(params))
@@ -51,9 +63,28 @@ async def _ask(ctx: Context, method: str, params: dict[str, Any]) -> dict[str, A
     else:
         request = mcp_types.ElicitRequest(params=mcp_types.ElicitRequestFormParams.model_validate(params))
         result_type = mcp_types.ElicitResult
+    session = ctx.session
+    if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        answers = ctx.input_responses or {}
+        if "ask" in answers:
+            return answers["ask"].model_dump(by_alias=True, mode="json", exclude_none=True)
+        raise _NeedInput(mcp_types.InputRequiredResult(input_requests={"ask": request}, request_state="asked"))
     metadata = ServerMessageMetadata(related_request_id=ctx.request_context.request_id)  # type: ignore[union-attr]
     result = await session.send_request(request, result_type, metadata=metadata)
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _asks(tool: Any) -> Any:
+    """Let a tool that calls `_ask` answer `input_required` in the 2026 era."""
+
+    @functools.wraps(tool)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await tool(*args, **kwargs)
+        except _NeedInput as need:
+            return need.result
+
+    return wrapper
 
 
 # ---------------------------------------------------------------------------------------------- tools
@@ -117,6 +148,7 @@ async def test_tool_with_progress(ctx: Context) -> str:
 
 
 @server.tool(description="Asks the client's LLM (sampling/createMessage)")
+@_asks
 async def test_sampling(prompt: str, ctx: Context) -> str:
     result = await _ask(ctx, "sampling/createMessage", {
         "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100})
@@ -126,6 +158,7 @@ async def test_sampling(prompt: str, ctx: Context) -> str:
 
 
 @server.tool(description="Asks the user for a username and email (elicitation/create)")
+@_asks
 async def test_elicitation(message: str, ctx: Context) -> str:
     result = await _ask(ctx, "elicitation/create", {"message": message, "requestedSchema": {
         "type": "object",
@@ -139,6 +172,7 @@ async def test_elicitation(message: str, ctx: Context) -> str:
 
 
 @server.tool(description="Elicitation whose schema has defaults for every primitive type (SEP-1034)")
+@_asks
 async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
     result = await _ask(ctx, "elicitation/create", {"message": "Please review your profile", "requestedSchema": {
         "type": "object",
@@ -155,6 +189,7 @@ async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
 
 
 @server.tool(description="Elicitation with all five enum schema variants (SEP-1330)")
+@_asks
 async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     result = await _ask(ctx, "elicitation/create", {"message": "Pick some options", "requestedSchema": {
         "type": "object",
