@@ -217,13 +217,9 @@ async def test_reconnection(ctx: Context) -> str:
 
 def _json_schema_2020_12_tool() -> None:
     from fastmcp.tools.function_tool import FunctionTool
+    from pydantic import PrivateAttr
 
-    def run(name: str | None = None, address: dict[str, Any] | None = None) -> str:
-        return f"name={name}, address={json.dumps(address)}"
-
-    tool = FunctionTool.from_function(run, name="json_schema_2020_12_tool",
-                                      description="Tool with JSON Schema 2020-12 features")
-    tool.parameters = {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"},
@@ -231,6 +227,21 @@ def _json_schema_2020_12_tool() -> None:
         "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
         "additionalProperties": False,
     }
+
+    class RawSchemaTool(FunctionTool):
+        """Lists its input schema verbatim (FastMCP would inline the `$ref`)."""
+
+        _raw_schema: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+        def to_mcp_tool(self, **overrides: Any) -> Any:
+            return super().to_mcp_tool(**{"inputSchema": self._raw_schema, **overrides})
+
+    def run(name: str | None = None, address: dict[str, Any] | None = None) -> str:
+        return f"name={name}, address={json.dumps(address)}"
+
+    tool = RawSchemaTool.from_function(run, name="json_schema_2020_12_tool",
+                                       description="Tool with JSON Schema 2020-12 features")
+    tool._raw_schema = schema
     server.add_tool(tool)
 
 
@@ -263,6 +274,15 @@ def watched_resource() -> str:
 def template_data(id: str) -> ResourceResult:
     body = json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"}, separators=(",", ":"))
     return ResourceResult(contents=[ResourceContent(content=body, mime_type="application/json")])
+
+
+@server.tool(description="Announces that test://watched-resource changed (to its subscribers)")
+async def touch_watched_resource(ctx: Context) -> str:
+    if "test://watched-resource" in SUBSCRIPTIONS:
+        await ctx.send_notification(mcp_types.ResourceUpdatedNotification(
+            params=mcp_types.ResourceUpdatedNotificationParams(uri="test://watched-resource")))
+        return "notified"
+    return "no subscribers"
 
 
 async def _subscribe(ctx: Any, params: mcp_types.SubscribeRequestParams) -> mcp_types.EmptyResult:
@@ -311,10 +331,46 @@ def complete(ref: Any, argument: mcp_types.CompletionArgument, context: Any) -> 
     return [value for value in candidates.get(argument.name, []) if value.startswith(argument.value)]
 
 
+def _refuse_discover_on_stdin() -> None:
+    """Answer `server/discover` with "method not found" before the server sees it (seeing it would lock the
+    stdio connection into the 2026 era), so the client falls back to the `initialize` handshake."""
+    import os
+    import threading
+
+    read_end, write_end = os.pipe()
+    real_stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+
+    def pump() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as forward:
+            for line in iter(real_stdin.readline, b""):
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict) and message.get("method") == "server/discover":
+                    error = {"jsonrpc": "2.0", "id": message.get("id"),
+                             "error": {"code": -32601, "message": "Method not found"}}
+                    os.write(1, json.dumps(error).encode() + b"\n")
+                    continue
+                forward.write(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
+    parser.add_argument("--name", default=None, help="unused; names the process in ps output")
+    parser.add_argument("--legacy", action="store_true",
+                        help="speak only the handshake era (no server/discover): sampling and elicitation are "
+                             "server-to-client requests instead of input_required rounds")
     args = parser.parse_args()
+    if args.legacy:
+        server._mcp_server._request_handlers.pop("server/discover", None)
+        if not args.http:
+            _refuse_discover_on_stdin()
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:
