@@ -20,6 +20,7 @@ from bench.clients import LEGACY, MODERN, HTTPClient, StdioClient
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = [sys.executable, "-m", "bench.backend"]
+UNCACHED = {"cache": {"enabled": False}}  # echo is read-only: measure forwarding, not the result cache
 
 
 def env() -> dict[str, str]:
@@ -63,7 +64,8 @@ async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 6
 
 async def latency(calls: int, directory: Path) -> dict[str, Any]:
     """p50/p99 of sequential calls: stdio backend directly vs the same backend through the gateway."""
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}})
+    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}},
+                            UNCACHED)
     gateway_argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     report: dict[str, Any] = {}
     for era in (LEGACY, MODERN):
@@ -122,7 +124,8 @@ async def load(port: int, tool: str, clients: int, seconds: float) -> float:
 async def throughput(clients: int, seconds: float, rounds: int, directory: Path) -> dict[str, Any]:
     """Streamable HTTP calls/s: FastMCP serving the backend directly vs the gateway in front of it."""
     direct_port, gateway_port = free_port(), free_port()
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}})
+    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}},
+                            UNCACHED)
     servers = [
         subprocess.Popen([*BACKEND, "--http", str(direct_port)], env=env(), cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),

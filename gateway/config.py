@@ -14,6 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.resilience.settings import (
+    BreakerSettings,
+    BulkheadSettings,
+    CacheSettings,
+    RedisSettings,
+    RetrySettings,
+    ServerSettings,
+)
+
 SERVER_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,48}$")
 NAMESPACE = re.compile(r"^[a-zA-Z0-9_-]{0,48}$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -94,6 +103,14 @@ class GatewaySettings(_Strict):
     restart_backoff_initial: float = Field(default=0.5, gt=0)
     restart_backoff_max: float = Field(default=30.0, gt=0)
     name_separator: str = Field(default="_", min_length=1, max_length=2)
+    # resilience (docs/resilience.md): defaults for every server, overrides under `servers.<name>`
+    redis_url: str | None = Field(default=None, description="shared L2 cache and breaker state (else env REDIS_URL)")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    servers: dict[str, ServerSettings] = Field(default_factory=dict)
 
     @field_validator("name_separator")
     @classmethod
@@ -177,7 +194,7 @@ def parse_config(raw: Any, file: str | Path, environ: dict[str, str] | os._Envir
     if overrides:
         expanded["gateway"] = {**expanded.get("gateway", {}), **overrides}
     try:
-        return GatewayConfig.model_validate(expanded)
+        config = GatewayConfig.model_validate(expanded)
     except ValidationError as error:
         first = error.errors()[0]
         location = tuple(first["loc"])
@@ -188,6 +205,10 @@ def parse_config(raw: Any, file: str | Path, environ: dict[str, str] | os._Envir
         location = tuple("mcpServers" if part == "mcp_servers" else part for part in location)
         location = tuple(part for part in location if part not in ("function-after[_one_kind()]",))
         raise ConfigError(file, _json_path(location), problem) from None
+    for name in config.gateway.servers:
+        if name not in config.mcp_servers:
+            raise ConfigError(file, f"$.gateway.servers.{name}", f"no server named {name!r} in mcpServers")
+    return config
 
 
 def load_config(file: str | Path, environ: dict[str, str] | os._Environ[str] | None = None) -> GatewayConfig:

@@ -8,9 +8,10 @@ else goes to the FastMCP front, which implements the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+import anyio
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
@@ -36,6 +37,15 @@ def modern_version(message: dict[str, Any]) -> str | None:
     return version if version in MODERN_VERSIONS else None
 
 
+def cancelled_request_id(message: Any) -> Any:
+    """The `requestId` of a `notifications/cancelled`, or None for any other message."""
+    if isinstance(message, dict) and message.get("method") == "notifications/cancelled":
+        params = message.get("params")
+        if isinstance(params, dict):
+            return params.get("requestId")
+    return None
+
+
 def is_fast_candidate(message: Any) -> bool:
     """A single request for a hot method whose params are well-formed enough to answer here."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or "id" not in message:
@@ -59,6 +69,39 @@ class FastPath:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.server_info = {"name": "mcp-gateway", "version": __version__}
+        self._in_flight: dict[Hashable, anyio.CancelScope] = {}
+
+    def track(self, key: Hashable) -> anyio.CancelScope:
+        """Register request `key` as cancellable now, before its task runs; pass the scope to `answer_tracked`."""
+        scope = self._in_flight[key] = anyio.CancelScope()
+        return scope
+
+    async def answer_tracked(
+        self,
+        scope: anyio.CancelScope,
+        key: Hashable,
+        message: dict[str, Any],
+        *,
+        modern: bool,
+        notify: NotificationSink | None = None,
+    ) -> dict[str, Any] | None:
+        """`answer`, unless a `notifications/cancelled` for `key` came first (then None: no response)."""
+        response = None
+        try:
+            with scope:
+                response = await self.answer(message, modern=modern, notify=notify)
+        finally:
+            if self._in_flight.get(key) is scope:
+                del self._in_flight[key]
+        return response
+
+    def cancel(self, key: Hashable) -> bool:
+        """Cancel the in-flight fast-path request `key`; the backend is sent `notifications/cancelled`."""
+        scope = self._in_flight.get(key)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
 
     def _shape(self, result: dict[str, Any], modern: bool) -> dict[str, Any]:
         if modern:

@@ -15,6 +15,7 @@ from gateway import metrics
 from gateway.backend import Backend, BackendUnavailable, ProgressCallback
 from gateway.catalog import Catalog, Route
 from gateway.config import GatewayConfig
+from gateway.resilience.core import Resilience
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -40,6 +41,7 @@ class Hub:
             for name, server in config.enabled_servers.items()
         ]
         self.by_name = {backend.name: backend for backend in self.backends}
+        self.resilience = Resilience(self.settings, list(self.by_name), self._forward)
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()
         self.draining = False
@@ -49,6 +51,7 @@ class Hub:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start every backend concurrently; report started once each is up or has failed once."""
         async with anyio.create_task_group() as group:
+            group.start_soon(self.resilience.run)
             for backend in self.backends:
                 group.start_soon(backend.run)
             with anyio.move_on_after(self.settings.startup_timeout + 1):
@@ -99,6 +102,7 @@ class Hub:
                 }
                 for backend in self.backends
             },
+            **self.resilience.health(),
             "version": __version__,
         }
 
@@ -122,6 +126,16 @@ class Hub:
             metrics.CALLS.labels("_unknown", "unknown_tool").inc()
             return tool_error(f"Unknown tool: '{name}'")
         arguments = arguments or {}
+        policy = self.resilience.policy(route)
+        key = None
+        if policy.cacheable:
+            began = time.perf_counter()
+            key = self.resilience.cache.key(policy, arguments, identity)
+            hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
+            if hit is not None:
+                metrics.CALLS.labels(route.exposed, "ok").inc()
+                metrics.LATENCY.labels(route.backend.name).observe(time.perf_counter() - began)
+                return hit
         problem = route.validation_error(arguments)
         if problem is not None:
             metrics.CALLS.labels(route.exposed, "invalid_arguments").inc()
@@ -129,7 +143,7 @@ class Hub:
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
         began = time.perf_counter()
-        result, outcome = await self._forward(route, arguments, meta or None, on_progress)
+        result, outcome = await self.resilience.call(route, policy, key, arguments, meta or None, on_progress)
         metrics.CALLS.labels(route.exposed, outcome).inc()
         metrics.LATENCY.labels(route.backend.name).observe(time.perf_counter() - began)
         return result
@@ -140,18 +154,26 @@ class Hub:
         arguments: dict[str, Any],
         meta: dict[str, Any] | None,
         on_progress: ProgressCallback | None,
+        timeout: float | None = None,
     ) -> tuple[dict[str, Any], str]:
+        """One call to the backend: (result, outcome); the resilience layer decides what to do with it."""
         backend = route.backend
         try:
-            result = await backend.call_tool(route.tool, arguments, meta=meta, on_progress=on_progress)
+            result = await backend.call_tool(
+                route.tool, arguments, meta=meta, on_progress=on_progress, timeout=timeout
+            )
         except BackendUnavailable as error:
             return tool_error(f"{error}; try again shortly"), "unavailable"
         except MCPError as error:
             if error.code == mcp_types.REQUEST_TIMEOUT:
-                timeout = backend.config.timeout or self.settings.call_timeout
+                timeout = timeout or backend.config.timeout or self.settings.call_timeout
                 message = f"backend '{backend.name}' timed out after {timeout:g} s on '{route.exposed}'"
                 return tool_error(message), "timeout"
-            return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), "error"
+            outcome = "bad_response" if error.code == mcp_types.INTERNAL_ERROR else "error"
+            return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), outcome
+        if not isinstance(result, dict) or not isinstance(result.get("content", []), list):
+            message = f"backend '{backend.name}' answered '{route.exposed}' with an invalid result"
+            return tool_error(message), "bad_response"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):
             cleaned = {key: value for key, value in result_meta.items() if not key.startswith(_RESERVED)}

@@ -29,3 +29,12 @@ HTTP_REJECTED = Counter(
 def render() -> tuple[bytes, str]:
     """The current metrics in the Prometheus text format, with its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def _register_resilience() -> None:
+    from gateway.resilience.telemetry import COLLECTOR
+
+    REGISTRY.register(COLLECTOR)
+
+
+_register_resilience()

@@ -72,7 +72,8 @@ class StdioPipe:
                 with anyio.fail_after(timeout):
                     message = await future
             except BaseException as error:
-                if not future.done() and not self.closed:
+                answered = future.done() and not future.cancelled()  # awaiting it cancels it too
+                if not answered and not self.closed:
                     reason = "timed out" if isinstance(error, TimeoutError) else "cancelled by the client"
                     self._write({"jsonrpc": "2.0", "method": "notifications/cancelled",
                                  "params": {"requestId": request_id, "reason": reason}})

@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -19,7 +21,7 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
-from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
 
 logger = logging.getLogger("mcp_gateway.stdio")
@@ -41,6 +43,35 @@ def _claim_stdio() -> tuple[int, int]:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return wire_in, wire_out
+
+
+def _is_stream(fd: int) -> bool:
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+
+
+async def _chunk_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
+    """Read stdin through the event loop when it is a pipe; from a worker thread when it is a file."""
+    if _is_stream(fd):
+        reader = asyncio.StreamReader(limit=2**16)
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+        return lambda: reader.read(2**16)
+    return lambda: anyio.to_thread.run_sync(os.read, fd, 2**16)
+
+
+async def _line_writer(fd: int) -> Callable[[bytes], None]:
+    """Write stdout through the event loop when it is a pipe; directly when it is a file."""
+    if _is_stream(fd):
+        transport, _ = await asyncio.get_running_loop().connect_write_pipe(asyncio.Protocol, os.fdopen(fd, "wb", 0))
+        return transport.write
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return write
 
 
 class _StdioPeer(Peer):
@@ -84,12 +115,9 @@ class StdioFront:
         self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
 
     async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
         wire_in, wire_out = _claim_stdio()
-        reader = asyncio.StreamReader(limit=2**16)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(wire_in, "rb", 0))
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(wire_out, "wb", 0))
-        self._write = transport.write
+        read_chunk = await _chunk_reader(wire_in)
+        self._write = await _line_writer(wire_out)
         to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
         lowlevel = self.front._mcp_server
@@ -98,7 +126,7 @@ class StdioFront:
             group.start_soon(lambda: lowlevel.run(server_reads, server_writes, options))
             group.start_soon(self._relay_server_output, from_server)
             async with to_server:
-                async for line in self._lines(reader):
+                async for line in self._lines(read_chunk):
                     await self._dispatch(line, to_server, group)
             # stdin closed: let the calls already accepted finish (bounded), then stop.
             with anyio.move_on_after(self.fast.hub.settings.call_timeout):
@@ -106,11 +134,11 @@ class StdioFront:
                     await self._idle.wait()
             group.cancel_scope.cancel()
 
-    async def _lines(self, reader: asyncio.StreamReader) -> Any:
+    async def _lines(self, read_chunk: Callable[[], Awaitable[bytes]]) -> Any:
         """Yield each line; answer an over-long one with an error and skip it."""
         buffer = bytearray()
         discarding = False
-        while chunk := await reader.read(2**16):
+        while chunk := await read_chunk():
             buffer += chunk
             start = 0
             while (end := buffer.find(b"\n", start)) >= 0:
@@ -135,13 +163,17 @@ class StdioFront:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             self.send(_error(None, PARSE_ERROR, f"Parse error: {error}"))
             return
+        cancelled = cancelled_request_id(message)
+        if cancelled is not None and self.fast.cancel(cancelled):
+            return
         if self.replies and self.replies.take(self, message):
             return
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
                 self._in_flight += 1  # counted now, so EOF right after still waits for it
-                group.start_soon(self._answer_fast, message, modern)
+                scope = self.fast.track(message["id"])  # and cancellable now, before its task runs
+                group.start_soon(self._answer_fast, message, modern, scope)
                 return
         try:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
@@ -155,14 +187,16 @@ class StdioFront:
             self.client_capabilities = params.get("capabilities") if isinstance(params, dict) else None
         await to_server.send(SessionMessage(parsed))
 
-    async def _answer_fast(self, message: dict[str, Any], modern: bool) -> None:
+    async def _answer_fast(self, message: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         async def notify(notification: dict[str, Any]) -> None:
             self.send(notification)
 
         if not modern:  # handshake era: the backend may ask this client things during the call
             CURRENT_PEER.set(self._peer)  # this task's own context
         try:
-            self.send(await self.fast.answer(message, modern=modern, notify=notify))
+            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, notify=notify)
+            if response is not None:
+                self.send(response)
         finally:
             self._in_flight -= 1
             if not self._in_flight:

@@ -19,13 +19,25 @@ import anyio
 from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from gateway.fastpath import FastPath, is_fast_candidate, modern_version
+from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
 from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
+
+
+def _session_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"mcp-session-id":
+            return value.decode("latin-1")
+    return None
+
+
+def _cancelled(request_id: Any) -> dict[str, Any]:
+    """What the POST of a cancelled request gets (HTTP must answer; the client has stopped waiting)."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32800, "message": "Request cancelled"}}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -91,8 +103,8 @@ class StreamableFront:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if self.replies and self._take_reply(scope, body):
-            await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        if self._cancels_fast_request(scope, body) or (self.replies and self._take_reply(scope, body)):
+            await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
         request = self._eligible(scope, body)
@@ -101,12 +113,12 @@ class StreamableFront:
                 send = self._capture_capabilities(body, send)
             await self.fallback(scope, _replay(body, receive), send)
             return
-        modern, message, session_id = request
-        await self._answer(message, modern, session_id, receive, send)
+        modern, message = request
+        await self._answer(message, modern, receive, send, _session_id(scope))
 
     def _take_reply(self, scope: Scope, body: bytes) -> bool:
         """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
-        session_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"mcp-session-id"), None)
+        session_id = _session_id(scope)
         if session_id is None:
             return False
         try:
@@ -138,8 +150,19 @@ class StreamableFront:
 
         return capturing_send
 
-    def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any], str | None] | None:
-        """(modern?, request, session id) when this POST may take the fast path, else None."""
+    def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
+        """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
+        if b"notifications/cancelled" not in body:
+            return False
+        session_id = _session_id(scope)
+        try:
+            request_id = cancelled_request_id(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        return session_id is not None and request_id is not None and self.fast.cancel((session_id, request_id))
+
+    def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
+        """(modern?, request) when this POST may take the fast path, else None."""
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             key = name.decode("latin-1")
@@ -164,13 +187,13 @@ class StreamableFront:
                 return None
             if version is not None and version not in _HANDSHAKE_VERSIONS:
                 return None
-            return False, message, session_id
+            return False, message
         if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
             return None
-        return True, message, None
+        return True, message
 
     async def _answer(
-        self, message: dict[str, Any], modern: bool, session_id: str | None, receive: Receive, send: Send
+        self, message: dict[str, Any], modern: bool, receive: Receive, send: Send, session_id: str | None
     ) -> None:
         """Run the call; answer JSON, or SSE once a notification or relayed request comes first."""
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
@@ -179,11 +202,15 @@ class StreamableFront:
         async def notify(notification: dict[str, Any]) -> None:
             await outbox.send(notification)
 
+        key = (session_id, message["id"]) if session_id is not None else object()
+        scope = self.fast.track(key)
+
         async def run() -> None:
-            if session_id is not None:  # handshake-era session: the backend may ask this client things
+            if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
                 CURRENT_PEER.set(_HTTPPeer(self, session_id, outbox))  # this task's own context
             async with outbox:
-                await outbox.send(await self.fast.answer(message, modern=modern, notify=notify))
+                response = await self.fast.answer_tracked(scope, key, message, modern=modern, notify=notify)
+                await outbox.send(response if response is not None else _cancelled(message["id"]))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:
             while (await receive())["type"] != "http.disconnect":

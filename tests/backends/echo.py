@@ -14,7 +14,7 @@ from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations, ToolListChangedNotification
 
 server = FastMCP("echo")
-CALLS = {"count": 0}
+CALLS = {"count": 0, "cancelled": 0}
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
@@ -34,15 +34,19 @@ def add(a: int, b: int) -> int:
 @server.tool
 def whoami() -> dict[str, object]:
     """Which process answered: the pid and how many calls it has served."""
-    return {"pid": os.getpid(), "calls": CALLS["count"]}
+    return {"pid": os.getpid(), "calls": CALLS["count"], "cancelled": CALLS["cancelled"]}
 
 
 @server.tool
 async def sleep(seconds: float, ctx: Context) -> str:
     """Sleep, reporting progress each tenth of the time."""
-    for step in range(10):
-        await ctx.report_progress(step, 10, f"step {step}")
-        await anyio.sleep(seconds / 10)
+    try:
+        for step in range(10):
+            await ctx.report_progress(step, 10, f"step {step}")
+            await anyio.sleep(seconds / 10)
+    except anyio.get_cancelled_exc_class():
+        CALLS["cancelled"] += 1
+        raise
     return f"slept {seconds}"
 
 

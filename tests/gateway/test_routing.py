@@ -84,3 +84,23 @@ async def test_tool_list_change_is_forwarded(gateway_config: Path, tmp_path: Pat
         assert "local_sparkle" in {t.name for t in await client.list_tools()}
         result = await client.call_tool("local_sparkle", {})
         assert result.content[0].text == "I am sparkle"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_cancellation_reaches_the_backend(
+    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path
+) -> None:
+    if transport == "sse" and mode == "auto":
+        pytest.skip("the legacy HTTP+SSE transport only has the session-based revisions")
+    async with client_for(transport, gateway, gateway_config, mode=mode) as client:
+        before = (await client.call_tool("local_whoami", {})).structured_content
+        with pytest.raises(Exception):  # noqa: B017 - the client's own timeout error type varies by transport
+            await client.call_tool("local_sleep", {"seconds": 30}, timeout=0.5)
+        with anyio.fail_after(15):
+            while True:
+                after = (await client.call_tool("local_whoami", {})).structured_content
+                assert after is not None and before is not None
+                if after["cancelled"] > before["cancelled"]:
+                    break
+                await anyio.sleep(0.05)

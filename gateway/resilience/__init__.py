@@ -1,0 +1,1 @@
+"""Circuit breakers, timeouts, retries, bulkheads and the shared result cache around backend calls."""

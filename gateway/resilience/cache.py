@@ -1,0 +1,220 @@
+"""Two-level result cache: L1 in-process (bounded by entries and bytes), L2 in Redis (shared by replicas).
+
+Keys: server, tool, canonical JSON of the arguments and the caller's identity (left out for tools
+configured `shared`). Each server has a *generation*; an entry is valid only under the generation it was
+stored with, so a write to server S invalidates all of S's entries at once by changing the generation: in
+this replica at once (a dict assignment), in the others through Redis (the `gen` key is read together with
+every L2 entry, and the change is published so their L1 drops too).
+
+An L1 hit is a dict lookup, a generation compare and a shallow copy; it never awaits. Entries are kept
+`stale_grace` seconds past their TTL so that a failing backend can be answered with the last good result.
+
+Why not FastMCP's `ResponseCachingMiddleware` and the py-key-value-aio stores under it: the middleware runs
+only on the FastMCP path, which the hot path bypasses; the stores are async on every get (an L1 hit would
+await), validate a pydantic model per read, drop entries at their TTL (no stale-if-error), bound memory by
+entry count only, and offer no generation read in the same round trip as the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.resilience.policy import ToolPolicy
+from gateway.resilience.redis_link import RedisLink
+from gateway.resilience.settings import CacheSettings
+
+CACHE_META = "mcp-gateway/cache"
+Key = tuple[str, str, str, str]
+
+
+@dataclass(slots=True)
+class Entry:
+    gen: str
+    fresh_until: float  # time.monotonic()
+    stale_until: float
+    size: int
+    result: dict[str, Any]
+
+
+def copy_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy the caller may change at the top level and in `_meta` (all the front paths ever touch)."""
+    out = dict(result)
+    meta = out.get("_meta")
+    if meta is not None:
+        out["_meta"] = dict(meta)
+    return out
+
+
+def stale_result(result: dict[str, Any]) -> dict[str, Any]:
+    out = dict(result)
+    out["_meta"] = {**(result.get("_meta") or {}), CACHE_META: "stale"}
+    return out
+
+
+class L1:
+    """An LRU dict bounded by entry count and total bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[Key, Entry] = OrderedDict()
+        self.bytes = 0
+        self.evictions = 0
+
+    def get(self, key: Key) -> Entry | None:
+        return self.entries.get(key)
+
+    def put(self, key: Key, entry: Entry) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self.entries[key] = entry
+        self.bytes += entry.size
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = self.entries.popitem(last=False)
+            self.bytes -= evicted.size
+            self.evictions += 1
+
+    def drop(self, key: Key) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+
+
+class Cache:
+    def __init__(self, settings: CacheSettings, link: RedisLink | None, servers: list[str]) -> None:
+        self.l1 = L1(settings.max_entries, settings.max_bytes)
+        self.link = link
+        self.prefix = link.prefix if link is not None else "mcp-gateway"
+        self.gens: dict[str, str] = dict.fromkeys(servers, "0")
+        self._pending_gens: set[str] = set()
+        self.hits = self.l2_hits = self.misses = self.stale = self.stores = self.too_big = 0
+        self.invalidations = 0
+
+    # ------------------------------------------------------------------ keys
+
+    @staticmethod
+    def key(policy: ToolPolicy, arguments: dict[str, Any] | None, identity: str | None) -> Key:
+        canonical = json.dumps(arguments or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        who = "*" if policy.shared else (identity or "")
+        return (policy.server, policy.tool, canonical, who)
+
+    def _l2_key(self, key: Key) -> str:
+        digest = hashlib.blake2b("\0".join(key[1:]).encode(), digest_size=20).hexdigest()
+        return f"{self.prefix}:c:{key[0]}:{digest}"
+
+    def _gen_key(self, server: str) -> str:
+        return f"{self.prefix}:gen:{server}"
+
+    # ------------------------------------------------------------------ reads
+
+    def fresh(self, key: Key) -> dict[str, Any] | None:
+        """The L1 hit path: a copy of a fresh, current-generation result, or None. Never awaits."""
+        entry = self.l1.entries.get(key)
+        if entry is None or entry.gen != self.gens.get(key[0]) or time.monotonic() >= entry.fresh_until:
+            return None
+        self.l1.entries.move_to_end(key)
+        self.hits += 1
+        return copy_result(entry.result)
+
+    def stale_l1(self, key: Key) -> Entry | None:
+        entry = self.l1.get(key)
+        if entry is None or entry.gen != self.gens.get(key[0]):
+            return None
+        return entry if time.monotonic() < entry.stale_until else None
+
+    async def get_l2(self, key: Key) -> tuple[dict[str, Any] | None, Entry | None]:
+        """(fresh result, stale entry) from Redis; (None, None) without Redis or when it is down."""
+        if self.link is None:
+            return None, None
+        server = key[0]
+        ok, values = await self.link.run(self.link.client.mget, self._gen_key(server), self._l2_key(key))
+        if not ok:
+            return None, None
+        raw_gen, raw_entry = values
+        gen = raw_gen.decode() if raw_gen is not None else "0"
+        if gen != self.gens.get(server) and server not in self._pending_gens:
+            self.gens[server] = gen  # another replica wrote (the publish may still be on its way)
+        if raw_entry is None:
+            return None, None
+        try:
+            doc = json.loads(raw_entry)
+        except ValueError:
+            return None, None
+        if doc.get("g") != self.gens.get(server):
+            return None, None
+        wall, mono = time.time(), time.monotonic()
+        entry = Entry(doc["g"], mono + doc["f"] - wall, mono + doc["s"] - wall, len(raw_entry), doc["r"])
+        if wall < doc["f"]:
+            self.l1.put(key, entry)
+            self.l2_hits += 1
+            return copy_result(entry.result), None
+        return None, entry if wall < doc["s"] else None
+
+    # ------------------------------------------------------------------ writes
+
+    async def put(self, policy: ToolPolicy, key: Key, gen: str, result: dict[str, Any]) -> None:
+        """Store a successful result under the generation that was current when the call started."""
+        if gen != self.gens.get(policy.server):
+            return  # a write to this server happened meanwhile: this result may predate it
+        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        if len(payload) > policy.max_entry_bytes:
+            self.too_big += 1
+            return
+        now_mono, wall = time.monotonic(), time.time()
+        self.l1.put(key, Entry(gen, now_mono + policy.ttl, now_mono + policy.ttl + policy.stale_grace, len(payload),
+                               copy_result(result)))
+        self.stores += 1
+        if self.link is not None:
+            fresh, stale = wall + policy.ttl, wall + policy.ttl + policy.stale_grace
+            doc = f'{{"g":{json.dumps(gen)},"f":{fresh!r},"s":{stale!r},"r":{payload}}}'
+            px = max(1, int((policy.ttl + policy.stale_grace) * 1000))
+            await self.link.run(self.link.client.set, self._l2_key(key), doc, None, px)
+
+    async def invalidate(self, server: str) -> None:
+        """Drop every entry of `server`: here at once, in Redis and the other replicas when it is reachable."""
+        gen = secrets.token_hex(6)
+        self.gens[server] = gen
+        self.invalidations += 1
+        if self.link is None:
+            return
+        if not await self.link.publish({"k": "gen", "n": server, "g": gen}, self._gen_key(server), gen):
+            self._pending_gens.add(server)  # pushed when Redis is back
+
+    def on_remote_gen(self, server: str, gen: str) -> None:
+        if server in self.gens and server not in self._pending_gens:
+            self.gens[server] = gen
+
+    async def resync(self) -> None:
+        """After (re)connecting to Redis: push generations changed while it was away, adopt the others'."""
+        assert self.link is not None
+        for server in list(self._pending_gens):
+            gen = self.gens[server]
+            if await self.link.publish({"k": "gen", "n": server, "g": gen}, self._gen_key(server), gen):
+                self._pending_gens.discard(server)
+        servers = list(self.gens)
+        if not servers:
+            return
+        ok, values = await self.link.run(self.link.client.mget, *[self._gen_key(s) for s in servers])
+        if ok:
+            for server, raw in zip(servers, values, strict=True):
+                if raw is not None:
+                    self.on_remote_gen(server, raw.decode())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "l1": {"entries": len(self.l1.entries), "bytes": self.l1.bytes, "max_entries": self.l1.max_entries,
+                   "max_bytes": self.l1.max_bytes, "evictions": self.l1.evictions},
+            "hits": self.hits,
+            "l2_hits": self.l2_hits,
+            "misses": self.misses,
+            "stale_served": self.stale,
+            "stores": self.stores,
+            "invalidations": self.invalidations,
+        }

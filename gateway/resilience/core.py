@@ -1,0 +1,269 @@
+"""The resilient call path the hub runs every tool call through.
+
+    cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
+    bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
+    invalidate-on-write
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from gateway.resilience.breakers import BreakerOpen, Breakers
+from gateway.resilience.bulkhead import Bulkhead, Overloaded
+from gateway.resilience.cache import Cache, Entry, Key, copy_result, stale_result
+from gateway.resilience.policy import ServerPolicy, ToolPolicy, failure_kind, resolve
+from gateway.resilience.redis_link import RedisLink
+from gateway.resilience.retry import backoff
+from gateway.resilience.telemetry import COLLECTOR
+
+if TYPE_CHECKING:
+    from gateway.backend import ProgressCallback
+    from gateway.catalog import Route
+    from gateway.config import GatewaySettings
+
+logger = logging.getLogger("mcp_gateway.resilience")
+
+Forward = Callable[..., Awaitable[tuple[dict[str, Any], str]]]
+REFUSED = ("breaker_open", "overloaded")  # outcomes of calls that never reached the backend
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+class _Flight:
+    __slots__ = ("done", "outcome", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: dict[str, Any] | None = None
+        self.outcome = ""
+
+
+class Resilience:
+    def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward) -> None:
+        self.forward = forward
+        self.servers = {
+            name: ServerPolicy.build(settings.breaker, settings.retry, settings.bulkhead, settings.cache,
+                                     settings.servers.get(name))
+            for name in servers
+        }
+        self.breakers = Breakers()
+        for name, sp in self.servers.items():
+            if sp.breaker.enabled:
+                self.breakers.get(name, sp.breaker)  # listed in /health from the start
+        self.bulkheads = {
+            name: Bulkhead(name, sp.bulkhead.max_concurrent, sp.bulkhead.max_queue, sp.bulkhead.queue_timeout)
+            for name, sp in self.servers.items()
+        }
+        url = settings.redis_url or os.environ.get("REDIS_URL") or None
+        self.link = RedisLink(url, settings.redis) if url else None
+        self.cache = Cache(settings.cache, self.link, servers)
+        if self.link is not None:
+            self.breakers.publish = lambda name, state, opened: self.link.post(  # type: ignore[union-attr]
+                "breaker", {"k": "breaker", "n": name, "s": state, "o": opened}
+            )
+            self.link.on_message = self._on_remote
+            self.link.on_connect = self._resync
+        self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
+        self._inflight: dict[Key, _Flight] = {}
+        self.retries = 0
+        COLLECTOR.attach(self)
+
+    async def run(self) -> None:
+        """Background work (Redis events); runs for the hub's lifetime."""
+        if self.link is None:
+            return
+        try:
+            await self.link.serve()
+        finally:
+            await self.link.aclose()
+
+    # ------------------------------------------------------------------ policy
+
+    def policy(self, route: Route) -> ToolPolicy:
+        cached = self._policies.get(route.exposed)
+        if cached is not None and cached[0] is route.definition:
+            return cached[1]
+        server = route.backend.name
+        sp = self.servers.get(server)
+        if sp is None:  # a backend the config does not list (tests building hubs by hand)
+            sp = self.servers[server] = next(iter(self.servers.values()))
+        policy = resolve(server, route.tool, route.annotations, sp)
+        self._policies[route.exposed] = (route.definition, policy)
+        return policy
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(
+        self,
+        route: Route,
+        policy: ToolPolicy,
+        key: Key | None,
+        arguments: dict[str, Any],
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, Any], str]:
+        """One tool call that missed L1 (or is not cacheable): (result, outcome)."""
+        if key is None:
+            result, outcome, _ = await self._guarded(route, policy, arguments, meta, on_progress)
+            if policy.invalidates and outcome not in REFUSED:
+                await self.cache.invalidate(policy.server)
+            return result, outcome
+        while (flight := self._inflight.get(key)) is not None:
+            await flight.done.wait()  # an identical call is in flight: share its answer
+            if flight.result is not None:
+                return copy_result(flight.result), flight.outcome
+            # its caller went away before the answer: try again (perhaps as the leader)
+            if (hit := self.cache.fresh(key)) is not None:
+                return hit, "ok"
+        flight = self._inflight[key] = _Flight()
+        try:
+            result, outcome = await self._miss(route, policy, key, arguments, meta, on_progress)
+            flight.result, flight.outcome = copy_result(result), outcome
+            return result, outcome
+        finally:
+            del self._inflight[key]
+            flight.done.set()
+
+    async def _miss(
+        self,
+        route: Route,
+        policy: ToolPolicy,
+        key: Key,
+        arguments: dict[str, Any],
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, Any], str]:
+        cache = self.cache
+        stale: Entry | None = cache.stale_l1(key)
+        fresh, l2_stale = await cache.get_l2(key)
+        if fresh is not None:
+            return fresh, "ok"
+        cache.misses += 1
+        stale = stale or l2_stale
+        gen = cache.gens.get(policy.server, "0")
+        result, outcome, failure = await self._guarded(route, policy, arguments, meta, on_progress)
+        if outcome == "ok":
+            await cache.put(policy, key, gen, result)
+        elif failure is not None and stale is not None and stale.gen == cache.gens.get(policy.server):
+            cache.stale += 1
+            logger.info("serving a stale %s result: %s", route.exposed, failure)
+            return stale_result(stale.result), "stale"
+        return result, outcome
+
+    async def _guarded(
+        self,
+        route: Route,
+        policy: ToolPolicy,
+        arguments: dict[str, Any],
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+    ) -> tuple[dict[str, Any], str, str | None]:
+        """Breaker, bulkhead, timeout and retries around the backend: (result, outcome, failure kind)."""
+        sp = policy.server_policy
+        breaker = self.breakers.get(policy.breaker_name, sp.breaker) if sp.breaker.enabled else None
+        bulkhead = self.bulkheads.get(policy.server)
+        attempts = sp.retry.attempts if policy.retry else 1
+        deadline = time.monotonic() + sp.retry.max_total
+        attempt = 0
+        while True:
+            attempt += 1
+            probe = False
+            if breaker is not None:
+                try:
+                    probe = breaker.admit()
+                except BreakerOpen as error:
+                    return _error(str(error)), "breaker_open", "breaker_open"
+            if bulkhead is not None:
+                try:
+                    await bulkhead.acquire()
+                except Overloaded as error:
+                    if breaker is not None:
+                        breaker.release_probe(probe)
+                    return _error(f"{error}; try again later"), "overloaded", "overloaded"
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release_probe(probe)
+                    raise
+            try:
+                result, outcome = await self.forward(route, arguments, meta, on_progress, timeout=policy.timeout)
+            except BaseException:
+                if breaker is not None:
+                    breaker.release_probe(probe)
+                raise
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+            failure = None if outcome == "ok" else failure_kind(outcome, result, sp)
+            if breaker is not None:
+                breaker.record(failure, probe)
+            if failure is None or attempt >= attempts or failure not in sp.retry.on:
+                return result, outcome, failure
+            delay = backoff(sp.retry, attempt)
+            if time.monotonic() + delay >= deadline:
+                return result, outcome, failure
+            self.retries += 1
+            logger.info("retrying %s in %.2f s after %s (attempt %d of %d)",
+                        route.exposed, delay, failure, attempt + 1, attempts)
+            await anyio.sleep(delay)
+
+    # ------------------------------------------------------------------ replicas
+
+    def _on_remote(self, message: dict[str, Any]) -> None:
+        kind, name = message.get("k"), message.get("n")
+        if not isinstance(name, str):
+            return
+        if kind == "gen" and isinstance(message.get("g"), str):
+            self.cache.on_remote_gen(name, message["g"])
+        elif kind == "breaker" and isinstance(message.get("s"), str):
+            opened = message.get("o")
+            self.breakers.apply_remote(name, message["s"], opened if isinstance(opened, int | float) else None)
+
+    async def _resync(self) -> None:
+        assert self.link is not None
+        await self.cache.resync()
+        names = sorted(set(self.breakers.by_name) | set(self.servers))
+        keys = [f"{self.link.prefix}:breaker:{name}" for name in names]
+        ok, values = await self.link.run(self.link.client.mget, *keys)
+        if not ok:
+            return
+        for raw in values:
+            if raw is not None:
+                try:
+                    self._on_remote(json.loads(raw))
+                except ValueError:
+                    continue
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "breakers": {name: breaker.snapshot() for name, breaker in sorted(self.breakers.by_name.items())},
+            "bulkheads": {
+                name: {"active": b.active, "queued": b.queued, "max_concurrent": b.max_concurrent,
+                       "max_queue": b.max_queue, "rejected": b.rejected}
+                for name, b in self.bulkheads.items()
+            },
+            "cache": self.cache.snapshot(),
+            "retries": self.retries,
+        }
+        if self.link is None:
+            doc["redis"] = {"state": "disabled"}
+        else:
+            doc["redis"] = {
+                "state": "up" if self.link.up and self.link.listening else "down",
+                "breaker": self.link.guard.state,
+                "ops": self.link.ops,
+                "errors": self.link.errors,
+                "last_error": self.link.last_error,
+            }
+        return doc

@@ -1,0 +1,208 @@
+"""Circuit breakers, timeouts, retries and bulkheads against backends that fail, crash, hang, answer garbage
+or fail half the time, while a healthy backend keeps answering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx
+
+from tests.gateway.resilience.conftest import call, client, faulty_server, garbage_server, health, stats, until
+from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+
+NO_CACHE_STATS = {"tools": {"stats": {"cache": False}}}
+
+
+async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        gateway={"breaker": {"fail_max": 2, "reset_timeout": 1.0}, "servers": {"faulty": NO_CACHE_STATS}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            for _ in range(3):  # the tool's own errors are not the backend failing
+                error, text, _ = await call(c, "faulty_mistake")
+                assert error and "no such record" in text
+            assert (await health(gateway))["breakers"]["faulty"]["state"] == "closed"
+
+            for _ in range(2):  # upstream 5xx, surfaced as tool errors by the integration server
+                error, text, _ = await call(c, "faulty_fail")
+                assert error and "502" in text
+            doc = await health(gateway)
+            assert doc["breakers"]["faulty"]["state"] == "open"
+            assert doc["breakers"]["faulty"]["last_failure"] == "upstream_5xx"
+
+            error, text, _ = await call(c, "faulty_read", {"key": "a"})
+            assert error and "'faulty'" in text and "failing fast" in text and "retried in" in text
+            error, text, _ = await call(c, "healthy_echo", {"text": "still here"})
+            assert not error and text == "still here"
+
+            async def probe_succeeds() -> bool:
+                error, _, _ = await call(c, "faulty_read", {"key": "a"})
+                return not error
+
+            await until(probe_succeeds, interval=0.1)
+            doc = await health(gateway)
+            assert doc["breakers"]["faulty"]["state"] == "closed"
+            assert doc["breakers"]["faulty"]["opened"] == 1
+            assert doc["breakers"]["faulty"]["rejected"] >= 1
+            counts = await stats(c)
+            assert counts["fail"] == 2  # nothing reached the backend while the breaker was open
+            assert counts["read"] == 1  # only the probe
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(gateway.base + "/metrics")).text
+            assert 'mcp_gateway_breaker_opened_total{breaker="faulty"} 1.0' in metrics
+            assert 'mcp_gateway_breaker_state{breaker="faulty"} 0.0' in metrics
+    finally:
+        log = gateway.stop()
+    assert "breaker faulty: half-open -> closed" in log
+
+
+async def test_crashed_backend_opens_its_breaker_until_it_is_back(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        gateway={"restart_backoff_initial": 1.5, "breaker": {"fail_max": 2, "reset_timeout": 0.5},
+                 "retry": {"initial_backoff": 0.01, "max_backoff": 0.02}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            error, text, _ = await call(c, "faulty_crash")
+            assert error and "faulty" in text
+
+            async def fails_fast() -> bool:
+                _, text, _ = await call(c, "faulty_read", {"key": "x"})
+                return "failing fast" in text
+
+            await until(fails_fast)
+            error, text, _ = await call(c, "healthy_echo", {"text": "fine"})
+            assert not error and text == "fine"
+
+            async def answers() -> bool:
+                error, _, _ = await call(c, "faulty_read", {"key": "y"})
+                return not error
+
+            await until(answers, interval=0.1)
+            doc = await health(gateway)
+            assert doc["backends"]["faulty"]["state"] == "up"
+            assert doc["breakers"]["faulty"]["state"] == "closed"
+            assert doc["breakers"]["faulty"]["opened"] >= 1
+            assert doc["breakers"]["faulty"]["last_failure"] == "unavailable"
+    finally:
+        gateway.stop()
+
+
+async def test_hung_call_times_out_and_the_backend_is_sent_a_cancellation(tmp_path: Path) -> None:
+    cancel_file = tmp_path / "cancelled.txt"
+    config = write_config(
+        tmp_path,
+        {"faulty": faulty_server(FAULTY_CANCEL_FILE=str(cancel_file)), "healthy": stdio_echo_server()},
+        gateway={"servers": {"faulty": {"tools": {"hang": {"timeout": 0.5}}}}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            error, text, _ = await call(c, "faulty_hang", {"tag": "first"})
+            assert error and "timed out after 0.5 s" in text and "'faulty'" in text
+            await until(lambda: cancel_file.exists() and "cancelled first" in cancel_file.read_text())
+            error, text, _ = await call(c, "faulty_read", {"key": "k"})  # the session is still good
+            assert not error and text == "k#1"
+    finally:
+        gateway.stop()
+
+
+async def test_garbage_answers_are_errors_that_open_the_breaker(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"garbage": garbage_server(), "healthy": stdio_echo_server()},
+        gateway={"servers": {"garbage": {"breaker": {"fail_max": 3, "reset_timeout": 60}, "retry": {"attempts": 1},
+                                         "tools": {"not_json": {"timeout": 0.5}}}}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            error, text, _ = await call(c, "garbage_ok")
+            assert not error and text == "fine"
+            error, text, _ = await call(c, "garbage_bad_result")
+            assert error and "invalid result" in text
+            error, text, _ = await call(c, "garbage_internal_error")
+            assert error and "kaboom" in text
+            error, text, _ = await call(c, "garbage_not_json")
+            assert error and "timed out" in text
+            error, text, _ = await call(c, "garbage_ok", {"n": 2})  # not the cached call
+            assert error and "failing fast" in text
+            error, text, _ = await call(c, "healthy_echo", {"text": "ok"})
+            assert not error and text == "ok"
+            doc = await health(gateway)
+            assert doc["breakers"]["garbage"]["state"] == "open"
+            assert doc["breakers"]["garbage"]["total_failures"] == 3
+    finally:
+        gateway.stop()
+
+
+async def test_half_failing_reads_are_retried_and_never_trip_the_breaker(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"faulty": faulty_server()},
+        gateway={"breaker": {"fail_max": 2}, "retry": {"initial_backoff": 0.01, "max_backoff": 0.05},
+                 "servers": {"faulty": {"cache": {"enabled": False}}}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            for _ in range(6):
+                error, text, _ = await call(c, "faulty_flaky")
+                assert not error and text.startswith("ok #")
+            error, text, _ = await call(c, "faulty_fail")  # a write failing: reported, never retried
+            assert error and "502" in text
+            counts = await stats(c)
+            assert counts["flaky"] == 12 and counts["fail"] == 1
+            doc = await health(gateway)
+            assert doc["breakers"]["faulty"]["state"] == "closed"
+            assert doc["retries"] == 6
+    finally:
+        gateway.stop()
+
+
+async def test_bulkhead_bounds_in_flight_and_queued_calls(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"slow": faulty_server(), "healthy": stdio_echo_server()},
+        gateway={"servers": {"slow": {
+            "bulkhead": {"max_concurrent": 2, "max_queue": 2, "queue_timeout": 30},
+            "breaker": {"enabled": False},
+            "tools": {"hang": {"timeout": 2}},
+        }}},
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c:
+            results: list[str] = []
+
+            async def one(tag: int) -> None:
+                _, text, _ = await call(c, "slow_hang", {"tag": str(tag)})
+                results.append(text)
+
+            async with anyio.create_task_group() as group:
+                for tag in range(10):
+                    group.start_soon(one, tag)
+
+                async def bounded() -> dict | None:
+                    doc = (await health(gateway))["bulkheads"]["slow"]
+                    return doc if doc["active"] == 2 and doc["queued"] == 2 and doc["rejected"] == 6 else None
+
+                doc = await until(bounded)
+                assert doc["max_queue"] == 2
+                error, text, _ = await call(c, "healthy_echo", {"text": "unaffected"})
+                assert not error and text == "unaffected"
+            overloaded = [t for t in results if "overloaded" in t and "'slow'" in t]
+            timed_out = [t for t in results if "timed out after 2 s" in t]
+            assert len(overloaded) == 6 and len(timed_out) == 4
+            doc = (await health(gateway))["bulkheads"]["slow"]
+            assert doc["active"] == 0 and doc["queued"] == 0
+    finally:
+        gateway.stop()

@@ -1,0 +1,109 @@
+"""Two gateway replicas sharing one real Redis: shared breaker state, a shared L2 cache, invalidation across
+replicas, and Redis killed and restarted under load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.gateway.resilience.conftest import call, client, faulty_http, health, stats, until
+from tests.helpers.procs import GatewayProcess, write_config
+from tests.helpers.redis_proc import RedisProcess
+
+TOOLS = {"stats": {"cache": False}, "set_mode": {"invalidates": False}}
+
+
+@contextmanager
+def two_replicas(tmp_path: Path, redis_url: str, **gateway: object) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    with faulty_http() as url:
+        config = write_config(tmp_path, {"faulty": {"url": url}}, gateway={
+            "redis_url": redis_url, "retry": {"attempts": 1}, "servers": {"faulty": {"tools": TOOLS}}, **gateway,
+        })
+        first = GatewayProcess(config)
+        try:
+            second = GatewayProcess(config)
+            try:
+                yield first, second
+            finally:
+                second.stop()
+        finally:
+            first.stop()
+
+
+async def redis_state(gateway: GatewayProcess) -> str:
+    return (await health(gateway))["redis"]["state"]
+
+
+async def test_replicas_share_cache_invalidations_and_breakers(tmp_path: Path, redis_server: RedisProcess) -> None:
+    with two_replicas(tmp_path, redis_server.url, breaker={"fail_max": 2, "reset_timeout": 60}) as (a, b):
+        await until(lambda: _both_up(a, b))
+        async with client(a) as ca, client(b) as cb:
+            assert (await call(ca, "faulty_read", {"key": "x"}))[1] == "x#1"
+            assert (await call(cb, "faulty_read", {"key": "x"}))[1] == "x#1"  # from Redis, not the backend
+            assert (await stats(cb))["read"] == 1
+            assert (await health(b))["cache"]["l2_hits"] == 1
+
+            assert (await call(cb, "faulty_get", {"key": "k"}))[1] == ""  # cached in b
+            assert (await call(ca, "faulty_put", {"key": "k", "value": "new"}))[1] == "stored"
+
+            async def b_sees_the_write() -> bool:
+                return (await call(cb, "faulty_get", {"key": "k"}))[1] == "new"
+
+            await until(b_sees_the_write)
+
+            for _ in range(2):
+                assert (await call(ca, "faulty_fail"))[0]
+            assert (await health(a))["breakers"]["faulty"]["state"] == "open"
+            await until(lambda: _breaker_state(b, "open"))
+            error, text, _ = await call(cb, "faulty_read", {"key": "never-called"})
+            assert error and "failing fast" in text and "'faulty'" in text
+
+
+async def test_redis_killed_and_restarted_under_load(tmp_path: Path, redis_server: RedisProcess) -> None:
+    settings = {"redis": {"timeout": 0.2, "retry_after": 0.3}}
+    with two_replicas(tmp_path, redis_server.url, **settings) as (a, b):
+        await until(lambda: _both_up(a, b))
+        async with client(a) as ca, client(b) as cb:
+            n = 0
+
+            async def round_of_calls() -> None:
+                nonlocal n
+                n += 1
+                for c in (ca, cb):
+                    for key in ("hot", f"k{n}"):
+                        error, text, _ = await call(c, "faulty_read", {"key": key})
+                        assert not error, text
+
+            for _ in range(3):
+                await round_of_calls()
+            redis_server.kill()
+            for _ in range(5):
+                await round_of_calls()
+
+            async def both_down() -> bool:
+                await round_of_calls()
+                return await redis_state(a) == "down" and await redis_state(b) == "down"
+
+            await until(both_down)
+            redis_server.start()  # same port, empty: an outage that lost the data
+
+            async def both_up_again() -> bool:
+                await round_of_calls()
+                return await _both_up(a, b)
+
+            await until(both_up_again)
+            before = (await stats(ca))["read"]
+            l2_before = (await health(b))["cache"]["l2_hits"]
+            assert (await call(ca, "faulty_read", {"key": "after"}))[1].startswith("after#")
+            assert not (await call(cb, "faulty_read", {"key": "after"}))[0]
+            assert (await stats(ca))["read"] == before + 1  # b's answer came from Redis again
+            assert (await health(b))["cache"]["l2_hits"] == l2_before + 1
+
+
+async def _both_up(a: GatewayProcess, b: GatewayProcess) -> bool:
+    return await redis_state(a) == "up" and await redis_state(b) == "up"
+
+
+async def _breaker_state(gateway: GatewayProcess, state: str) -> bool:
+    return (await health(gateway))["breakers"]["faulty"]["state"] == state
