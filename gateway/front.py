@@ -38,9 +38,9 @@ class GatewayTool(Tool):
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:  # type: ignore[override]
         assert self._hub is not None
-        progress = None
-        if context is not None and context.request_context is not None:
-            progress = context.report_progress
+        if context is None:
+            context = _current_context()  # FastMCP does not pass it to `run`
+        progress = _progress_reporter(context)
         peer = context_peer(context)  # the backend's sampling/elicitation/logs during the call go to this client
         token = CURRENT_PEER.set(peer) if peer is not None else None
         try:
@@ -57,6 +57,26 @@ class GatewayTool(Tool):
             meta=result.meta,
             is_error=bool(result.is_error),
         )
+
+
+def _progress_reporter(context: Context | None) -> Any:
+    """Report a backend's progress on the client's own token (`Context.report_progress` looks for the token
+    where the SDK does not put it, so it would report nothing)."""
+    request_context = context.request_context if context is not None else None
+    if request_context is None:
+        return None
+    meta = request_context.meta
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    if token is None:
+        return None
+    session, request_id = request_context.session, request_context.request_id
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        await session.send_progress_notification(
+            progress_token=token, progress=progress, total=total, message=message, related_request_id=request_id
+        )
+
+    return report
 
 
 class CatalogProvider(Provider):

@@ -73,7 +73,7 @@ class Recorder:
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
-@pytest.mark.parametrize("transport", ["http", "stdio"])
+@pytest.mark.parametrize("transport", ["http", "stdio", "sse"])
 async def test_sampling_elicitation_and_logs_reach_the_calling_client(
     transport: str, relay_gateway: GatewayProcess, relay_config: Path
 ) -> None:
@@ -94,6 +94,14 @@ async def test_sampling_elicitation_and_logs_reach_the_calling_client(
         assert schema["legacyEnum"]["enumNames"] == ["Option One", "Option Two", "Option Three"]
         assert schema["titledMulti"]["items"]["anyOf"][0] == {"const": "value1", "title": "First Choice"}
         assert "action=accept" in enums.content[0].text
+
+        progress: list[tuple[float, float | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, total))
+
+        await client.call_tool("test_tool_with_progress", {}, progress_handler=on_progress)
+        assert progress == [(0, 100), (50, 100), (100, 100)]
 
         await client.call_tool("test_tool_with_logging", {})
         # Every log message arrives before the call's answer, in order.
