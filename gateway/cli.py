@@ -15,6 +15,8 @@ import anyio
 
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub import Hub
+from gateway.redaction import install_log_redaction, setup_audit
+from gateway.security import Security, auth_enabled, hash_token, is_loopback, load_security
 
 DEFAULT_CONFIG = "config/mcp.json"
 EXIT_CONFIG = 2
@@ -32,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true",
+        help="allow binding a non-loopback address without gateway.auth (anyone who can reach it may call every tool)",
+    )
+    hash_token = commands.add_parser("hash-token", help="make a client API token and the hash to put in config")
+    hash_token.add_argument("--stdin", action="store_true", help="hash a token read from stdin instead of a new one")
     with_config(commands.add_parser("check", help="start every backend and report its state"))
     with_config(commands.add_parser("tools", help="list every exposed tool"))
     call = with_config(commands.add_parser("call", help="call one tool and print its result"))
@@ -61,14 +69,14 @@ async def running_hub(config: GatewayConfig) -> AsyncIterator[Hub]:
             group.cancel_scope.cancel()
 
 
-async def _check(config: GatewayConfig) -> int:
+async def _check(config: GatewayConfig, security: Security) -> int:
     async with running_hub(config) as hub:
         rows = [("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR")]
         for backend in hub.backends:
             startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
             rows.append(
                 (backend.name, backend.transport, backend.state, str(len(backend.tools)), startup,
-                 backend.last_error or "")
+                 security.redactor(backend.last_error or ""))
             )
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for row in rows:
@@ -100,25 +108,73 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> 
         return 1 if result.get("isError") else 0
 
 
-async def _serve(config: GatewayConfig, transport: str, host: str, port: int) -> int:
+async def _serve(config: GatewayConfig, transport: str, host: str, port: int, security: Security) -> int:
     from gateway.serve import serve
 
-    await serve(config, transport, host, port)
+    await serve(config, transport, host, port, security)
     return 0
+
+
+MIN_TOKEN_LENGTH = 32
+
+
+def _hash_token(from_stdin: bool) -> int:
+    """Print a new high-entropy token (or hash one from stdin) and the config entry for it."""
+    if from_stdin:
+        token = sys.stdin.readline().strip()
+        if len(token) < MIN_TOKEN_LENGTH:
+            print(f"mcp-gateway: a token needs at least {MIN_TOKEN_LENGTH} characters of randomness "
+                  "(run `mcp-gateway hash-token` without --stdin to make one)", file=sys.stderr)
+            return EXIT_CONFIG
+        print(hash_token(token))
+        return 0
+    import secrets
+
+    token = "mgw_" + secrets.token_urlsafe(32)  # 256 random bits
+    print(f"token (give it to the client; it is not stored anywhere): {token}")
+    print(f"token_sha256 (put it in config):                          {hash_token(token)}")
+    print(f'config: "gateway": {{"auth": {{"clients": {{"NAME": {{"token_sha256": "{hash_token(token)}"}}}}}}}}')
+    return 0
+
+
+def _bind_refusal(host: str, config: GatewayConfig, insecure: bool) -> str | None:
+    if is_loopback(host) or insecure or auth_enabled(config.gateway.auth):
+        return None
+    return (
+        f"refusing to serve HTTP on {host} without authentication: anyone who can reach it could call every tool. "
+        "Add clients under gateway.auth in the config (make a token with `mcp-gateway hash-token`; "
+        "see docs/security.md), bind 127.0.0.1, or pass --insecure-no-auth if something in front of the "
+        "gateway authenticates."
+    )
+
+
+def _raw_servers(path: str) -> Any:
+    try:
+        return json.loads(open(path, encoding="utf-8").read()).get("mcpServers")
+    except Exception:
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "hash-token":
+        sys.exit(_hash_token(args.stdin))
     _setup_logging()
     try:
         config = load_config(args.config)
+        security = load_security(config, args.config, _raw_servers(args.config))
     except ConfigError as error:
         print(f"mcp-gateway: config error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    install_log_redaction(security.redactor)
+    setup_audit(config.gateway.audit)
     if args.command == "serve":
-        code = anyio.run(_serve, config, args.transport, args.host, args.port)
+        if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
+            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        code = anyio.run(_serve, config, args.transport, args.host, args.port, security)
     elif args.command == "check":
-        code = anyio.run(_check, config)
+        code = anyio.run(_check, config, security)
     elif args.command == "tools":
         code = anyio.run(_tools, config)
     else:

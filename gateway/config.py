@@ -94,6 +94,122 @@ class ServerConfig(_Strict):
         return None
 
 
+CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
+TOKEN_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+LOOPBACK_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+
+
+def normalize_token_hash(value: str) -> str:
+    """`sha256:<hex>` or `<hex>`, any case, to 64 lowercase hex digits; ValueError otherwise."""
+    digest = value.strip().lower().removeprefix("sha256:")
+    if not TOKEN_SHA256.match(digest):
+        raise ValueError("must be the 64 hex digits of a SHA-256 (make one with `mcp-gateway hash-token`)")
+    return digest
+
+
+class RateLimitConfig(_Strict):
+    """A token bucket: `per_minute` calls sustained, up to `burst` at once."""
+
+    per_minute: float = Field(gt=0)
+    burst: int | None = Field(default=None, gt=0, description="bucket size; default per_minute (at least 1)")
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else max(1, int(self.per_minute))
+
+
+class ClientConfig(_Strict):
+    """One API client: its key(s), which tools it may see and call, its rate limit."""
+
+    token_sha256: str | list[str] | None = None
+    allow: list[str] = Field(default_factory=lambda: ["*"])
+    deny: list[str] = Field(default_factory=list)
+    rate_limit: RateLimitConfig | None = None
+    memory_owner: str | None = None
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hashes(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return normalize_token_hash(value)
+        return [normalize_token_hash(item) for item in value]
+
+    @field_validator("memory_owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and not CLIENT_NAME.match(value):
+            raise ValueError(f"must match {CLIENT_NAME.pattern}")
+        return value
+
+    @property
+    def hashes(self) -> list[str]:
+        if self.token_sha256 is None:
+            return []
+        return [self.token_sha256] if isinstance(self.token_sha256, str) else list(self.token_sha256)
+
+
+class JWTConfig(_Strict):
+    """Bearer JWTs from an identity provider, verified by FastMCP's `JWTVerifier`."""
+
+    jwks_uri: str | None = None
+    public_key: str | None = None
+    issuer: str | list[str] | None = None
+    audience: str | list[str] | None = None
+    algorithm: str | None = None
+    required_scopes: list[str] = Field(default_factory=list)
+    client_claim: str | None = Field(default=None, description="claim naming the client; default the token's client_id")
+    default_client: str | None = Field(default=None, description="policy for JWT clients not listed in `clients`")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> JWTConfig:
+        if (self.jwks_uri is None) == (self.public_key is None):
+            raise ValueError("give exactly one of 'jwks_uri' or 'public_key'")
+        return self
+
+
+class MemoryIsolation(_Strict):
+    """How `ai_memory` namespaces are kept per client."""
+
+    isolate: bool = True
+    servers: list[str] = Field(default_factory=lambda: ["ai_memory"])
+    shared_namespaces: list[str] = Field(default_factory=list, description="patterns left unprefixed")
+
+
+class AuthSettings(_Strict):
+    """`gateway.auth`: who may use the HTTP transports, and what each client may do."""
+
+    clients: dict[str, ClientConfig] = Field(default_factory=dict)
+    tokens_file: str | None = None
+    jwt: JWTConfig | None = None
+    allowed_origins: list[str] = Field(default_factory=lambda: list(LOOPBACK_ORIGINS))
+    rate_limit: RateLimitConfig | None = None
+    memory: MemoryIsolation = Field(default_factory=MemoryIsolation)
+
+    @field_validator("clients")
+    @classmethod
+    def _client_names(cls, clients: dict[str, ClientConfig]) -> dict[str, ClientConfig]:
+        for name in clients:
+            if not CLIENT_NAME.match(name):
+                raise ValueError(f"client name {name!r} must match {CLIENT_NAME.pattern}")
+        return clients
+
+    @model_validator(mode="after")
+    def _default_client(self) -> AuthSettings:
+        if self.jwt is not None and self.jwt.default_client not in (None, *self.clients):
+            raise ValueError(f"jwt.default_client {self.jwt.default_client!r} is not a configured client")
+        return self
+
+
+class AuditSettings(_Strict):
+    """`gateway.audit`: one JSON line per tool call on the `mcp_gateway.audit` logger."""
+
+    enabled: bool = True
+    file: str | None = Field(default=None, description="append here instead of stderr")
+    arguments: bool = Field(default=False, description="include the (redacted) arguments")
+
+
 class GatewaySettings(_Strict):
     """The optional top-level `gateway` object; each field may be overridden by `MCP_GATEWAY_<FIELD>`."""
 
@@ -111,6 +227,9 @@ class GatewaySettings(_Strict):
     bulkhead: BulkheadSettings = Field(default_factory=BulkheadSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     servers: dict[str, ServerSettings] = Field(default_factory=dict)
+    # security (docs/security.md)
+    auth: AuthSettings | None = None
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("name_separator")
     @classmethod
@@ -159,8 +278,11 @@ def expand_env(value: Any, environ: dict[str, str] | os._Environ[str], file: str
     return value
 
 
+_SECTIONS = frozenset({"auth", "audit"})  # objects, not env-overridable scalars
+
+
 def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    fields = GatewaySettings.model_fields
+    fields = GatewaySettings.model_fields.keys() - _SECTIONS
     return {
         key[len(ENV_PREFIX) :].lower(): value
         for key, value in environ.items()

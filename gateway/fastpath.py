@@ -16,6 +16,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
 from gateway.hub import Hub
+from gateway.security import Client, Guard
 
 PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
@@ -66,8 +67,9 @@ def is_fast_candidate(message: Any) -> bool:
 class FastPath:
     """Answers hot requests straight from the hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, guard: Guard | None = None) -> None:
         self.hub = hub
+        self.guard = guard or Guard(hub)
         self.server_info = {"name": "mcp-gateway", "version": __version__}
         self._in_flight: dict[Hashable, anyio.CancelScope] = {}
 
@@ -84,12 +86,13 @@ class FastPath:
         *,
         modern: bool,
         notify: NotificationSink | None = None,
+        client: Client | None = None,
     ) -> dict[str, Any] | None:
         """`answer`, unless a `notifications/cancelled` for `key` came first (then None: no response)."""
         response = None
         try:
             with scope:
-                response = await self.answer(message, modern=modern, notify=notify)
+                response = await self.answer(message, modern=modern, notify=notify, client=client)
         finally:
             if self._in_flight.get(key) is scope:
                 del self._in_flight[key]
@@ -113,13 +116,18 @@ class FastPath:
         return result
 
     async def answer(
-        self, message: dict[str, Any], *, modern: bool, notify: NotificationSink | None = None
+        self,
+        message: dict[str, Any],
+        *,
+        modern: bool,
+        notify: NotificationSink | None = None,
+        client: Client | None = None,
     ) -> dict[str, Any]:
-        """The JSON-RPC response to one fast-path request."""
+        """The JSON-RPC response to one fast-path request; `client` is the authenticated caller."""
         request_id = message["id"]
         params = message.get("params") or {}
         if message["method"] == "tools/list":
-            result: dict[str, Any] = {"tools": self.hub.catalog.tools}
+            result: dict[str, Any] = {"tools": self.guard.tools(client)}
             if modern:
                 result["ttlMs"] = 0
                 result["cacheScope"] = "private"
@@ -137,8 +145,8 @@ class FastPath:
                     payload["message"] = text
                 await notify({"jsonrpc": "2.0", "method": "notifications/progress", "params": payload})
 
-        result = await self.hub.call_tool(
-            params["name"], params.get("arguments"), meta=meta if isinstance(meta, dict) else None,
+        result = await self.guard.call_tool(
+            client, params["name"], params.get("arguments"), meta=meta if isinstance(meta, dict) else None,
             on_progress=on_progress,
         )
         return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}

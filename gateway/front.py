@@ -27,6 +27,7 @@ from gateway import __version__
 from gateway.backend import Backend, BackendUnavailable
 from gateway.hub import Hub
 from gateway.relay import CURRENT_PEER, context_peer
+from gateway.security import Guard, current_client
 
 logger = logging.getLogger("mcp_gateway.front")
 
@@ -35,16 +36,17 @@ class GatewayTool(Tool):
     """A catalog entry: running it routes the call through the hub."""
 
     _hub: Hub | None = None
+    _guard: Guard | None = None
 
     async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:  # type: ignore[override]
-        assert self._hub is not None
+        assert self._guard is not None
         if context is None:
             context = _current_context()  # FastMCP does not pass it to `run`
         progress = _progress_reporter(context)
         peer = context_peer(context)  # the backend's sampling/elicitation/logs during the call go to this client
         token = CURRENT_PEER.set(peer) if peer is not None else None
         try:
-            raw = await self._hub.call_tool(self.name, arguments, on_progress=progress)
+            raw = await self._guard.call_tool(current_client(), self.name, arguments, on_progress=progress)
         finally:
             if token is not None:
                 CURRENT_PEER.reset(token)
@@ -82,9 +84,10 @@ def _progress_reporter(context: Context | None) -> Any:
 class CatalogProvider(Provider):
     """Serves the hub's merged tools; the list is rebuilt only when a backend's list changes."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, guard: Guard) -> None:
         super().__init__()
         self.hub = hub
+        self.guard = guard
         self._version = -1
         self._tools: dict[str, GatewayTool] = {}
 
@@ -105,16 +108,23 @@ class CatalogProvider(Provider):
                     else None,
                     meta=definition.get("_meta"),
                 )
-                tool._hub = self.hub
+                tool._hub, tool._guard = self.hub, self.guard
                 tools[route.exposed] = tool
             self._tools, self._version = tools, catalog.version
         return self._tools
 
     async def _list_tools(self) -> Sequence[Tool]:
-        return list(self._current().values())
+        tools = self._current()
+        if not self.guard.require_client:
+            return list(tools.values())
+        client = current_client()  # a client sees only the tools it may call
+        return [tool for name, tool in tools.items() if self.guard.permits(client, name)]
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
-        return self._current().get(name)
+        tool = self._current().get(name)
+        if tool is None or not self.guard.require_client or self.guard.permits(current_client(), name):
+            return tool
+        return None  # not this client's: exactly as if it did not exist
 
 
 def _current_context() -> Context | None:
@@ -383,10 +393,10 @@ def _completion_handler(server: FastMCP) -> Any:
     return complete
 
 
-def build_front(hub: Hub) -> tuple[FastMCP, SessionTracker]:
-    """The client-facing FastMCP server for `hub`."""
+def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
+    """The client-facing FastMCP server for `hub`; every tool call goes through `guard`."""
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
-    server.add_provider(CatalogProvider(hub))
+    server.add_provider(CatalogProvider(hub, guard or Guard(hub)))
     for backend in hub.backends:
         server.add_provider(BackendComponentsProvider(backend), namespace=backend.namespace)
     server.add_completion_handler(_completion_handler(server))

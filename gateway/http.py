@@ -107,10 +107,12 @@ class GatewayHTTP:
         self.streamable = front.http_app(path=MCP_PATH, transport="http")
         self.sse = front.http_app(path=SSE_PATH, transport="sse")
         self.mcp_handler = mcp_handler or self.streamable
+        self.redact: Callable[[str], str] | None = None  # scrubs secrets from /health's error texts
         self._exit_stack: AsyncExitStack | None = None
         # DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback
-        # address, a request whose Host (421) or Origin (403) is not local is refused.
-        self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto")
+        # address, a request whose Host is not local is refused (421). Origin is checked against the
+        # configured allow-list by gateway/security.py, so this guard lets every Origin through.
+        self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto", allowed_origins=["*"])
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
@@ -132,7 +134,12 @@ class GatewayHTTP:
             if scope["method"] not in ("GET", "HEAD"):
                 await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
             elif path == "/health":
-                await send_json(send, 200, self.hub.health())
+                health = self.hub.health()
+                if self.redact is not None:
+                    for backend in health["backends"].values():
+                        if backend.get("last_error"):
+                            backend["last_error"] = self.redact(backend["last_error"])
+                await send_json(send, 200, health)
             elif path == "/ready":
                 ready = self.hub.ready
                 await send_json(send, 200 if ready else 503, {"ready": ready})

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +24,8 @@ import mcp_types
 from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+
+from gateway.redaction import backend_errlog
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -179,7 +180,7 @@ async def open_pipe(
     """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`."""
     proc = await asyncio.create_subprocess_exec(
         command, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=sys.stderr,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=backend_errlog(),
         env=get_default_environment() | (env or {}), cwd=cwd, limit=_MAX_LINE, start_new_session=True,
     )
     pipe = StdioPipe(proc)

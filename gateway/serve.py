@@ -12,17 +12,21 @@ from gateway.fastpath import FastPath
 from gateway.front import build_front
 from gateway.http import GatewayHTTP, serve_http
 from gateway.hub import Hub
+from gateway.security import Security, load_security
 from gateway.stdio import StdioFront
 from gateway.streamable import StreamableFront
 
 logger = logging.getLogger("mcp_gateway")
 
 
-def build_http_app(hub: Hub) -> GatewayHTTP:
+def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     """The ASGI app: FastMCP's transports with the fast path in front of `/mcp`."""
-    front, tracker = build_front(hub)
+    guard = security.guard(hub, http=True) if security is not None else None
+    front, tracker = build_front(hub, guard)
     hub.add_listener(tracker.announce_tools_changed)
     app = GatewayHTTP(hub, front)
+    if security is not None:
+        app.redact = security.redactor
     streamable = app.streamable
 
     # FastMCP keeps the session manager (created by the app's lifespan) on the route's ASGI endpoint.
@@ -36,22 +40,26 @@ def build_http_app(hub: Hub) -> GatewayHTTP:
                 return manager._server_instances
         return ()
 
-    app.mcp_handler = StreamableFront(FastPath(hub), streamable, session_ids)
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids)
     return app
 
 
-async def serve(config: GatewayConfig, transport: str, host: str, port: int) -> None:
+async def serve(
+    config: GatewayConfig, transport: str, host: str, port: int, security: Security | None = None
+) -> None:
     """Start the backends, then serve clients until cancelled."""
+    security = security or load_security(config, "config")
     hub = Hub(config)
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         if transport == "stdio":
-            front, _tracker = build_front(hub)
-            stdio = StdioFront(front, FastPath(hub), config.gateway.max_body_bytes)
+            guard = security.guard(hub, http=False)
+            front, _tracker = build_front(hub, guard)
+            stdio = StdioFront(front, FastPath(hub, guard), config.gateway.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
             await stdio.serve()
         else:
-            app = build_http_app(hub)
+            app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
-            await serve_http(app, host, port, config.gateway.max_body_bytes)
+            await serve_http(security.middleware(app), host, port, config.gateway.max_body_bytes)
         group.cancel_scope.cancel()

@@ -22,6 +22,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
 from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
+from gateway.security import CLIENT_SCOPE_KEY, Client
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -114,7 +115,7 @@ class StreamableFront:
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
-        await self._answer(message, modern, receive, send, _session_id(scope))
+        await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
 
     def _take_reply(self, scope: Scope, body: bytes) -> bool:
         """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
@@ -193,7 +194,13 @@ class StreamableFront:
         return True, message
 
     async def _answer(
-        self, message: dict[str, Any], modern: bool, receive: Receive, send: Send, session_id: str | None
+        self,
+        message: dict[str, Any],
+        modern: bool,
+        receive: Receive,
+        send: Send,
+        session_id: str | None,
+        client: Client | None = None,
     ) -> None:
         """Run the call; answer JSON, or SSE once a notification or relayed request comes first."""
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
@@ -209,7 +216,9 @@ class StreamableFront:
             if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
                 CURRENT_PEER.set(_HTTPPeer(self, session_id, outbox))  # this task's own context
             async with outbox:
-                response = await self.fast.answer_tracked(scope, key, message, modern=modern, notify=notify)
+                response = await self.fast.answer_tracked(
+                    scope, key, message, modern=modern, notify=notify, client=client
+                )
                 await outbox.send(response if response is not None else _cancelled(message["id"]))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,17 +88,30 @@ def write_config(directory: Path, servers: dict[str, Any], gateway: dict[str, An
 
 
 class GatewayProcess:
-    """`mcp-gateway serve --transport http` on a free port."""
+    """`mcp-gateway serve --transport http` on a free port; its stderr is collected as it comes (`.stderr`)."""
 
-    def __init__(self, config: Path, **env: str) -> None:
+    def __init__(self, config: Path, *args: str, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http",
-             "--port", str(self.port)],
+             "--port", str(self.port), *args],
             cwd=ROOT, env=child_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
+        self._stderr = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()  # a full pipe would block the gateway's logging
         wait_http(self.base + "/ready", self.proc)
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := self.proc.stderr.read1(65536):
+            self._stderr += chunk
+
+    @property
+    def stderr(self) -> str:
+        """What the gateway has written to stderr so far."""
+        return self._stderr.decode(errors="replace")
 
     def health(self) -> dict[str, Any]:
         return httpx.get(self.base + "/health", timeout=5).json()
@@ -115,7 +129,11 @@ class GatewayProcess:
 
     def stop(self) -> str:
         stop(self.proc)
-        return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        reader = getattr(self, "_reader", None)
+        if reader is None:  # made without __init__
+            return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        reader.join(timeout=10)
+        return self.stderr
 
 
 def stdio_echo_server() -> dict[str, Any]:

@@ -1,0 +1,99 @@
+"""A gateway with `gateway.auth` configured, real clients with tokens, and raw HTTP helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import SSETransport, StreamableHttpTransport
+
+from gateway.security import hash_token
+from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+
+ALICE = "alice-0123456789abcdefghijklmnopqrstuvwxyz"
+BOB = "bob-0123456789abcdefghijklmnopqrstuvwxyz"
+LIMITED = "limited-0123456789abcdefghijklmnopqrstuvwxyz"
+PLANTED = "planted-secret-7f3a9c1e5b2d4680"  # the value of ECHO_API_TOKEN the backend leaks
+
+MODERN = "2026-07-28"
+ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+# Each client/path combination a test runs over: (transport, client mode).
+PATHS = [("http", "auto"), ("http", "legacy"), ("sse", "legacy")]
+
+
+def clients() -> dict[str, Any]:
+    return {
+        "alice": {"token_sha256": hash_token(ALICE), "deny": ["local_add"]},
+        "bob": {"token_sha256": hash_token(BOB), "allow": ["local_echo", "leaky_leak", "!local_crash"]},
+        "limited": {"token_sha256": hash_token(LIMITED), "rate_limit": {"per_minute": 1, "burst": 3}},
+    }
+
+
+def secured_config(directory: Path, auth: dict[str, Any] | None = None, **servers: Any) -> Path:
+    leaky = stdio_echo_server()
+    leaky["args"] = ["-m", "tests.backends.leaky"]
+    leaky["env"] = {**leaky["env"], "ECHO_API_TOKEN": "${ECHO_API_TOKEN}"}
+    auth = auth if auth is not None else {"clients": clients()}
+    return write_config(directory, {"local": stdio_echo_server(), "leaky": leaky, **servers}, {"auth": auth})
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    config = secured_config(tmp_path_factory.mktemp("secured"))
+    process = GatewayProcess(config, ECHO_API_TOKEN=PLANTED)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def client(gateway: GatewayProcess, token: str | None, transport: str = "http", mode: str = "auto") -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if transport == "sse":
+        return Client(SSETransport(gateway.base + "/sse", headers=headers), mode=mode)  # type: ignore[arg-type]
+    return Client(StreamableHttpTransport(gateway.base + "/mcp", headers=headers), mode=mode)  # type: ignore[arg-type]
+
+
+def rpc(
+    gateway: GatewayProcess,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: int = 1,
+) -> httpx.Response:
+    """One stateless (2026-07-28) JSON-RPC request to /mcp, as raw HTTP."""
+    params = {**(params or {}), "_meta": ENVELOPE}
+    all_headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+    }
+    if method == "tools/call":
+        all_headers["Mcp-Name"] = params["name"]
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    all_headers.update(headers or {})
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+    return httpx.post(gateway.base + "/mcp", content=body, headers=all_headers, timeout=30)
+
+
+def tool_names(response: httpx.Response) -> set[str]:
+    assert response.status_code == 200, response.text
+    return {tool["name"] for tool in response.json()["result"]["tools"]}
+
+
+def audit_lines(stderr: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in stderr.splitlines():
+        if line.startswith("{") and '"outcome"' in line:
+            lines.append(json.loads(line))
+    return lines
