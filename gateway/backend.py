@@ -21,19 +21,23 @@ import httpx2
 import mcp_types
 from mcp import ClientSession
 from mcp.client._probe import negotiate_auto
+from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 
 from gateway.config import GatewaySettings, ServerConfig
 from gateway.logs import backend_errlog
 from gateway.pipe import PipeClosed, StdioPipe, open_pipe
+from gateway.relay import CURRENT_PEER, InFlight, Peer, strip_reserved
 
 logger = logging.getLogger("mcp_gateway.backend")
 
 State = Literal["starting", "up", "down"]
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 ChangeCallback = Callable[["Backend"], Awaitable[None]]
+ResourceUpdatedCallback = Callable[["Backend", str], Awaitable[None]]
 
 
 _LIST_CHANGED = (
@@ -41,6 +45,9 @@ _LIST_CHANGED = (
     mcp_types.PromptListChangedNotification,
     mcp_types.ResourceListChangedNotification,
 )
+
+
+_MAX_INPUT_ROUNDS = 8  # input_required rounds of one request before the gateway gives up
 
 
 class BackendUnavailable(Exception):
@@ -106,9 +113,17 @@ class Backend:
         self.resource_templates: list[mcp_types.ResourceTemplate] = []
         self.prompts: list[mcp_types.Prompt] = []
         self.session: ClientSession | None = None
+        self.modern = False
         self._pipe: StdioPipe | None = None
+        self.in_flight = InFlight()  # the calls being served, for relaying the backend's requests and logs
+        self.on_resource_updated: ResourceUpdatedCallback | None = None
         self.ready = anyio.Event()
         self._refresh_requested = anyio.Event()
+
+    @property
+    def namespace(self) -> str:
+        """The prefix of this backend's exposed names: `namespace` from the config, else the server name."""
+        return self.name if self.config.namespace is None else self.config.namespace
 
     @property
     def transport(self) -> str:
@@ -126,6 +141,7 @@ class Backend:
                 command, config.args, config.env or None, config.cwd, stderr=backend_errlog(self.name)
             ) as (pipe, reads, writes):
                 self._pipe = pipe
+                pipe.on_log = self.in_flight.forward_notification
                 try:
                     yield _WatchedStream(reads, closed), writes
                 finally:
@@ -154,20 +170,63 @@ class Backend:
 
             module = importlib.import_module(f"{self.config.module}.server")
             transport = FastMCPTransport(module.create_server())
-            async with transport.connect_session(message_handler=self._on_message) as session:
+            async with transport.connect_session(**self._session_callbacks()) as session:
                 yield session
             return
         async with (
             self._open_streams(closed) as (read_stream, write_stream),
-            ClientSession(read_stream, write_stream, message_handler=self._on_message) as session,
+            ClientSession(read_stream, write_stream, **self._session_callbacks()) as session,
         ):
             yield session
+
+    def _session_callbacks(self) -> dict[str, Any]:
+        return {
+            "message_handler": self._on_message,
+            "sampling_callback": self._on_sampling,
+            "elicitation_callback": self._on_elicitation,
+            "list_roots_callback": self._on_list_roots,
+            "logging_callback": self._on_log,
+        }
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, _LIST_CHANGED):
             self._refresh_requested.set()
+        elif isinstance(message, mcp_types.ResourceUpdatedNotification):
+            if self.on_resource_updated is not None:
+                await self.on_resource_updated(self, str(message.params.uri))
         elif isinstance(message, Exception):
             logger.warning("backend %s: transport error: %s", self.name, message)
+
+    # ------------------------------------------------------------------ relayed to the calling client
+
+    async def _relay(self, method: str, params: Any, *result_types: Any) -> Any:
+        raw = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else None
+        timeout = self.config.timeout or self.settings.call_timeout
+        result = await self.in_flight.forward_request(self.name, method, raw, timeout)
+        if isinstance(result, mcp_types.ErrorData):
+            return result
+        for result_type in result_types:
+            try:
+                return result_type.model_validate(result)
+            except ValidationError:
+                continue
+        return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client's '{method}' result is invalid")
+
+    async def _on_sampling(self, context: ClientRequestContext, params: mcp_types.CreateMessageRequestParams) -> Any:
+        return await self._relay("sampling/createMessage", params, mcp_types.CreateMessageResult,
+                                 mcp_types.CreateMessageResultWithTools)
+
+    async def _on_elicitation(self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams) -> Any:
+        return await self._relay("elicitation/create", params, mcp_types.ElicitResult)
+
+    async def _on_list_roots(self, context: ClientRequestContext) -> Any:
+        return await self._relay("roots/list", None, mcp_types.ListRootsResult)
+
+    async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        message = {"jsonrpc": "2.0", "method": "notifications/message",
+                   "params": params.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        if not self.in_flight.forward_notification(message):
+            logger.debug("backend %s log (no client to relay it to): %s", self.name, params.data)
 
     async def _list_all(self, session: ClientSession) -> None:
         """Fetch tools, resources and prompts (every page) into the cached lists."""
@@ -204,6 +263,7 @@ class Backend:
                         await negotiate_auto(session)
                         await self._list_all(session)
                     self.session = session
+                    self.modern = session.discover_result is not None  # negotiated the 2026 era
                     self.state = "up"
                     self.last_error = None
                     self.startup_ms = (time.perf_counter() - began) * 1000
@@ -285,22 +345,61 @@ class Backend:
         data: dict[str, Any] = {"method": method, "params": dict(params) if params else {}}
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
         session._stamp(data, options)  # the negotiated era's _meta and headers
-        pipe = self._pipe
-        if pipe is not None and method == "tools/call":
-            try:
-                return await pipe.request(method, data["params"], options["timeout"], on_progress)
-            except PipeClosed:
-                raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
-        if on_progress is not None:
+        params = data["params"]
+        peer = CURRENT_PEER.get()  # the client to relay this call's sampling/elicitation/logs to
+        token = None
+        if peer is not None:
+            token = self.in_flight.enter(peer)
+            if self.modern and (level := peer.log_level) is not None:  # 2026 era: logs are opted into per request
+                params["_meta"] = {**params.get("_meta", {}), mcp_types.LOG_LEVEL_META_KEY: level}
+        pipe = self._pipe if method == "tools/call" else None
+        if on_progress is not None and pipe is None:
             options["on_progress"] = on_progress
         try:
-            return await session._dispatcher.send_raw_request(method, data["params"], options)
-        except MCPError as error:
-            if error.code == mcp_types.CONNECTION_CLOSED:
-                raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
-            raise
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.TransportError) as error:
-            raise BackendUnavailable(f"backend '{self.name}' is unreachable: {_describe_error(error)}") from None
+            for _round in range(_MAX_INPUT_ROUNDS):
+                try:
+                    if pipe is not None:
+                        result = await pipe.request(method, params, options["timeout"], on_progress)
+                    else:
+                        result = await session._dispatcher.send_raw_request(method, params, options)
+                except PipeClosed:
+                    raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
+                except MCPError as error:
+                    if error.code == mcp_types.CONNECTION_CLOSED:
+                        raise BackendUnavailable(
+                            f"backend '{self.name}' closed the connection during the call"
+                        ) from None
+                    raise
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.TransportError) as error:
+                    raise BackendUnavailable(
+                        f"backend '{self.name}' is unreachable: {_describe_error(error)}"
+                    ) from None
+                if result.get("resultType") != "input_required":
+                    return result
+                params = await self._gather_input(method, params, result, peer, options["timeout"])
+            raise MCPError(mcp_types.INTERNAL_ERROR, f"backend '{self.name}' kept asking for input")
+        finally:
+            if token is not None:
+                self.in_flight.leave(token)
+
+    async def _gather_input(
+        self, method: str, params: dict[str, Any], result: dict[str, Any], peer: Peer | None, timeout: float
+    ) -> dict[str, Any]:
+        """A 2026-era backend answered `input_required` (SEP-2322): ask the calling client each embedded
+        request (sampling, elicitation, roots) and return the retry's params with the answers."""
+        requests = result.get("inputRequests") or {}
+        responses: dict[str, Any] = {}
+        for key, request in requests.items():
+            asked = request.get("method") if isinstance(request, dict) else None
+            if peer is None or not isinstance(asked, str) or not peer.capable(asked):
+                raise MCPError(mcp_types.INVALID_REQUEST,
+                               f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here")
+            responses[key] = await peer.request(asked, strip_reserved(request.get("params")), timeout)
+        retry = {**params, "inputResponses": responses}
+        retry.pop("requestState", None)
+        if "requestState" in result:
+            retry["requestState"] = result["requestState"]
+        return retry
 
     async def call_tool(
         self,

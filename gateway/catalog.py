@@ -52,8 +52,9 @@ class Route:
 
 
 def exposed_name(server: str, tool: str, separator: str = "_") -> str:
-    """`server<sep>tool`, made valid for MCP (letters, digits, `_`, `-`; at most 64 characters)."""
-    name = _INVALID_CHARS.sub("_", f"{server}{separator}{tool}")
+    """`server<sep>tool` (just `tool` when `server` is the empty namespace), made valid for MCP
+    (letters, digits, `_`, `-`; at most 64 characters)."""
+    name = _INVALID_CHARS.sub("_", f"{server}{separator}{tool}" if server else tool)
     if len(name) > 64:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[:55]}_{digest}"
@@ -76,7 +77,7 @@ class Catalog:
         for backend in backends:
             # A backend that went down keeps its last-known tools: calls get a clear "down" error.
             for definition in backend.tools:
-                name = exposed_name(backend.name, definition["name"], self.separator)
+                name = exposed_name(backend.namespace, definition["name"], self.separator)
                 if name in routes:
                     base, suffix = name[:61], 2
                     while f"{base}_{suffix}" in routes:

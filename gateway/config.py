@@ -24,6 +24,7 @@ from gateway.resilience.settings import (
 )
 
 SERVER_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,48}$")
+NAMESPACE = re.compile(r"^[a-zA-Z0-9_-]{0,48}$")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 ENV_PREFIX = "MCP_GATEWAY_"
 
@@ -55,6 +56,14 @@ class ServerConfig(_Strict):
     in_process: bool = Field(default=False, alias="inProcess")
     disabled: bool = False
     timeout: float | None = Field(default=None, gt=0)
+    namespace: str | None = None  # prefix of exposed names; None: the server's name, "": no prefix
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_chars(cls, value: str | None) -> str | None:
+        if value is not None and not NAMESPACE.match(value):
+            raise ValueError(f"'namespace' must match {NAMESPACE.pattern} (\"\" exposes names unprefixed)")
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> ServerConfig:

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastmcp import FastMCP
+from fastmcp.server.http import HostOriginGuardMiddleware
 
 from gateway import metrics
 from gateway.hub import Hub
@@ -107,6 +108,16 @@ class GatewayHTTP:
         self.mcp_handler = mcp_handler or self.streamable
         self.redact: Callable[[str], str] | None = None  # scrubs secrets from /health's error texts
         self._exit_stack: AsyncExitStack | None = None
+        # DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback
+        # address, a request whose Host is not local is refused (421). Origin is checked against the
+        # configured allow-list by gateway/security.py, so this guard lets every Origin through.
+        self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto", allowed_origins=["*"])
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
+            await self.sse(scope, receive, send)
+        else:
+            await self.mcp_handler(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -116,10 +127,8 @@ class GatewayHTTP:
         if kind != "http":
             return
         path: str = scope["path"]
-        if path == MCP_PATH or path == MCP_PATH + "/":
-            await self.mcp_handler(scope, receive, send)
-        elif path == SSE_PATH or path.startswith(MESSAGE_PATH):
-            await self.sse(scope, receive, send)
+        if path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH):
+            await self.guarded(scope, receive, send)
         elif path in ("/health", "/ready", "/metrics"):
             if scope["method"] not in ("GET", "HEAD"):
                 await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")

@@ -46,6 +46,9 @@ class StdioPipe:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._progress: dict[str, ProgressCallback] = {}
+        # Takes a log notification that arrives while hot calls are in flight, before their answers are
+        # picked off this loop (so it reaches the call's client ahead of the result); False: not taken.
+        self.on_log: Callable[[dict[str, Any]], bool] | None = None
         self.closed = False
 
     # ------------------------------------------------------------------ hot path
@@ -130,7 +133,10 @@ class StdioPipe:
             if future is not None and not future.done():
                 future.set_result(message)
             return True
-        if message.get("method") == "notifications/progress":
+        method = message.get("method")
+        if method == "notifications/message" and self._pending and self.on_log is not None:
+            return self.on_log(message)
+        if method == "notifications/progress":
             params = message.get("params") or {}
             callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
             if callback is not None:

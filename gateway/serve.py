@@ -30,9 +30,16 @@ def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
         app.redact = security.redactor
     streamable = app.streamable
 
+    # FastMCP keeps the session manager (created by the app's lifespan) on the route's ASGI endpoint.
+    holders = [streamable, *(getattr(route, "endpoint", None) for route in streamable.routes)]
+    holders += [getattr(holder, "app", None) for holder in holders]
+
     def session_ids() -> Container[str]:
-        manager = getattr(streamable, "session_manager", None)  # created by the app's lifespan
-        return manager._server_instances if manager is not None else ()
+        for holder in holders:
+            manager = getattr(holder, "session_manager", None)
+            if manager is not None:
+                return manager._server_instances
+        return ()
 
     app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids)
     return app

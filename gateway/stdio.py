@@ -22,6 +22,7 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
+from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
 
 logger = logging.getLogger("mcp_gateway.stdio")
 
@@ -73,6 +74,27 @@ async def _line_writer(fd: int) -> Callable[[bytes], None]:
     return write
 
 
+class _StdioPeer(Peer):
+    """A fast-path call: relayed messages are written to stdout, the client's answers picked off stdin."""
+
+    def __init__(self, front: StdioFront) -> None:
+        self.key = front
+        self._front = front
+
+    @property
+    def log_level(self) -> str | None:
+        return client_log_level(self._front.front, None)
+
+    def capable(self, method: str) -> bool:
+        return has_capability(self._front.client_capabilities, method)
+
+    def post(self, message: dict[str, Any]) -> None:
+        self._front.send(message)
+
+    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        return await self._front.replies.ask(self._front, self.post, method, params, timeout)
+
+
 class StdioFront:
     """One stdio session in front of the FastMCP server."""
 
@@ -85,6 +107,9 @@ class StdioFront:
         self._write: Any = None
         self._in_flight = 0
         self._idle = anyio.Event()
+        self.replies = Replies()  # relayed requests awaiting the client's answer
+        self.client_capabilities: Any = None  # from the client's `initialize`
+        self._peer = _StdioPeer(self)
         self._reading: anyio.CancelScope | None = None
         self._stopping = False
 
@@ -151,6 +176,8 @@ class StdioFront:
         cancelled = cancelled_request_id(message)
         if cancelled is not None and self.fast.cancel(cancelled):
             return
+        if self.replies and self.replies.take(self, message):
+            return
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
@@ -166,12 +193,16 @@ class StdioFront:
             return
         if isinstance(message, dict) and message.get("method") == "initialize":
             self._initialize_ids.add(message.get("id"))
+            params = message.get("params")
+            self.client_capabilities = params.get("capabilities") if isinstance(params, dict) else None
         await to_server.send(SessionMessage(parsed))
 
     async def _answer_fast(self, message: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
         async def notify(notification: dict[str, Any]) -> None:
             self.send(notification)
 
+        if not modern:  # handshake era: the backend may ask this client things during the call
+            CURRENT_PEER.set(self._peer)  # this task's own context
         try:
             response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, notify=notify)
             if response is not None:

@@ -9,7 +9,9 @@ FastMCP, which owns the protocol's error answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from collections.abc import Callable, Container
 from typing import Any
 
@@ -19,6 +21,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.http import ASGIApp, Message, Receive, Scope, Send
+from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
 from gateway.security import CLIENT_SCOPE_KEY, Client
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
@@ -52,6 +55,31 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class _HTTPPeer(Peer):
+    """A fast-path call of a session: relayed messages go out on the call's response stream, and the
+    client's answers to relayed requests come back as POSTs that `StreamableFront` picks off."""
+
+    def __init__(self, front: StreamableFront, session_id: str, outbox: Any) -> None:
+        self.key = session_id
+        self._front = front
+        self._outbox = outbox
+
+    @property
+    def log_level(self) -> str | None:
+        return client_log_level(self._front.server, self.key)
+
+    def capable(self, method: str) -> bool:
+        return has_capability(self._front.client_capabilities.get(self.key), method)
+
+    def post(self, message: dict[str, Any]) -> None:
+        # After the call has answered, a straggler has nowhere to go.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._outbox.send_nowait(message)
+
+    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        return await self._front.replies.ask(self.key, self.post, method, params, timeout)
+
+
 class StreamableFront:
     """The ASGI handler mounted at `/mcp`."""
 
@@ -59,6 +87,9 @@ class StreamableFront:
         self.fast = fast
         self.fallback = fallback
         self.session_ids = session_ids  # FastMCP's live session table
+        self.server = getattr(getattr(fallback, "state", None), "fastmcp_server", None)  # the FastMCP front
+        self.replies = Replies()  # relayed requests awaiting the client's answer
+        self.client_capabilities: dict[str, Any] = {}  # session id -> capabilities from its `initialize`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -73,16 +104,52 @@ class StreamableFront:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if self._cancels_fast_request(scope, body):
+        if self._cancels_fast_request(scope, body) or (self.replies and self._take_reply(scope, body)):
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
         request = self._eligible(scope, body)
         if request is None:
+            if b'"initialize"' in body:
+                send = self._capture_capabilities(body, send)
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
         await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
+
+    def _take_reply(self, scope: Scope, body: bytes) -> bool:
+        """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
+        session_id = _session_id(scope)
+        if session_id is None:
+            return False
+        try:
+            message = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        return self.replies.take(session_id, message)
+
+    def _capture_capabilities(self, body: bytes, send: Send) -> Send:
+        """Remember the client capabilities an `initialize` declares, under the session id FastMCP assigns."""
+        try:
+            message = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return send
+        if not isinstance(message, dict) or message.get("method") != "initialize":
+            return send
+        params = message.get("params")
+        capabilities = params.get("capabilities") if isinstance(params, dict) else None
+
+        async def capturing_send(event: Message) -> None:
+            if event["type"] == "http.response.start":
+                for name, value in event.get("headers", ()):
+                    if name.lower() == b"mcp-session-id":
+                        live = self.session_ids()
+                        for stale in [key for key in self.client_capabilities if key not in live]:
+                            del self.client_capabilities[stale]
+                        self.client_capabilities[value.decode("latin-1")] = capabilities
+            await send(event)
+
+        return capturing_send
 
     def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
         """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
@@ -135,8 +202,8 @@ class StreamableFront:
         session_id: str | None,
         client: Client | None = None,
     ) -> None:
-        """Run the call; answer JSON, or SSE once a progress notification comes first."""
-        outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](64)
+        """Run the call; answer JSON, or SSE once a notification or relayed request comes first."""
+        outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
         streaming = False
 
         async def notify(notification: dict[str, Any]) -> None:
@@ -146,6 +213,8 @@ class StreamableFront:
         scope = self.fast.track(key)
 
         async def run() -> None:
+            if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
+                CURRENT_PEER.set(_HTTPPeer(self, session_id, outbox))  # this task's own context
             async with outbox:
                 response = await self.fast.answer_tracked(
                     scope, key, message, modern=modern, notify=notify, client=client
@@ -162,7 +231,7 @@ class StreamableFront:
             group.start_soon(watch_disconnect, group.cancel_scope)
             async with inbox:
                 async for item in inbox:
-                    final = "id" in item
+                    final = "id" in item and "method" not in item  # the answer, not a relayed request
                     if final and not streaming:
                         payload = json.dumps(item, separators=(",", ":")).encode()
                         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]

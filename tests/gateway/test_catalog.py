@@ -52,3 +52,17 @@ def test_argument_validation_against_input_schema() -> None:
     assert route.validation_error({"n": 3}) is None
     problem: Any = route.validation_error({"n": "three"})
     assert "s_t" in problem and "n" in problem and "integer" in problem
+
+
+def test_namespace_option_replaces_or_drops_the_prefix() -> None:
+    assert exposed_name("", "test_simple_text") == "test_simple_text"
+    catalog = Catalog()
+    plain = Backend("conformance", ServerConfig(command="x", namespace=""), GatewaySettings())
+    plain.tools = [{"name": "echo"}]
+    renamed = Backend("slack", ServerConfig(command="x", namespace="chat"), GatewaySettings())
+    renamed.tools = [{"name": "post"}]
+    default = backend("gong", "calls")
+    assert (plain.namespace, renamed.namespace, default.namespace) == ("", "chat", "gong")
+    catalog.rebuild([plain, renamed, default])
+    assert [t["name"] for t in catalog.tools] == ["echo", "chat_post", "gong_calls"]
+    assert catalog.resolve("echo").tool == "echo"  # type: ignore[union-attr]

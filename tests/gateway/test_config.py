@@ -95,3 +95,14 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
 def test_shipped_config_is_valid() -> None:
     config = load_config(ROOT / "config" / "mcp.json", environ={})
     assert set(config.mcp_servers) == {"ai_memory", "hubspot", "gong", "slack"}
+
+
+def test_namespace_key(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, {"mcpServers": {
+        "a": {"command": "x", "namespace": ""}, "b": {"command": "x", "namespace": "bee"}, "c": {"command": "x"}}}),
+        environ={})
+    assert [s.namespace for s in config.mcp_servers.values()] == ["", "bee", None]
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, {"mcpServers": {"a": {"command": "x", "namespace": "no spaces"}}}), environ={})
+    assert caught.value.path == "$.mcpServers.a.namespace"
+    assert "namespace" in caught.value.problem

@@ -56,11 +56,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def http_backend(name: str = "remote") -> Iterator[str]:
-    """The echo test backend serving Streamable HTTP; yields its MCP URL."""
+def http_backend(name: str = "remote", module: str = "tests.backends.echo", *args: str) -> Iterator[str]:
+    """A test backend (the echo one by default) serving Streamable HTTP; yields its MCP URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.backends.echo", "--http", str(port), "--name", name],
+        [sys.executable, "-m", module, "--http", str(port), "--name", name, *args],
         cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
