@@ -124,14 +124,41 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, y, -y)
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
+def _gelu_erf(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
 
 
+_GELU_C = np.float32(0.7978845608028654)  # sqrt(2/pi)
+_GELU_A = np.float32(0.044715)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, tanh form, computed in place on `x` (a fresh temporary owned by the caller).
+    Max deviation from the exact erf form is ~5e-4 absolute; sentence vectors stay within
+    cosine > 0.9999 of the erf form (tested). About 4x cheaper than the rational erf."""
+    t = x * x
+    t *= _GELU_A
+    t += np.float32(1.0)
+    t *= x
+    t *= _GELU_C
+    np.tanh(t, out=t)
+    t += np.float32(1.0)
+    t *= np.float32(0.5)
+    x *= t
+    return x
+
+
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
+    """LayerNorm over the last axis, in place on `x` (a temporary owned by the caller)."""
+    x -= x.mean(-1, keepdims=True)
+    var = np.einsum("...i,...i->...", x, x)[..., None]
+    var /= np.float32(x.shape[-1])
+    var += np.float32(eps)
+    np.sqrt(var, out=var)
+    x /= var
+    x *= w
+    x += b
+    return x
 
 
 def default_model_dir() -> Path:
@@ -146,10 +173,17 @@ class MiniLMEmbedder:
     name = "all-MiniLM-L6-v2"
     dim = 384
 
-    def __init__(self, model_dir: Path | None = None, max_length: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        max_length: int = 256,
+        batch_size: int = 128,
+        batch_tokens: int = 4096,
+    ) -> None:
         self._model_dir = model_dir
         self.max_length = max_length
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self._lock = threading.Lock()
         self._loaded = False
 
@@ -175,11 +209,14 @@ class MiniLMEmbedder:
                 p = f"encoder.layer.{i}."
                 q, k, v = (t[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value"))
                 qb, kb, vb = (t[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
+                # fold the attention scale 1/sqrt(head_dim) into the query projection
+                scale = np.float32(1.0 / np.sqrt(self.dim // self.heads))
+                q, qb = q * scale, qb * scale
                 self.layers.append(
                     {
                         # fused QKV projection, transposed once so the hot loop is x @ W
                         "qkv_w": np.ascontiguousarray(np.concatenate([q, k, v], 0).T),
-                        "qkv_b": np.concatenate([qb, kb, vb]),
+                        "qkv_b": np.concatenate([qb, kb, vb]).astype(np.float32),
                         "o_w": np.ascontiguousarray(t[p + "attention.output.dense.weight"].T),
                         "o_b": t[p + "attention.output.dense.bias"],
                         "ln1": (
@@ -201,38 +238,81 @@ class MiniLMEmbedder:
         return self
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean-pooled (un-normalised) hidden states of a padded batch.
+
+        All projections run on a 2-D (tokens, dim) matrix: numpy dispatches a 3-D @ 2-D
+        product as one small GEMM per batch row, about 5x slower than a single GEMM here.
+        The attention scale is folded into the query weights at load time, the padding
+        mask is only applied when the batch has padding, and the element-wise work is
+        done in place (float32 throughout)."""
         b, n = ids.shape
         h = self.heads
         d = self.dim // h
-        x = self.word[ids] + self.pos[:n][None, :, :] + self.type0
+        D = self.dim
+        x = self.word[ids.reshape(-1)]
+        x += np.tile(self.pos[:n], (b, 1))
+        x += self.type0
         x = _layer_norm(x, *self.emb_ln, self.eps)
-        bias = ((1.0 - mask[:, None, None, :]) * np.float32(-1e9)).astype(np.float32)
-        scale = np.float32(1.0 / np.sqrt(d))
+        padded = not bool(mask.all())
+        bias = ((mask - np.float32(1.0)) * np.float32(1e9))[:, None, None, :] if padded else None
         for L in self.layers:
-            qkv = x @ L["qkv_w"] + L["qkv_b"]  # (b, n, 3*dim)
-            qkv = qkv.reshape(b, n, 3, h, d).transpose(2, 0, 3, 1, 4)  # (3, b, h, n, d)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            att = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            att = att - att.max(-1, keepdims=True)
+            qkv = x @ L["qkv_w"]  # (b*n, 3*D), q already scaled by 1/sqrt(d)
+            qkv += L["qkv_b"]
+            qkv = qkv.reshape(b, n, 3, h, d)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3)  # (b, h, n, d)
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # (b, h, d, n)
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            att = q @ k
+            if bias is not None:
+                att += bias
+            att -= att.max(-1, keepdims=True)
             np.exp(att, out=att)
             att /= att.sum(-1, keepdims=True)
-            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b, n, self.dim)
-            x = _layer_norm(x + ctx @ L["o_w"] + L["o_b"], *L["ln1"], self.eps)
-            inter = _gelu(x @ L["i_w"] + L["i_b"])
-            x = _layer_norm(x + inter @ L["out_w"] + L["out_b"], *L["ln2"], self.eps)
-        summed = (x * mask[:, :, None]).sum(1)
-        return summed / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b * n, D)
+            y = ctx @ L["o_w"]
+            y += L["o_b"]
+            y += x
+            x = _layer_norm(y, *L["ln1"], self.eps)
+            inter = x @ L["i_w"]
+            inter += L["i_b"]
+            inter = _gelu(inter)
+            y = inter @ L["out_w"]
+            y += L["out_b"]
+            y += x
+            x = _layer_norm(y, *L["ln2"], self.eps)
+        x = x.reshape(b, n, D)
+        if not padded:
+            return x.mean(1)
+        summed = np.einsum("bnd,bn->bd", x, mask)
+        return summed / np.maximum(mask.sum(1, keepdims=True), np.float32(1e-9))
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices sorted by token length, cut into batches of at most `batch_size` texts
+        and `batch_tokens` padded tokens, so each batch pads only to its own longest text."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        out: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            # sorted ascending: the newcomer is the longest, so the padded size is its length
+            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * lengths[i] > self.batch_tokens):
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
+        return out
 
     def embed(self, texts: list[str]) -> np.ndarray:
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:  # the query path: no padding, no batching
+            e = self.tokenizer.encode(texts[0]).ids
+            ids = np.asarray([e], dtype=np.int64)
+            return _normalise(self._forward(ids, np.ones(ids.shape, dtype=np.float32)))
         encs = self.tokenizer.encode_batch(list(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Sort by length so each batch pads little.
-        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
-        for s in range(0, len(order), self.batch_size):
-            chunk = order[s : s + self.batch_size]
+        for chunk in self._batches([len(e.ids) for e in encs]):
             n = max(len(encs[i].ids) for i in chunk)
             ids = np.zeros((len(chunk), n), dtype=np.int64)
             mask = np.zeros((len(chunk), n), dtype=np.float32)
