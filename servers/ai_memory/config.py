@@ -127,4 +127,5 @@ class MemoryConfig:
             outbox_drain_interval=_float(env, "AI_MEMORY_OUTBOX_DRAIN_INTERVAL", 2.0),
             warm_embedder=env.get("AI_MEMORY_WARM_EMBEDDER", "1") not in ("0", "false", "no"),
             fusion=env.get("AI_MEMORY_FUSION", "blend"),
+            ann_min_vectors=_int(env, "AI_MEMORY_ANN_MIN_VECTORS", 20_000),
         )

@@ -1,7 +1,9 @@
 """L2: the in-process semantic + keyword index of one namespace.
 
 Dense: L2-normalised float32 vectors in one contiguous matrix; exact search is a single
-matrix-vector product (cosine similarity) plus argpartition. Keyword: an inverted index
+matrix-vector product (cosine similarity) plus argpartition. From `ann_min_vectors` live
+vectors on, an IVF index (`IVFIndex`: spherical k-means lists, probe the nearest lists,
+exact re-rank) replaces the full scan. Keyword: an inverted index
 scored with Okapi BM25. `search` fuses the two (see `fuse`). Deleted rows are tombstoned
 and the arrays are compacted when a third of them is dead.
 """
@@ -114,13 +116,72 @@ def keyword_terms(text: str) -> list[str]:
     return out
 
 
+class IVFIndex:
+    """Inverted-file ANN index over rows [0, built) of a vector matrix (pure numpy).
+
+    Spherical k-means on a sample gives ~sqrt(n) unit centroids; every row is assigned to
+    its nearest centroid and the vectors are copied into one matrix grouped by list, so a
+    probe is a contiguous slice @ query. Rows added after the build are not in any list:
+    the caller scans them exactly (`built` marks where they start) and rebuilds once they
+    are a quarter of the index."""
+
+    def __init__(self, vecs: np.ndarray, *, seed: int = 0, iters: int = 10) -> None:
+        n = vecs.shape[0]
+        self.built = n
+        nlist = max(1, int(math.sqrt(n)))
+        rng = np.random.default_rng(seed)
+        sample_n = min(n, 48 * nlist)
+        sample = vecs[rng.choice(n, sample_n, replace=False)] if sample_n < n else vecs
+        cents = sample[rng.choice(len(sample), nlist, replace=False)].copy()
+        for _ in range(iters):
+            assign = np.argmax(sample @ cents.T, axis=1)
+            sums = np.zeros_like(cents)
+            np.add.at(sums, assign, sample)
+            counts = np.bincount(assign, minlength=nlist)
+            empty = counts == 0
+            if empty.any():  # re-seed empty lists with random sample points
+                sums[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            cents = (sums / norms).astype(np.float32)
+        assign = np.empty(n, dtype=np.int64)
+        for s in range(0, n, 16_384):
+            assign[s : s + 16_384] = np.argmax(vecs[s : s + 16_384] @ cents.T, axis=1)
+        order = np.argsort(assign, kind="stable")
+        self.centroids = np.ascontiguousarray(cents)
+        self.rows = order
+        self.vecs = np.ascontiguousarray(vecs[order])
+        self.offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))])
+        self.nlist = nlist
+
+    def nprobe(self) -> int:
+        return max(8, math.ceil(self.nlist * 0.12))
+
+    def candidates(self, qvec: np.ndarray, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosine) of every vector in the `nprobe` lists nearest to `qvec`."""
+        p = min(self.nlist, nprobe or self.nprobe())
+        cs = self.centroids @ qvec
+        lists = np.argpartition(-cs, p - 1)[:p] if p < self.nlist else np.arange(self.nlist)
+        rows, scores = [], []
+        for li in lists:
+            a, b = self.offsets[li], self.offsets[li + 1]
+            if b > a:
+                rows.append(self.rows[a:b])
+                scores.append(self.vecs[a:b] @ qvec)
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return np.concatenate(rows), np.concatenate(scores)
+
+
 class NamespaceIndex:
     K1 = 1.2
     B = 0.75
 
-    def __init__(self, namespace: str, dim: int) -> None:
+    def __init__(self, namespace: str, dim: int, ann_min_vectors: int = 20_000) -> None:
         self.namespace = namespace
         self.dim = dim
+        self.ann_min_vectors = ann_min_vectors  # <= 0 disables the ANN index
+        self._ivf: IVFIndex | None = None
         self.vecs = np.zeros((64, dim), dtype=np.float32)
         self.expires = np.full(64, np.inf)
         self.alive = np.zeros(64, dtype=bool)
@@ -201,7 +262,7 @@ class NamespaceIndex:
 
     def _compact(self) -> None:
         keep = [(r, self.vecs[i].copy()) for i, r in enumerate(self.records) if r is not None]
-        fresh = NamespaceIndex(self.namespace, self.dim)
+        fresh = NamespaceIndex(self.namespace, self.dim, self.ann_min_vectors)
         if keep:
             fresh.add([r for r, _ in keep], np.stack([v for _, v in keep]))
         self.__dict__.update(fresh.__dict__)
@@ -234,6 +295,30 @@ class NamespaceIndex:
 
     def dense_scores(self, qvec: np.ndarray) -> np.ndarray:
         return self.vecs[: self.n] @ qvec
+
+    def ann_active(self, live: int) -> bool:
+        return self.ann_min_vectors > 0 and live >= self.ann_min_vectors
+
+    def ivf(self) -> IVFIndex:
+        """The IVF index, (re)built when missing or when rows added since the build are
+        more than a quarter of it (those rows are scanned exactly until then)."""
+        ivf = self._ivf
+        if ivf is None or ivf.built > self.n or (self.n - ivf.built) * 4 > ivf.built:
+            ivf = self._ivf = IVFIndex(self.vecs[: self.n])
+        return ivf
+
+    def ann_scores(self, qvec: np.ndarray, m: np.ndarray, need: int) -> np.ndarray | None:
+        """Cosine for the IVF candidates (probed lists + unindexed tail), -inf elsewhere;
+        None when fewer than `need` candidates pass the mask (the caller scans exactly)."""
+        ivf = self.ivf()
+        rows, sims = ivf.candidates(qvec)
+        out = np.full(self.n, -np.inf, dtype=np.float32)
+        out[rows] = sims
+        if ivf.built < self.n:
+            out[ivf.built : self.n] = self.vecs[ivf.built : self.n] @ qvec
+        if int(np.count_nonzero(m[rows])) + (self.n - ivf.built) < need:
+            return None
+        return out
 
     def _postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
         cached = self._post_cache.get(term)
@@ -301,6 +386,7 @@ class NamespaceIndex:
             return idx[np.argsort(-s[idx], kind="stable")]
 
         dense = kw = None
+        ann = False
         if mode in ("hybrid", "dense"):
             if dense_override is not None:
                 dense = np.full(self.n, -np.inf, dtype=np.float32)
@@ -309,7 +395,12 @@ class NamespaceIndex:
                     if row is not None:
                         dense[row] = sim
             elif qvec is not None:
-                dense = self.dense_scores(qvec)
+                live = int(m.sum())
+                if self.ann_active(live):
+                    dense = self.ann_scores(qvec, m, cand_n if mode == "hybrid" else k)
+                    ann = dense is not None
+                if dense is None:
+                    dense = self.dense_scores(qvec)
         if mode in ("hybrid", "keyword"):
             kw_raw, ceiling = self.bm25_scores(keyword_terms(query))
             kw = kw_raw / ceiling if ceiling > 0 else kw_raw
@@ -334,7 +425,8 @@ class NamespaceIndex:
             best = sorted(fused.items(), key=lambda x: -x[1])[:k]
             return [(self.records[r], s * 61 / 2) for r, s in best]  # type: ignore[misc]
         union = np.union1d(d_rows, k_rows)
-        dense_u = np.nan_to_num(dense[union], neginf=0.0)
+        # with ANN, keyword hits outside the probed lists still get their true cosine
+        dense_u = self.vecs[union] @ qvec if ann else np.nan_to_num(dense[union], neginf=0.0)
         blend = alpha * np.clip(dense_u, 0.0, None) + (1 - alpha) * kw[union]
         order = np.argsort(-blend, kind="stable")[:k]
         return [(self.records[union[i]], float(blend[i])) for i in order]  # type: ignore[misc]

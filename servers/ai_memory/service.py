@@ -356,7 +356,7 @@ class MemoryService:
                 vecs = await self._embed([r.content for r in stale])
                 for r, v in zip(stale, vecs, strict=True):  # type: ignore[arg-type]
                     r.embedding, r.embedder = v, self.embedder.name
-        idx = NamespaceIndex(namespace, self._dim())
+        idx = NamespaceIndex(namespace, self._dim(), self.config.ann_min_vectors)
         if records:
             vecs = None if self.use_cortex else np.stack([r.embedding for r in records])  # type: ignore[misc]
             idx.add(records, vecs)
@@ -692,7 +692,7 @@ class MemoryService:
         async with self._lock(namespace):
             ids = list(idx.row_of)
             await self._write([delete_namespace_op(namespace)])
-            self._indexes[namespace] = NamespaceIndex(namespace, self._dim())
+            self._indexes[namespace] = NamespaceIndex(namespace, self._dim(), self.config.ann_min_vectors)
             await self._invalidate(namespace, ids)
         return {"namespace": namespace, "deleted": len(ids)}
 
