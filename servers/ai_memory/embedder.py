@@ -249,15 +249,26 @@ class MiniLMEmbedder:
         h = self.heads
         d = self.dim // h
         D = self.dim
-        x = self.word[ids.reshape(-1)]
-        x += np.tile(self.pos[:n], (b, 1))
+        padded = not bool(mask.all())
+        # Per-token work (embeddings, projections, FFN, LayerNorm) runs on the real tokens only,
+        # packed; only attention sees the padded (b, n) layout.
+        real = np.flatnonzero(mask.reshape(-1)) if padded else None
+        flat_ids = ids.reshape(-1)
+        pos = np.tile(np.arange(n), b)
+        if real is not None:
+            flat_ids, pos = flat_ids[real], pos[real]
+        x = self.word[flat_ids]
+        x += self.pos[pos]
         x += self.type0
         x = _layer_norm(x, *self.emb_ln, self.eps)
-        padded = not bool(mask.all())
         bias = ((mask - np.float32(1.0)) * np.float32(1e9))[:, None, None, :] if padded else None
         for L in self.layers:
-            qkv = x @ L["qkv_w"]  # (b*n, 3*D), q already scaled by 1/sqrt(d)
+            qkv = x @ L["qkv_w"]  # (tokens, 3*D), q already scaled by 1/sqrt(d)
             qkv += L["qkv_b"]
+            if real is not None:
+                full = np.zeros((b * n, 3 * D), dtype=np.float32)
+                full[real] = qkv
+                qkv = full
             qkv = qkv.reshape(b, n, 3, h, d)
             q = qkv[:, :, 0].transpose(0, 2, 1, 3)  # (b, h, n, d)
             k = qkv[:, :, 1].transpose(0, 2, 3, 1)  # (b, h, d, n)
@@ -269,6 +280,8 @@ class MiniLMEmbedder:
             np.exp(att, out=att)
             att /= att.sum(-1, keepdims=True)
             ctx = (att @ v).transpose(0, 2, 1, 3).reshape(b * n, D)
+            if real is not None:
+                ctx = ctx[real]
             y = ctx @ L["o_w"]
             y += L["o_b"]
             y += x
@@ -280,10 +293,11 @@ class MiniLMEmbedder:
             y += L["out_b"]
             y += x
             x = _layer_norm(y, *L["ln2"], self.eps)
-        x = x.reshape(b, n, D)
-        if not padded:
-            return x.mean(1)
-        summed = np.einsum("bnd,bn->bd", x, mask)
+        if real is None:
+            return x.reshape(b, n, D).mean(1)
+        # mean-pool the packed tokens per text: `real` is sorted and every text has tokens
+        starts = np.searchsorted(real, np.arange(b) * n)
+        summed = np.add.reduceat(x, starts, axis=0)
         return summed / np.maximum(mask.sum(1, keepdims=True), np.float32(1e-9))
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
