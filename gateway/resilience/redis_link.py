@@ -71,6 +71,9 @@ class RedisLink:
         self.channel = f"{settings.prefix}:events"
         self.replica = secrets.token_hex(6)
         self.cluster = is_cluster(url)
+        # a cluster client loads its slot map on first use; that is left to the listener (4 x timeout), so no
+        # operation bounded by the short per-operation timeout starts it and fails
+        self.mapped = not self.cluster
         self.client: Any
         if self.cluster:
             # per-node pools; MOVED/ASK redirections and a slot-map refresh are handled by the client
@@ -105,6 +108,8 @@ class RedisLink:
 
     async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> tuple[bool, Any]:
         """Run one Redis operation under the timeout and the guard: (True, result) or (False, None)."""
+        if not self.mapped:
+            return False, None
         try:
             probe = self.guard.admit()
         except BreakerOpen:
@@ -181,6 +186,7 @@ class RedisLink:
                 with anyio.fail_after(self.settings.timeout * 4):
                     if self.cluster:
                         await self.client.initialize()  # the slot map, which a cluster pub/sub needs first
+                        self.mapped = True
                     pubsub = self.client.pubsub()
                     await pubsub.subscribe(self.channel)
                 self.listening = True

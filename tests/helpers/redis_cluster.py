@@ -3,18 +3,31 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers.redis_proc import free_port
+
+def cluster_port() -> int:
+    """A free port P whose cluster bus port P + 10000 is free too (so P < 55536)."""
+    while True:
+        port = random.randint(20000, 30000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
 
 
 class RedisCluster:
     def __init__(self, workdir: Path, nodes: int = 3) -> None:
         self.workdir = workdir
-        self.ports = [free_port() for _ in range(nodes)]
+        self.ports = [cluster_port() for _ in range(nodes)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
