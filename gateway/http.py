@@ -42,10 +42,12 @@ async def send_json(send: Send, status: int, body: Any, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_error(send: Send, status: int, reason: str, message: str) -> None:
+async def send_error(
+    send: Send, status: int, reason: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """A 4xx/5xx with a JSON body that says what was wrong."""
     metrics.HTTP_REJECTED.labels(reason).inc()
-    await send_json(send, status, {"error": reason, "message": message})
+    await send_json(send, status, {"error": reason, "message": message}, headers)
 
 
 class BodyLimit:

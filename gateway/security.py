@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -40,6 +40,7 @@ from gateway.config import (
     RateLimitConfig,
     normalize_token_hash,
 )
+from gateway.http import ASGIApp, Receive, Scope, Send, send_error
 from gateway.hub import Hub, tool_error
 from gateway.redaction import Redactor, audit_log, collect_secrets
 
@@ -48,13 +49,6 @@ logger = logging.getLogger("mcp_gateway.security")
 CLIENT_SCOPE_KEY = "mcp_gateway.client"
 TOKEN_ENV_PREFIX = "MCP_GATEWAY_TOKEN_"
 RETRY_AFTER_META = "mcp-gateway/retryAfterSeconds"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 def hash_token(token: str) -> str:
     """The SHA-256 hex digest stored in config for a bearer token."""
@@ -276,7 +270,7 @@ class SecurityMiddleware:
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
         if origin is not None and not _origin_allowed(origin, self.origins):
-            await _reject(send, 403, "forbidden_origin", "the Origin of this request is not allowed", [])
+            await send_error(send, 403, "forbidden_origin", "the Origin of this request is not allowed", [])
             return
         if self.authenticator is not None:
             client = None
@@ -288,7 +282,7 @@ class SecurityMiddleware:
                 if authorization:
                     challenge += ', error="invalid_token", error_description="the token is not valid"'
                 message = "a valid bearer token is required (Authorization: Bearer <token>)"
-                await _reject(send, 401, "unauthorized", message, [(b"www-authenticate", challenge.encode())])
+                await send_error(send, 401, "unauthorized", message, [(b"www-authenticate", challenge.encode())])
                 return
             scope[CLIENT_SCOPE_KEY] = client
             scope["user"] = _authenticated_user(client)
@@ -300,23 +294,6 @@ def _authenticated_user(client: Client) -> Any:
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
     return AuthenticatedUser(AccessToken(token="[REDACTED]", client_id=client.name, scopes=[]))
-
-
-async def _reject(send: Send, status: int, reason: str, message: str, headers: list[tuple[bytes, bytes]]) -> None:
-    metrics.HTTP_REJECTED.labels(reason).inc()
-    payload = json.dumps({"error": reason, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 def current_client() -> Client | None:

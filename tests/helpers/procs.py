@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def http_backend(name: str = "remote", module: str = "tests.backends.echo", *args: str) -> Iterator[str]:
-    """A test backend (the echo one by default) serving Streamable HTTP; yields its MCP URL."""
+def module_over_http(module: str, *args: str) -> Iterator[str]:
+    """`python -m <module> --http PORT [args]` (a test backend); yields its MCP URL once it answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--http", str(port), "--name", name, *args],
+        [sys.executable, "-m", module, "--http", str(port), *args],
         cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -71,11 +71,16 @@ def http_backend(name: str = "remote", module: str = "tests.backends.echo", *arg
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("HTTP backend did not start") from None
+                    raise RuntimeError(f"{module} did not start serving HTTP") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         stop(proc)
+
+
+def http_backend(name: str = "remote") -> AbstractContextManager[str]:
+    """The echo test backend serving Streamable HTTP; yields its MCP URL."""
+    return module_over_http("tests.backends.echo", "--name", name)
 
 
 def write_config(directory: Path, servers: dict[str, Any], gateway: dict[str, Any] | None = None) -> Path:

@@ -3,13 +3,11 @@ and what the stage helpers cost while tracing is off."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 import timeit
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,8 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from gateway import telemetry
 from gateway.config import parse_config
 from gateway.hub import Hub
-from tests.helpers.procs import ROOT, child_env, stop
-from tests.helpers.redis_proc import free_port
+from tests.helpers.procs import ROOT, module_over_http
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
@@ -30,24 +27,8 @@ TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
 @pytest.fixture(scope="module")
 def meta_backend_url() -> Iterator[str]:
     """tests.ops.meta_backend over Streamable HTTP."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.ops.meta_backend", "--http", str(port)],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("meta backend did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
+    with module_over_http("tests.ops.meta_backend") as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio
@@ -14,8 +11,7 @@ import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.helpers.procs import ROOT, GatewayProcess, child_env, stop
-from tests.helpers.redis_proc import free_port
+from tests.helpers.procs import ROOT, GatewayProcess, module_over_http
 
 
 def faulty_server(**env: str) -> dict[str, Any]:
@@ -26,27 +22,9 @@ def garbage_server() -> dict[str, Any]:
     return {"command": "python", "args": ["-m", "tests.backends.garbage"], "env": {"PYTHONPATH": str(ROOT)}}
 
 
-@contextmanager
-def faulty_http() -> Iterator[str]:
+def faulty_http() -> AbstractContextManager[str]:
     """One faulty backend over Streamable HTTP (one process, one set of counters, for several gateways)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.backends.faulty", "--http", str(port)],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("faulty HTTP backend did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
+    return module_over_http("tests.backends.faulty")
 
 
 def client(gateway: GatewayProcess) -> Client:
