@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -157,6 +158,17 @@ def _raw_servers(path: str) -> Any:
         return None
 
 
+def _loop_options() -> dict[str, Any]:
+    """Serve on uvloop where it is installed (it is a dependency; MCP_GATEWAY_UVLOOP=0 turns it off)."""
+    if os.environ.get("MCP_GATEWAY_UVLOOP", "1") in ("0", "false", "no"):
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "hash-token":
@@ -174,7 +186,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-        code = anyio.run(_serve, config, args.transport, args.host, args.port, security, log_format)
+        code = anyio.run(
+            _serve, config, args.transport, args.host, args.port, security, log_format,
+            backend_options=_loop_options(),
+        )
     elif args.command == "check":
         code = anyio.run(_check, config, security)
     elif args.command == "tools":

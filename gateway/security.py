@@ -353,16 +353,16 @@ class RedisBuckets:
     """Token buckets shared by every replica through Redis (one atomic Lua script per call)."""
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
+        from gateway.resilience.redis_link import connect
 
-        self.client = redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.client = connect(url, timeout=1)  # a `redis+cluster://` URL: RedisCluster (one key: one slot)
         self.script = self.client.register_script(_BUCKET_LUA)
         self.fallback = MemoryBuckets()
         self._warned = 0.0
 
     async def take(self, key: str, per_second: float, capacity: int) -> float:
         try:
-            wait = await self.script(keys=[f"mcp-gateway:ratelimit:{key}"], args=[per_second, capacity])
+            wait = await self.script(keys=[f"mcp-gateway:ratelimit:{{{key}}}"], args=[per_second, capacity])
             return float(wait)
         except Exception as error:  # Redis away: limit per replica rather than not at all
             if time.monotonic() - self._warned > 30:

@@ -107,10 +107,12 @@ class Cache:
 
     def _l2_key(self, key: Key) -> str:
         digest = hashlib.blake2b("\0".join(key[1:]).encode(), digest_size=20).hexdigest()
-        return f"{self.prefix}:c:{key[0]}:{digest}"
+        return f"{self.prefix}:c:{{{key[0]}}}:{digest}"
 
     def _gen_key(self, server: str) -> str:
-        return f"{self.prefix}:gen:{server}"
+        # `{server}` is a Redis Cluster hash tag: a server's generation and entries share one slot, so the
+        # L1-miss read below stays one MGET (one round trip) on a cluster too
+        return f"{self.prefix}:gen:{{{server}}}"
 
     # ------------------------------------------------------------------ reads
 
@@ -201,7 +203,7 @@ class Cache:
         servers = list(self.gens)
         if not servers:
             return
-        ok, values = await self.link.run(self.link.client.mget, *[self._gen_key(s) for s in servers])
+        ok, values = await self.link.run(self.link.mget, *[self._gen_key(s) for s in servers])
         if ok:
             for server, raw in zip(servers, values, strict=True):
                 if raw is not None:

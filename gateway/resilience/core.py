@@ -233,7 +233,7 @@ class Resilience:
         await self.cache.resync()
         names = sorted(set(self.breakers.by_name) | set(self.servers))
         keys = [f"{self.link.prefix}:breaker:{name}" for name in names]
-        ok, values = await self.link.run(self.link.client.mget, *keys)
+        ok, values = await self.link.run(self.link.mget, *keys)
         if not ok:
             return
         for raw in values:

@@ -7,6 +7,11 @@ down or slow costs at most one short timeout and then nothing at all until it is
   published by the other replicas) and, on every (re)connect, runs the owner's resync;
 - one long-lived task publishes this replica's breaker transitions from a bounded outbox, so the
   synchronous breaker code never awaits.
+
+Redis Cluster: a URL with the scheme `redis+cluster://` (or `rediss+cluster://`) names one or more seed
+nodes of a cluster (`redis+cluster://:password@node1:6379`); the client is then `RedisCluster`. Every
+multi-key operation of the gateway either uses keys that share a hash tag (the cache's `{server}`) or goes
+through `mget`, which splits across slots on a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -31,6 +37,31 @@ logger = logging.getLogger("mcp_gateway.redis")
 
 _ERRORS = (RedisError, OSError, TimeoutError, ValueError)
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(url: str) -> bool:
+    return url.lower().startswith(CLUSTER_SCHEMES)
+
+
+def plain_url(url: str) -> str:
+    """The URL redis-py parses: `redis+cluster://…` -> `redis://…` (a plain URL unchanged)."""
+    if is_cluster(url):
+        scheme, rest = url.split("://", 1)
+        return scheme.lower().replace("+cluster", "") + "://" + rest
+    return url
+
+
+def connect(url: str, *, timeout: float, max_connections: int = 32, **options: Any) -> Any:
+    """A `redis.asyncio` client for `url`: `RedisCluster` for a `redis+cluster://` URL, else `Redis`."""
+    if is_cluster(url):
+        return RedisCluster.from_url(
+            plain_url(url), socket_timeout=timeout, socket_connect_timeout=timeout,
+            max_connections=max_connections, **options,
+        )
+    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   max_connections=max_connections, **options)
+
 
 class RedisLink:
     def __init__(self, url: str, settings: RedisSettings) -> None:
@@ -39,15 +70,25 @@ class RedisLink:
         self.prefix = settings.prefix
         self.channel = f"{settings.prefix}:events"
         self.replica = secrets.token_hex(6)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.max_connections,
-            timeout=settings.timeout,  # waiting for a pooled connection
-            socket_timeout=settings.timeout,
-            socket_connect_timeout=settings.timeout,
-            retry=Retry(NoBackoff(), 1),  # one reconnect for a connection that died under us, no more
-        )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.cluster = is_cluster(url)
+        # a cluster client loads its slot map on first use; that is left to the listener (4 x timeout), so no
+        # operation bounded by the short per-operation timeout starts it and fails
+        self.mapped = not self.cluster
+        self.client: Any
+        if self.cluster:
+            # per-node pools; MOVED/ASK redirections and a slot-map refresh are handled by the client
+            self.client = connect(url, timeout=settings.timeout, max_connections=settings.max_connections,
+                                  retry=Retry(NoBackoff(), 1))
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=settings.max_connections,
+                timeout=settings.timeout,  # waiting for a pooled connection
+                socket_timeout=settings.timeout,
+                socket_connect_timeout=settings.timeout,
+                retry=Retry(NoBackoff(), 1),  # one reconnect for a connection that died under us, no more
+            )
+            self.client = aioredis.Redis(connection_pool=pool)
         self.guard = Breaker(
             "redis",
             BreakerSettings(fail_max=settings.fail_max, reset_timeout=settings.retry_after, count=["unavailable"]),
@@ -67,6 +108,8 @@ class RedisLink:
 
     async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> tuple[bool, Any]:
         """Run one Redis operation under the timeout and the guard: (True, result) or (False, None)."""
+        if not self.mapped:
+            return False, None
         try:
             probe = self.guard.admit()
         except BreakerOpen:
@@ -84,6 +127,12 @@ class RedisLink:
             raise
         self.guard.record(None, probe)
         return True, result
+
+    async def mget(self, *keys: str) -> list[Any]:
+        """MGET of keys that may live in different slots (split per slot on a cluster)."""
+        if self.cluster:
+            return await self.client.mget_nonatomic(*keys)
+        return await self.client.mget(*keys)
 
     def _failed(self, error: BaseException) -> None:
         self.errors += 1
@@ -104,6 +153,11 @@ class RedisLink:
         payload = json.dumps({**message, "r": self.replica})
 
         async def send() -> None:
+            if self.cluster:  # a cluster pipeline refuses PUBLISH (classic PUBLISH reaches every node anyway)
+                if key is not None and value is not None:
+                    await self.client.set(key, value)
+                await self.client.publish(self.channel, payload)
+                return
             async with self.client.pipeline(transaction=False) as pipe:
                 if key is not None and value is not None:
                     pipe.set(key, value)
@@ -127,9 +181,13 @@ class RedisLink:
 
     async def _listen(self) -> None:
         while True:
-            pubsub = self.client.pubsub()
+            pubsub = None
             try:
                 with anyio.fail_after(self.settings.timeout * 4):
+                    if self.cluster:
+                        await self.client.initialize()  # the slot map, which a cluster pub/sub needs first
+                        self.mapped = True
+                    pubsub = self.client.pubsub()
                     await pubsub.subscribe(self.channel)
                 self.listening = True
                 if self.guard.storage.state != "closed":
@@ -155,8 +213,8 @@ class RedisLink:
                 self.listening = False
                 self.guard.cb.open()
             finally:
-                with anyio.move_on_after(1, shield=True):
-                    with contextlib.suppress(Exception):
+                if pubsub is not None:
+                    with anyio.move_on_after(1, shield=True), contextlib.suppress(Exception):
                         await pubsub.aclose()
             await anyio.sleep(self.settings.retry_after)
 

@@ -91,14 +91,15 @@ class RedisCache:
         self.url = url
         self.timeout = timeout
         self.backoff = backoff
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            max_connections=32,
-            decode_responses=True,
-        )
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                   "max_connections": 32, "decode_responses": True}
+        if url.lower().startswith(("redis+cluster://", "rediss+cluster://")):
+            # a Redis Cluster (the gateway's URL convention); multi-key DEL is split per slot by the client
+            scheme, rest = url.split("://", 1)
+            self._client = aioredis.RedisCluster.from_url(scheme.lower().replace("+cluster", "") + "://" + rest,
+                                                          **options)
+        else:
+            self._client = aioredis.Redis.from_url(url, retry_on_timeout=False, **options)
         self._down_until = 0.0
         self._pending_incr: set[str] = set()
         self._pending_del: set[str] = set()
