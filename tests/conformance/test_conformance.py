@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.procs import ROOT, GatewayProcess, http_backend, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, module_over_http, write_config
 
 EXPECTED_FAILURES = Path(__file__).with_name("expected-failures.yml")
 NODE_BIN_DIRS = [ROOT / "node_modules" / ".bin", Path("/tmp/conf/node_modules/.bin")]
@@ -75,7 +75,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     directory = tmp_path_factory.mktemp(f"conformance-{request.param}")
     with ExitStack() as stack:
         if request.param == "http":
-            url = stack.enter_context(http_backend("conformance", "tests.backends.conformance"))
+            url = stack.enter_context(module_over_http("tests.backends.conformance", "--name", "conformance"))
             server = {"url": url, "namespace": ""}
         else:
             server = _stdio_fixture(*(["--legacy"] if request.param == "stdio-handshake" else []))
