@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from fastmcp import Client
+import pytest
+import respx
+from fastmcp import Client, FastMCP
 
 from servers.common import RetryPolicy
 
 # Short backoffs keep 5xx/transport retry tests fast; 429 waits still come from the vendor's headers.
 FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+
+
+@contextmanager
+def vendor_api(monkeypatch: pytest.MonkeyPatch, base: str, **env: str) -> Iterator[respx.MockRouter]:
+    """Point a server at `base` with credentials `env`, and answer its requests there with respx."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with respx.mock(base_url=base, assert_all_called=False) as router:
+        yield router
+
+
+@asynccontextmanager
+async def connected(create_server: Callable[..., FastMCP]) -> AsyncIterator[Client]:
+    """An in-memory MCP client of the server, with short retry backoffs."""
+    async with Client(create_server(policy=FAST)) as client:
+        yield client
 
 
 async def ok(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import respx
 from fastmcp import Client
 
 from servers.gong.server import create_server
-from tests.servers.mcp_helpers import FAST, basic, err, ok
+from tests.servers.mcp_helpers import basic, connected, err, ok, vendor_api
 from tests.servers.spec_check import check_request
 
 BASE = "https://us-1234.api.gong.test"
@@ -54,16 +54,13 @@ def records(total: int, number: int, cursor: str | None = None) -> dict:
 
 @pytest.fixture
 def gong(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
-    monkeypatch.setenv("GONG_ACCESS_KEY", KEY)
-    monkeypatch.setenv("GONG_ACCESS_KEY_SECRET", SECRET)
-    monkeypatch.setenv("GONG_API_BASE", BASE)
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
+    with vendor_api(monkeypatch, BASE, GONG_ACCESS_KEY=KEY, GONG_ACCESS_KEY_SECRET=SECRET, GONG_API_BASE=BASE) as api:
+        yield api
 
 
 @pytest.fixture
 async def mcp() -> AsyncIterator[Client]:
-    async with Client(create_server(policy=FAST)) as client:
+    async with connected(create_server) as client:
         yield client
 
 

@@ -15,7 +15,7 @@ from fastmcp import Client
 from servers.common.ratelimit import SlidingWindowLimiter
 from servers.hubspot import client as hubspot_client
 from servers.hubspot.server import create_server
-from tests.servers.mcp_helpers import FAST, err, ok
+from tests.servers.mcp_helpers import FAST, connected, err, ok, vendor_api
 from tests.servers.spec_check import check_request
 
 BASE = "https://hubspot.test"
@@ -72,15 +72,13 @@ def deal(object_id: str) -> dict:
 
 @pytest.fixture
 def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
-    monkeypatch.setenv("HUBSPOT_API_BASE", BASE)
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
+    with vendor_api(monkeypatch, BASE, HUBSPOT_ACCESS_TOKEN=TOKEN, HUBSPOT_API_BASE=BASE) as api:
+        yield api
 
 
 @pytest.fixture
 async def mcp() -> AsyncIterator[Client]:
-    async with Client(create_server(policy=FAST)) as client:
+    async with connected(create_server) as client:
         yield client
 
 

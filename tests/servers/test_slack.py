@@ -12,7 +12,7 @@ import respx
 from fastmcp import Client
 
 from servers.slack.server import create_server
-from tests.servers.mcp_helpers import FAST, err, ok
+from tests.servers.mcp_helpers import connected, err, ok, vendor_api
 from tests.servers.spec_check import check_request
 
 BASE = "https://slack.test/api"
@@ -32,16 +32,13 @@ def message(ts: str, text: str = "hello", **extra: object) -> dict:
 
 @pytest.fixture
 def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
-    monkeypatch.setenv("SLACK_USER_TOKEN", USER)
-    monkeypatch.setenv("SLACK_API_BASE", BASE)
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
-        yield router
+    with vendor_api(monkeypatch, BASE, SLACK_BOT_TOKEN=BOT, SLACK_USER_TOKEN=USER, SLACK_API_BASE=BASE) as api:
+        yield api
 
 
 @pytest.fixture
 async def mcp() -> AsyncIterator[Client]:
-    async with Client(create_server(policy=FAST)) as client:
+    async with connected(create_server) as client:
         yield client
 
 
