@@ -77,7 +77,7 @@ class MemoryConfig:
     data_dir: Path
     redis_url: str | None = None
     snowflake: SnowflakeSettings | None = None
-    embedder: str = "auto"  # auto | minilm | hash | cortex
+    embedder: str = "auto"  # auto | onnx | onnx-fp32 | numpy (minilm) | torch | hash | cortex
     max_content_bytes: int = 32_768
     max_batch: int = 5_000
     max_k: int = 100

@@ -26,7 +26,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Embedder", "HashEmbedder", "MiniLMEmbedder", "load_safetensors"]
+__all__ = [
+    "Embedder",
+    "HashEmbedder",
+    "MiniLMEmbedder",
+    "OnnxMiniLMEmbedder",
+    "load_safetensors",
+    "make_embedder",
+]
 
 
 @runtime_checkable
@@ -111,11 +118,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
                     + t
                     * (
                         -0.18628806
-                        + t
-                        * (
-                            0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))
-                        )
+                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))
                     )
                 )
             )
@@ -196,46 +199,48 @@ class MiniLMEmbedder:
 
             model_dir = self._model_dir or default_model_dir()
             cfg = json.loads((model_dir / "config.json").read_text())
-            self.heads = int(cfg["num_attention_heads"])
-            self.eps = float(cfg["layer_norm_eps"])
-            n_layers = int(cfg["num_hidden_layers"])
-            t = load_safetensors(model_dir / "model.safetensors")
-            self.word = t["embeddings.word_embeddings.weight"]
-            self.pos = t["embeddings.position_embeddings.weight"]
-            self.type0 = t["embeddings.token_type_embeddings.weight"][0]
-            self.emb_ln = (t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
-            self.layers = []
-            for i in range(n_layers):
-                p = f"encoder.layer.{i}."
-                q, k, v = (t[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value"))
-                qb, kb, vb = (t[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
-                # fold the attention scale 1/sqrt(head_dim) into the query projection
-                scale = np.float32(1.0 / np.sqrt(self.dim // self.heads))
-                q, qb = q * scale, qb * scale
-                self.layers.append(
-                    {
-                        # fused QKV projection, transposed once so the hot loop is x @ W
-                        "qkv_w": np.ascontiguousarray(np.concatenate([q, k, v], 0).T),
-                        "qkv_b": np.concatenate([qb, kb, vb]).astype(np.float32),
-                        "o_w": np.ascontiguousarray(t[p + "attention.output.dense.weight"].T),
-                        "o_b": t[p + "attention.output.dense.bias"],
-                        "ln1": (
-                            t[p + "attention.output.LayerNorm.weight"],
-                            t[p + "attention.output.LayerNorm.bias"],
-                        ),
-                        "i_w": np.ascontiguousarray(t[p + "intermediate.dense.weight"].T),
-                        "i_b": t[p + "intermediate.dense.bias"],
-                        "out_w": np.ascontiguousarray(t[p + "output.dense.weight"].T),
-                        "out_b": t[p + "output.dense.bias"],
-                        "ln2": (t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"]),
-                    }
-                )
+            self._prepare(load_safetensors(model_dir / "model.safetensors"), cfg)
             tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             tok.enable_truncation(max_length=self.max_length)
             tok.no_padding()
             self.tokenizer = tok
             self._loaded = True
         return self
+
+    def _prepare(self, t: dict[str, np.ndarray], cfg: dict) -> None:
+        """Lay the weights out for `_forward` (subclasses run them elsewhere)."""
+        self.heads = int(cfg["num_attention_heads"])
+        self.eps = float(cfg["layer_norm_eps"])
+        self.word = t["embeddings.word_embeddings.weight"]
+        self.pos = t["embeddings.position_embeddings.weight"]
+        self.type0 = t["embeddings.token_type_embeddings.weight"][0]
+        self.emb_ln = (t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
+        self.layers = []
+        for i in range(int(cfg["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            q, k, v = (t[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value"))
+            qb, kb, vb = (t[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
+            # fold the attention scale 1/sqrt(head_dim) into the query projection
+            scale = np.float32(1.0 / np.sqrt(self.dim // self.heads))
+            q, qb = q * scale, qb * scale
+            self.layers.append(
+                {
+                    # fused QKV projection, transposed once so the hot loop is x @ W
+                    "qkv_w": np.ascontiguousarray(np.concatenate([q, k, v], 0).T),
+                    "qkv_b": np.concatenate([qb, kb, vb]).astype(np.float32),
+                    "o_w": np.ascontiguousarray(t[p + "attention.output.dense.weight"].T),
+                    "o_b": t[p + "attention.output.dense.bias"],
+                    "ln1": (
+                        t[p + "attention.output.LayerNorm.weight"],
+                        t[p + "attention.output.LayerNorm.bias"],
+                    ),
+                    "i_w": np.ascontiguousarray(t[p + "intermediate.dense.weight"].T),
+                    "i_b": t[p + "intermediate.dense.bias"],
+                    "out_w": np.ascontiguousarray(t[p + "output.dense.weight"].T),
+                    "out_b": t[p + "output.dense.bias"],
+                    "ln2": (t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"]),
+                }
+            )
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean-pooled (un-normalised) hidden states of a padded batch.
@@ -336,6 +341,61 @@ class MiniLMEmbedder:
                 mask[r, : len(e)] = 1.0
             out[chunk] = self._forward(ids, mask)
         return _normalise(out)
+
+
+class OnnxMiniLMEmbedder(MiniLMEmbedder):
+    """The same model on onnxruntime's fused CPU kernels (graph built by `onnx_graph`), by
+    default with int8 weights in the dense projections: about 2x the numpy throughput for
+    batches and faster single queries, at cosine ~0.99 to the float vectors. Its vectors
+    carry their own embedder name, so an index built by another embedder is re-embedded."""
+
+    def __init__(self, model_dir: Path | None = None, *, quantize: bool = True, **kw: int) -> None:
+        super().__init__(model_dir, **kw)
+        self.quantize = quantize
+        self.name = "all-MiniLM-L6-v2-int8" if quantize else "all-MiniLM-L6-v2-onnx"
+
+    def _prepare(self, t: dict[str, np.ndarray], cfg: dict) -> None:
+        import onnxruntime as ort
+
+        from servers.ai_memory.onnx_graph import build_minilm_graph
+
+        opts = ort.SessionOptions()
+        # No busy-waiting between runs: the model shares its process with an event loop.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            build_minilm_graph(t, cfg, quantize=self.quantize), opts, providers=["CPUExecutionProvider"]
+        )
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids.astype(np.int32), "attention_mask": mask.astype(np.int32)}
+        return self._session.run(["pooled"], feeds)[0]
+
+
+def onnx_available() -> bool:
+    """True when onnxruntime and onnx (the graph builder) can be imported."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+EMBEDDER_CHOICES = ("auto", "onnx", "onnx-fp32", "numpy", "minilm", "torch", "hash", "cortex")
+
+
+def make_embedder(choice: str = "auto") -> Embedder:
+    """The local embedder for an ``AI_MEMORY_EMBEDDER`` choice: ``auto`` (int8 onnxruntime when
+    installed, else numpy), ``onnx`` (int8), ``onnx-fp32``, ``numpy`` (alias ``minilm``),
+    ``torch`` or ``hash``. ``cortex`` means Snowflake computes the vectors; without Snowflake
+    it falls back to ``auto``."""
+    if choice not in EMBEDDER_CHOICES:
+        raise ValueError(f"AI_MEMORY_EMBEDDER={choice!r}: expected one of {', '.join(EMBEDDER_CHOICES)}")
+    if choice == "hash":
+        return HashEmbedder()
+    if choice == "torch":
+        return TorchMiniLMEmbedder()
+    if choice in ("numpy", "minilm") or (choice in ("auto", "cortex") and not onnx_available()):
+        return MiniLMEmbedder()
+    return OnnxMiniLMEmbedder(quantize=choice != "onnx-fp32")
 
 
 class TorchMiniLMEmbedder:

@@ -24,7 +24,7 @@ from fastmcp.exceptions import ToolError
 
 from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder, HashEmbedder, MiniLMEmbedder, TorchMiniLMEmbedder
+from servers.ai_memory.embedder import Embedder, make_embedder
 from servers.ai_memory.filters import FilterError, parse_filter
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox
@@ -119,12 +119,7 @@ class MemoryService:
             else:
                 self.use_cortex = bool(getattr(self._store, "computes_embeddings", False))
             if self._embedder is None:
-                if choice == "hash":
-                    self._embedder = HashEmbedder()
-                elif choice == "torch":
-                    self._embedder = TorchMiniLMEmbedder()
-                else:
-                    self._embedder = MiniLMEmbedder()
+                self._embedder = make_embedder(choice)
             if self._cache is None:
                 self._cache = (
                     RedisCache(cfg.redis_url, timeout=cfg.redis_timeout)
@@ -348,9 +343,7 @@ class MemoryService:
             stale = [
                 r
                 for r in records
-                if r.embedding is None
-                or r.embedder != self.embedder.name
-                or r.embedding.shape[0] != self.embedder.dim
+                if r.embedding is None or r.embedder != self.embedder.name or r.embedding.shape[0] != self.embedder.dim
             ]
             if stale:
                 vecs = await self._embed([r.content for r in stale])
@@ -542,9 +535,7 @@ class MemoryService:
         if mode != "keyword":
             if self.use_cortex and isinstance(self.store, SnowflakeStore):
                 try:
-                    pairs = await anyio.to_thread.run_sync(
-                        self.store.dense_search, namespace, query, max(50, 5 * k), t
-                    )
+                    pairs = await anyio.to_thread.run_sync(self.store.dense_search, namespace, query, max(50, 5 * k), t)
                     dense_override = dict(pairs)
                 except StoreUnavailable as exc:
                     log.warning("Cortex search unavailable, keyword-only recall: %s", exc)

@@ -12,14 +12,22 @@ import fakesnow
 import pytest
 
 from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
-from servers.ai_memory.embedder import MiniLMEmbedder
+from servers.ai_memory.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.service import MemoryService
 
 
 @pytest.fixture(scope="session")
 def minilm() -> MiniLMEmbedder:
-    """The real all-MiniLM-L6-v2 model, loaded once per session."""
+    """The real all-MiniLM-L6-v2 model in numpy (float32), loaded once per session."""
     return MiniLMEmbedder().load()
+
+
+@pytest.fixture(scope="session")
+def default_embedder() -> Embedder:
+    """The embedder a service picks with no configuration (int8 onnxruntime), loaded once."""
+    e = make_embedder("auto")
+    e.load()  # type: ignore[attr-defined]
+    return e
 
 
 class FakeClock:
@@ -53,13 +61,13 @@ def make_config(data_dir: Path, **overrides: Any) -> MemoryConfig:
 
 
 @pytest.fixture
-async def make_service(tmp_path: Path, minilm: MiniLMEmbedder) -> AsyncIterator[Callable[..., Any]]:
+async def make_service(tmp_path: Path, default_embedder: Embedder) -> AsyncIterator[Callable[..., Any]]:
     """Factory for started services over the embedded defaults (real model); closed at the end."""
     made: list[MemoryService] = []
 
     async def factory(data_dir: Path | None = None, *, background: bool = False, **kw: Any) -> MemoryService:
         store = kw.pop("store", None)
-        embedder = kw.pop("embedder", minilm)
+        embedder = kw.pop("embedder", default_embedder)
         svc = MemoryService(make_config(data_dir or tmp_path / "data", **kw), embedder=embedder, store=store)
         await svc.start(background=background)
         made.append(svc)

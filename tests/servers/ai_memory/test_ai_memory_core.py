@@ -262,7 +262,7 @@ async def test_min_score_and_l1_hits(make_service):
     assert new["id"] in [h["id"] for h in fresh]
     stats = await svc.memory_stats("default")
     assert stats["l1"]["hits"] >= 1 and 0 < stats["l1"]["hit_rate"] < 1
-    assert stats["l2"]["embedder"] == "all-MiniLM-L6-v2" and stats["l2"]["indexed"] == 6
+    assert stats["l2"]["embedder"] == "all-MiniLM-L6-v2-int8" and stats["l2"]["indexed"] == 6
     assert stats["l3"]["count"] == 6 and stats["l3"]["outbox_pending"] == 0
 
 
