@@ -205,15 +205,28 @@ class BackendPrompt(Prompt):
 
 
 class BackendComponentsProvider(Provider):
-    """One backend's resources and prompts; mounted under the backend's name as namespace."""
+    """One backend's resources and prompts; mounted under the backend's name as namespace.
 
-    def __init__(self, backend: Backend) -> None:
+    With per-client policies, a client sees (and may read, get, subscribe to or complete) only the
+    prompts, resources and templates whose exposed name `<server>_<name>` its allow/deny lists
+    permit; the rest behave exactly as if they did not exist."""
+
+    def __init__(self, backend: Backend, guard: Guard | None = None) -> None:
         super().__init__()
         self.backend = backend
+        self.guard = guard
+
+    def _visible(self, name: str) -> bool:
+        if self.guard is None or not self.guard.require_client:
+            return True
+        exposed = f"{self.backend.namespace}_{name}" if self.backend.namespace else name
+        return self.guard.shows(current_client(), exposed)
 
     async def _list_resources(self) -> Sequence[Resource]:
         resources = []
         for item in self.backend.resources:
+            if not self._visible(item.name):
+                continue
             resource = BackendResource(
                 uri=item.uri,
                 name=item.name,
@@ -228,6 +241,8 @@ class BackendComponentsProvider(Provider):
     async def _list_resource_templates(self) -> Sequence[ResourceTemplate]:
         templates = []
         for item in self.backend.resource_templates:
+            if not self._visible(item.name):
+                continue
             template = BackendTemplate(
                 uri_template=item.uri_template,
                 name=item.name,
@@ -244,6 +259,8 @@ class BackendComponentsProvider(Provider):
     async def _list_prompts(self) -> Sequence[Prompt]:
         prompts = []
         for item in self.backend.prompts:
+            if not self._visible(item.name):
+                continue
             prompt = BackendPrompt(
                 name=item.name,
                 title=item.title,
@@ -396,9 +413,10 @@ def _completion_handler(server: FastMCP) -> Any:
 def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
     """The client-facing FastMCP server for `hub`; every tool call goes through `guard`."""
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
-    server.add_provider(CatalogProvider(hub, guard or Guard(hub)))
+    guard = guard or Guard(hub)
+    server.add_provider(CatalogProvider(hub, guard))
     for backend in hub.backends:
-        server.add_provider(BackendComponentsProvider(backend), namespace=backend.namespace)
+        server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
     server.add_completion_handler(_completion_handler(server))
     subscriptions = ResourceSubscriptions(server)
     lowlevel = server._mcp_server

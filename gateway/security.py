@@ -416,6 +416,13 @@ class Guard:
             return not self.require_client
         return client.permits(self.hub, name)
 
+    def shows(self, client: Client | None, exposed: str) -> bool:
+        """Whether `client` may see a backend's prompt or resource, by its exposed name
+        (`<server>_<name>`): the same allow/deny patterns as for tools."""
+        if client is None:
+            return not self.require_client
+        return client.matches(exposed)
+
     async def call_tool(
         self,
         client: Client | None,

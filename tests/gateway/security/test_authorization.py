@@ -1,5 +1,6 @@
 """Per-client allow/deny lists: `tools/list` hides what a client may not call, and calling it is refused
-exactly like an unknown tool, on the fast path and on FastMCP's path, over every HTTP transport."""
+exactly like an unknown tool, on the fast path and on FastMCP's path, over every HTTP transport. Backends'
+prompts, resources and templates follow the same lists, by their exposed name `<server>_<name>`."""
 
 from __future__ import annotations
 
@@ -71,3 +72,39 @@ async def test_denied_tool_hidden_and_refused_like_unknown(
     async with client(secured, ALICE, transport, mode) as session:
         names = {tool.name for tool in await session.list_tools()}
         assert "local_add" not in names and "local_whoami" in names
+
+
+async def _refusal(call) -> str:  # type: ignore[no-untyped-def]
+    try:
+        await call
+    except Exception as error:
+        return str(error)
+    raise AssertionError("expected the request to be refused")
+
+
+@pytest.mark.parametrize(("transport", "mode"), PATHS)
+async def test_prompts_and_resources_follow_the_allow_lists(
+    secured: GatewayProcess, transport: str, mode: str
+) -> None:
+    # alice (deny local_add) sees leaky's prompt, resource and template, and can use them
+    async with client(secured, ALICE, transport, mode) as session:
+        assert {p.name for p in await session.list_prompts()} == {"leaky_greeting"}
+        assert {str(r.uri) for r in await session.list_resources()} == {"notes://leaky/today"}
+        assert {t.uri_template for t in await session.list_resource_templates()} == {"notes://leaky/day/{day}"}
+        prompt = await session.get_prompt("leaky_greeting", {"name": "Ada"})
+        assert prompt.messages[0].content.text == "Hello, Ada."
+        assert (await session.read_resource("notes://leaky/today"))[0].text == "nothing planned"
+        assert (await session.read_resource("notes://leaky/day/monday"))[0].text == "notes for monday"
+    # bob (allow local_echo, leaky_leak) sees none of them, and using them fails like an unknown name
+    async with client(secured, BOB, transport, mode) as session:
+        assert await session.list_prompts() == []
+        assert await session.list_resources() == []
+        assert await session.list_resource_templates() == []
+        denied = await _refusal(session.get_prompt("leaky_greeting", {"name": "Ada"}))
+        unknown = await _refusal(session.get_prompt("leaky_nope", {"name": "Ada"}))
+        assert denied.replace("leaky_greeting", "X") == unknown.replace("leaky_nope", "X")
+        denied = await _refusal(session.read_resource("notes://leaky/today"))
+        unknown = await _refusal(session.read_resource("notes://leaky/nope"))
+        assert denied.replace("today", "X") == unknown.replace("nope", "X")
+        assert "nothing planned" not in denied
+        assert await _refusal(session.read_resource("notes://leaky/day/monday"))
