@@ -112,21 +112,26 @@ WORDS = [
 ]
 
 
-async def store_throughput(tmp: Path, embedders: list[Embedder], n_batches: int) -> None:
-    """memories/s through store_memories in batches of 100, the embedders taking turns
-    batch by batch (so a noisy neighbour slows both alike); the first is the baseline."""
+async def store_throughput(tmp: Path, embedders: list[Embedder], n_batches: int, block: int = 4) -> None:
+    """memories/s through store_memories in batches of 100. The embedders take turns in blocks of
+    `block` batches, so a noisy neighbour slows both alike while neither runs right after the other
+    (numpy's BLAS threads keep spinning for a while after a call); the first is the baseline."""
     rng = random.Random(1)
-    svcs = [await new_service(tmp / f"bench-store-{i}", e) for i, e in enumerate(embedders)]
-    spent = [0.0] * len(svcs)
-    for b in range(n_batches):
-        batch = [
+    batches = [
+        [
             {"content": f"note {b}-{i}: " + " ".join(rng.choice(WORDS) for _ in range(14)), "metadata": {"batch": b}}
             for i in range(100)
         ]
+        for b in range(n_batches)
+    ]
+    svcs = [await new_service(tmp / f"bench-store-{i}", e) for i, e in enumerate(embedders)]
+    spent = [0.0] * len(svcs)
+    for start in range(0, n_batches, block):
         for j, svc in enumerate(svcs):
-            t0 = time.perf_counter()
-            await svc.store_memories(batch, "throughput")
-            spent[j] += time.perf_counter() - t0
+            for batch in batches[start : start + block]:
+                t0 = time.perf_counter()
+                await svc.store_memories(batch, "throughput")
+                spent[j] += time.perf_counter() - t0
     for svc in svcs:
         await svc.close()
     base = n_batches * 100 / spent[0]

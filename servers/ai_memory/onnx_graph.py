@@ -7,7 +7,7 @@ onnxruntime's fused CPU operators (`com.microsoft` domain):
   table) embeddings and their LayerNorm, plus the per-row key lengths for attention;
 * ``Attention``: the fused QKV projection, scaled dot-product attention and padding mask;
 * ``SkipLayerNormalization``: bias + residual + LayerNorm in one pass;
-* ``BiasGelu``: bias + exact (erf) GELU.
+* ``FastGelu``: bias + GELU (tanh form, as the numpy fallback uses).
 
 With ``quantize=True`` the three dense projections of each layer (attention output and
 both feed-forward matrices, about two thirds of the arithmetic) run in int8: weights with
@@ -72,8 +72,10 @@ def build_minilm_graph(tensors: dict[str, np.ndarray], cfg: dict[str, Any], *, q
                     helper.make_node(
                         "Reshape", [x, const(k + "_2d", np.asarray([-1, w.shape[0]], np.int64))], [k + "_x"]
                     ),
-                    helper.make_node("Abs", [k + "_x"], [k + "_abs"]),
-                    helper.make_node("ReduceMax", [k + "_abs"], [k + "_amax"], axes=[1], keepdims=1),
+                    helper.make_node("ReduceMax", [k + "_x"], [k + "_mx"], axes=[1], keepdims=1),
+                    helper.make_node("ReduceMin", [k + "_x"], [k + "_mn"], axes=[1], keepdims=1),
+                    helper.make_node("Neg", [k + "_mn"], [k + "_nmn"]),
+                    helper.make_node("Max", [k + "_mx", k + "_nmn"], [k + "_amax"]),
                     helper.make_node("Mul", [k + "_amax", "inv127"], [k + "_s"]),
                     helper.make_node("Max", [k + "_s", "tiny"], [k + "_rs"]),  # (tokens, 1)
                     helper.make_node("Reshape", [k + "_rs", "minus1"], [k + "_rs1"]),  # (tokens,)
@@ -160,7 +162,7 @@ def build_minilm_graph(tensors: dict[str, np.ndarray], cfg: dict[str, Any], *, q
         )
         inter = dense(f"l{i}_attn", p + "intermediate.dense", f"l{i}_inter")
         inter_bias = f32(p + "intermediate.dense.bias")
-        nodes.append(helper.make_node("BiasGelu", [inter, inter_bias], [f"l{i}_gelu"], domain=_MS))
+        nodes.append(helper.make_node("FastGelu", [inter, inter_bias], [f"l{i}_gelu"], domain=_MS))
         ffn = dense(f"l{i}_gelu", p + "output.dense", f"l{i}_ffn")
         ffn_bias = f32(p + "output.dense.bias")
         nodes.append(
