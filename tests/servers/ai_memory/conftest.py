@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -87,6 +88,15 @@ def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_fakesnow_bucket() -> Iterator[None]:
+    """fakesnow makes a temporary "stage bucket" directory when it is imported and never removes it."""
+    yield
+    from fakesnow.transforms import stage
+
+    shutil.rmtree(stage.LOCAL_BUCKET_PATH, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
