@@ -14,19 +14,28 @@ $lte $exists, and the combinators $and $or $not. Range operators compare numbers
 numbers and dates with dates (a string operand that parses as ISO-8601 is a date); a value
 of another type never matches a range. `parse_filter` validates everything up front and
 raises `FilterError` with the offending path, so bad filters become clear tool errors.
+
+A compiled `Filter` is a predicate over one metadata dict, and can also evaluate a whole
+namespace at once (`Filter.mask`) from factorised columns: each field condition is decided
+once per distinct value of its field, then spread over the rows with numpy. Both ways call the
+same comparison functions, so they agree exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["FilterError", "Predicate", "parse_filter"]
+import numpy as np
+
+__all__ = ["MISSING", "Columns", "Filter", "FilterError", "Predicate", "lookup", "parse_filter"]
 
 Predicate = Callable[[dict[str, Any]], bool]
+Check = Callable[[Any], bool]  # a condition on one field's value (MISSING when absent)
 
-_MISSING = object()
+MISSING: Any = object()
+_MISSING = MISSING
 _COMPARISONS = {"$gt", "$gte", "$lt", "$lte"}
 _FIELD_OPS = {"$eq", "$ne", "$in", "$nin", "$exists", *_COMPARISONS}
 _MAX_DEPTH = 16
@@ -54,7 +63,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _lookup(meta: dict[str, Any], path: str) -> Any:
+def lookup(meta: dict[str, Any], path: str) -> Any:
+    """The value at a dotted `path` of `meta`, or MISSING."""
     cur: Any = meta
     if path in meta:  # a literal key containing dots wins
         return meta[path]
@@ -98,12 +108,86 @@ def _compare(op: str, actual: Any, bound: Any) -> bool:
     return a <= b
 
 
-def _field_predicate(path: str, spec: Any, where: str) -> Predicate:
+class Columns(Protocol):
+    """A namespace's metadata, factorised per field: `column(path)` gives an int array of codes,
+    one per row, and the distinct values (`MISSING` included) that the codes index."""
+
+    def column(self, path: str) -> tuple[np.ndarray, list[Any]]: ...
+
+    def rows(self) -> int: ...
+
+
+class Filter:
+    """A compiled filter node: call it on a metadata dict, or `mask` a whole namespace."""
+
+    def __call__(self, meta: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _Field(Filter):
+    def __init__(self, path: str, checks: list[Check]) -> None:
+        self.path, self.checks = path, checks
+
+    def test(self, value: Any) -> bool:
+        return all(check(value) for check in self.checks)
+
+    def __call__(self, meta: dict[str, Any]) -> bool:
+        return self.test(lookup(meta, self.path))
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        codes, values = columns.column(self.path)
+        decided = np.fromiter((self.test(v) for v in values), dtype=bool, count=len(values))
+        return decided[codes]
+
+
+class _All(Filter):
+    def __init__(self, parts: list[Filter]) -> None:
+        self.parts = parts
+
+    def __call__(self, meta: dict[str, Any]) -> bool:
+        return all(p(meta) for p in self.parts)
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        out = np.ones(columns.rows(), dtype=bool)  # an empty object matches everything
+        for p in self.parts:
+            out &= p.mask(columns)
+        return out
+
+
+class _Any(Filter):
+    def __init__(self, parts: list[Filter]) -> None:
+        self.parts = parts
+
+    def __call__(self, meta: dict[str, Any]) -> bool:
+        return any(p(meta) for p in self.parts)
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        out = self.parts[0].mask(columns)
+        for p in self.parts[1:]:
+            out = out | p.mask(columns)
+        return out
+
+
+class _Not(Filter):
+    def __init__(self, part: Filter) -> None:
+        self.part = part
+
+    def __call__(self, meta: dict[str, Any]) -> bool:
+        return not self.part(meta)
+
+    def mask(self, columns: Columns) -> np.ndarray:
+        return ~self.part.mask(columns)
+
+
+def _field_filter(path: str, spec: Any, where: str) -> Filter:
     if not isinstance(spec, dict) or not any(k.startswith("$") for k in spec):
         if isinstance(spec, dict | list):
             raise FilterError(f"{where}: equality value must be a scalar; use $in for lists")
-        return lambda meta: _equals(_lookup(meta, path), spec)
-    checks: list[Predicate] = []
+        return _Field(path, [lambda v: _equals(v, spec)])
+    checks: list[Check] = []
     for op, operand in spec.items():
         if op not in _FIELD_OPS:
             raise FilterError(f"{where}: unknown operator {op!r} (allowed: {', '.join(sorted(_FIELD_OPS))})")
@@ -118,37 +202,36 @@ def _field_predicate(path: str, spec: Any, where: str) -> Predicate:
             raise FilterError(f"{where}.{op}: operand must be a number or an ISO-8601 date, got {operand!r}")
         if op == "$exists" and not isinstance(operand, bool):
             raise FilterError(f"{where}.$exists: operand must be true or false")
-        checks.append(_make_check(op, path, operand))
-    return lambda meta: all(c(meta) for c in checks)
+        checks.append(_make_check(op, operand))
+    return _Field(path, checks)
 
 
-def _make_check(op: str, path: str, operand: Any) -> Predicate:
+def _make_check(op: str, operand: Any) -> Check:
     if op == "$eq":
-        return lambda m: _equals(_lookup(m, path), operand)
+        return lambda v: _equals(v, operand)
     if op == "$ne":
-        return lambda m: not _equals(_lookup(m, path), operand)
+        return lambda v: not _equals(v, operand)
     if op == "$in":
-        return lambda m: any(_equals(_lookup(m, path), v) for v in operand)
+        return lambda v: any(_equals(v, x) for x in operand)
     if op == "$nin":
-        return lambda m: not any(_equals(_lookup(m, path), v) for v in operand)
+        return lambda v: not any(_equals(v, x) for x in operand)
     if op == "$exists":
-        return lambda m: (_lookup(m, path) is not _MISSING) is operand
+        return lambda v: (v is not MISSING) is operand
 
-    def check(m: dict[str, Any]) -> bool:
-        actual = _lookup(m, path)
-        if actual is _MISSING or actual is None:
+    def check(v: Any) -> bool:
+        if v is MISSING or v is None:
             return False
-        return _compare(op, actual, operand)
+        return _compare(op, v, operand)
 
     return check
 
 
-def _parse(node: Any, where: str, depth: int) -> Predicate:
+def _parse(node: Any, where: str, depth: int) -> Filter:
     if depth > _MAX_DEPTH:
         raise FilterError(f"{where}: filter nested deeper than {_MAX_DEPTH} levels")
     if not isinstance(node, dict):
         raise FilterError(f"{where}: a filter must be an object, got {type(node).__name__}")
-    parts: list[Predicate] = []
+    parts: list[Filter] = []
     for key, value in node.items():
         if not isinstance(key, str) or not key:
             raise FilterError(f"{where}: empty field name")
@@ -156,22 +239,18 @@ def _parse(node: Any, where: str, depth: int) -> Predicate:
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{where}.{key}: operand must be a non-empty list of filters")
             subs = [_parse(v, f"{where}.{key}[{i}]", depth + 1) for i, v in enumerate(value)]
-            if key == "$and":
-                parts.append(lambda m, subs=subs: all(s(m) for s in subs))
-            else:
-                parts.append(lambda m, subs=subs: any(s(m) for s in subs))
+            parts.append(_All(subs) if key == "$and" else _Any(subs))
         elif key == "$not":
-            sub = _parse(value, f"{where}.$not", depth + 1)
-            parts.append(lambda m, sub=sub: not sub(m))
+            parts.append(_Not(_parse(value, f"{where}.$not", depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"{where}: unknown top-level operator {key!r} (allowed: $and, $or, $not)")
         else:
-            parts.append(_field_predicate(key, value, f"{where}.{key}"))
-    return lambda meta: all(p(meta) for p in parts)
+            parts.append(_field_filter(key, value, f"{where}.{key}"))
+    return parts[0] if len(parts) == 1 else _All(parts)
 
 
-def parse_filter(spec: dict[str, Any] | None) -> Predicate | None:
-    """Validate a filter and compile it to a predicate over a metadata dict (None: match all)."""
+def parse_filter(spec: dict[str, Any] | None) -> Filter | None:
+    """Validate a filter and compile it (None: match all)."""
     if spec is None or spec == {}:
         return None
     return _parse(spec, "filters", 0)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from servers.ai_memory.columns import MetadataColumns
+from servers.ai_memory.filters import Filter
 from servers.ai_memory.records import MemoryRecord
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
@@ -195,6 +197,7 @@ class NamespaceIndex:
         self._post_tfs: dict[str, list[int]] = {}
         self._post_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._len_sum = 0.0
+        self.columns = MetadataColumns(self.records)
 
     # -- maintenance ----------------------------------------------------------------
 
@@ -286,7 +289,9 @@ class NamespaceIndex:
 
     def mask(self, now: float, predicate: Callable[[dict[str, Any]], bool] | None) -> np.ndarray:
         m = self.alive[: self.n] & (self.expires[: self.n] > now)
-        if predicate is not None:
+        if isinstance(predicate, Filter):
+            m &= predicate.mask(self.columns)
+        elif predicate is not None:
             for row in np.nonzero(m)[0]:
                 rec = self.records[row]
                 if rec is None or not predicate(rec.metadata):
