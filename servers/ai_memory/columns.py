@@ -11,6 +11,7 @@ which starts a fresh `MetadataColumns`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,14 @@ def _value_key(value: Any) -> Any:
 
 
 class _Column:
-    __slots__ = ("built", "codes", "keys", "values")
+    __slots__ = ("built", "codes", "keys", "ordinals", "values")
 
     def __init__(self) -> None:
         self.codes = np.zeros(0, dtype=np.int32)
         self.values: list[Any] = []
         self.keys: dict[Any, int] = {}
         self.built = 0
+        self.ordinals: dict[str, np.ndarray] = {}  # kind -> float per distinct value
 
 
 class MetadataColumns:
@@ -78,3 +80,15 @@ class MetadataColumns:
             col.codes = np.concatenate([col.codes, fresh])
             col.built = n
         return col.codes, col.values
+
+    def ordinals(self, path: str, kind: str, convert: Callable[[Any], float | None]) -> np.ndarray:
+        """`convert` applied to each distinct value of `path` (NaN where it gives None), as floats,
+        cached per kind ("number", "date") and extended as new distinct values appear."""
+        _, values = self.column(path)
+        col = self._columns[path]
+        done = col.ordinals.get(kind, np.zeros(0))
+        if len(done) < len(values):
+            more = [convert(v) for v in values[len(done) :]]
+            extra = np.array([np.nan if x is None else x for x in more], dtype=np.float64)
+            done = col.ordinals[kind] = np.concatenate([done, extra])
+        return done

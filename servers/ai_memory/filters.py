@@ -114,6 +114,8 @@ class Columns(Protocol):
 
     def column(self, path: str) -> tuple[np.ndarray, list[Any]]: ...
 
+    def ordinals(self, path: str, kind: str, convert: Callable[[Any], float | None]) -> np.ndarray: ...
+
     def rows(self) -> int: ...
 
 
@@ -127,9 +129,27 @@ class Filter:
         raise NotImplementedError
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if _is_number(value) else None
+
+
+def _timestamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    parsed = _as_date(value)
+    return None if parsed is None else parsed.timestamp()
+
+
+_ORDERS = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
+
+
 class _Field(Filter):
-    def __init__(self, path: str, checks: list[Check]) -> None:
-        self.path, self.checks = path, checks
+    """Conditions on one field. A field of only range conditions (`ranges`: op, kind, bound)
+    is decided with numpy over the distinct values' numbers or timestamps; a value of the
+    other kind (or none) becomes NaN there and, as in `_compare`, matches no range."""
+
+    def __init__(self, path: str, checks: list[Check], ranges: list[tuple[str, str, float]] | None = None) -> None:
+        self.path, self.checks, self.ranges = path, checks, ranges
 
     def test(self, value: Any) -> bool:
         return all(check(value) for check in self.checks)
@@ -139,7 +159,13 @@ class _Field(Filter):
 
     def mask(self, columns: Columns) -> np.ndarray:
         codes, values = columns.column(self.path)
-        decided = np.fromiter((self.test(v) for v in values), dtype=bool, count=len(values))
+        if self.ranges:
+            decided = np.ones(len(values), dtype=bool)
+            for op, kind, bound in self.ranges:
+                convert = _number if kind == "number" else _timestamp
+                decided &= _ORDERS[op](columns.ordinals(self.path, kind, convert), bound)
+        else:
+            decided = np.fromiter((self.test(v) for v in values), dtype=bool, count=len(values))
         return decided[codes]
 
 
@@ -203,7 +229,13 @@ def _field_filter(path: str, spec: Any, where: str) -> Filter:
         if op == "$exists" and not isinstance(operand, bool):
             raise FilterError(f"{where}.$exists: operand must be true or false")
         checks.append(_make_check(op, operand))
-    return _Field(path, checks)
+    ranges = None
+    if all(op in _COMPARISONS for op in spec):
+        ranges = [
+            (op, "number", float(v)) if _is_number(v) else (op, "date", _as_date(v).timestamp())  # type: ignore[union-attr]
+            for op, v in spec.items()
+        ]
+    return _Field(path, checks, ranges)
 
 
 def _make_check(op: str, operand: Any) -> Check:
