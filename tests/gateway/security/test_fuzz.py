@@ -49,7 +49,8 @@ HEADERS = st.fixed_dictionaries(
         "Content-Type": st.sampled_from(["application/json", "text/plain", ""]),
         "MCP-Protocol-Version": st.sampled_from([MODERN, "2025-06-18", "1999-01-01", ""]),
         "Mcp-Session-Id": st.text(alphabet="0123456789abcdef", max_size=32),
-        "Mcp-Method": METHODS.filter(lambda m: m.isascii() and m.isprintable()),
+        # h11 (the client) refuses header values with surrounding whitespace before they are sent
+        "Mcp-Method": METHODS.filter(lambda m: m.isascii() and m.isprintable() and m == m.strip()),
         "Authorization": st.sampled_from([f"Bearer {BOB}", f"Bearer {BOB}", f"Bearer {ALICE}x", "Bearer", ""]),
     },
 )
