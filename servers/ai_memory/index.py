@@ -298,7 +298,15 @@ class NamespaceIndex:
                     m[row] = False
         return m
 
-    def dense_scores(self, qvec: np.ndarray) -> np.ndarray:
+    def dense_scores(self, qvec: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Cosine of every row with `qvec`; with a selective `mask` (a filter keeping under a
+        quarter of the rows), only the kept rows are computed and the others are -inf."""
+        if mask is not None:
+            rows = np.flatnonzero(mask)
+            if len(rows) * 4 < self.n:
+                out = np.full(self.n, -np.inf, dtype=np.float32)
+                out[rows] = self.vecs[rows] @ qvec
+                return out
         return self.vecs[: self.n] @ qvec
 
     def ann_active(self, live: int) -> bool:
@@ -405,7 +413,7 @@ class NamespaceIndex:
                     dense = self.ann_scores(qvec, m, cand_n if mode == "hybrid" else k)
                     ann = dense is not None
                 if dense is None:
-                    dense = self.dense_scores(qvec)
+                    dense = self.dense_scores(qvec, m)
         if mode in ("hybrid", "keyword"):
             kw_raw, ceiling = self.bm25_scores(keyword_terms(query))
             kw = kw_raw / ceiling if ceiling > 0 else kw_raw
