@@ -169,31 +169,22 @@ class _Field(Filter):
         return decided[codes]
 
 
-class _All(Filter):
-    def __init__(self, parts: list[Filter]) -> None:
-        self.parts = parts
+class _Join(Filter):
+    """All of `parts` (`every`: $and, several keys in one object) or any of them ($or)."""
+
+    def __init__(self, parts: list[Filter], *, every: bool) -> None:
+        self.parts, self.every = parts, every
 
     def __call__(self, meta: dict[str, Any]) -> bool:
-        return all(p(meta) for p in self.parts)
+        return (all if self.every else any)(p(meta) for p in self.parts)
 
     def mask(self, columns: Columns) -> np.ndarray:
-        out = np.ones(columns.rows(), dtype=bool)  # an empty object matches everything
+        out = np.full(columns.rows(), self.every, dtype=bool)  # an empty object matches everything
         for p in self.parts:
-            out &= p.mask(columns)
-        return out
-
-
-class _Any(Filter):
-    def __init__(self, parts: list[Filter]) -> None:
-        self.parts = parts
-
-    def __call__(self, meta: dict[str, Any]) -> bool:
-        return any(p(meta) for p in self.parts)
-
-    def mask(self, columns: Columns) -> np.ndarray:
-        out = self.parts[0].mask(columns)
-        for p in self.parts[1:]:
-            out = out | p.mask(columns)
+            if self.every:
+                out &= p.mask(columns)
+            else:
+                out |= p.mask(columns)
         return out
 
 
@@ -271,14 +262,14 @@ def _parse(node: Any, where: str, depth: int) -> Filter:
             if not isinstance(value, list) or not value:
                 raise FilterError(f"{where}.{key}: operand must be a non-empty list of filters")
             subs = [_parse(v, f"{where}.{key}[{i}]", depth + 1) for i, v in enumerate(value)]
-            parts.append(_All(subs) if key == "$and" else _Any(subs))
+            parts.append(_Join(subs, every=key == "$and"))
         elif key == "$not":
             parts.append(_Not(_parse(value, f"{where}.$not", depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"{where}: unknown top-level operator {key!r} (allowed: $and, $or, $not)")
         else:
             parts.append(_field_filter(key, value, f"{where}.{key}"))
-    return parts[0] if len(parts) == 1 else _All(parts)
+    return parts[0] if len(parts) == 1 else _Join(parts, every=True)
 
 
 def parse_filter(spec: dict[str, Any] | None) -> Filter | None:
