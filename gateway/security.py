@@ -43,6 +43,7 @@ from gateway.config import (
 from gateway.http import ASGIApp, Receive, Scope, Send, send_error
 from gateway.hub import Hub, tool_error
 from gateway.redaction import Redactor, audit_log, collect_secrets
+from gateway.sessions import SessionOwners
 
 logger = logging.getLogger("mcp_gateway.security")
 
@@ -254,6 +255,7 @@ class SecurityMiddleware:
         origins = auth.allowed_origins if auth is not None else AuthSettings().allowed_origins
         self.origins = tuple(_normalize_pattern(p) for p in origins)
         self.authenticator = Authenticator(auth, keys or {}) if auth is not None and auth_enabled(auth) else None
+        self.sessions = SessionOwners() if self.authenticator is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -286,6 +288,9 @@ class SecurityMiddleware:
                 return
             scope[CLIENT_SCOPE_KEY] = client
             scope["user"] = _authenticated_user(client)
+            if self.sessions is not None and path.startswith("/mcp"):
+                scope = self.sessions.guard(scope, client.name)
+                send = self.sessions.learning(scope, client.name, send)
         await self.app(scope, receive, send)
 
 
