@@ -211,7 +211,8 @@ class AuditSettings(_Strict):
 
 
 class GatewaySettings(_Strict):
-    """The optional top-level `gateway` object; each field may be overridden by `MCP_GATEWAY_<FIELD>`."""
+    """The optional top-level `gateway` object; each field may be overridden by `MCP_GATEWAY_<FIELD>`, and
+    a field of a section by `MCP_GATEWAY_<SECTION>__<FIELD>`."""
 
     call_timeout: float = Field(default=30.0, gt=0, description="seconds a tool call may take")
     startup_timeout: float = Field(default=30.0, gt=0, description="seconds a backend may take to start")
@@ -285,15 +286,34 @@ def expand_env(value: Any, environ: dict[str, str] | os._Environ[str], file: str
 
 
 _SECTIONS = frozenset({"auth", "audit"})  # objects, not env-overridable scalars
+NESTING = "__"  # MCP_GATEWAY_BREAKER__FAIL_MAX=3 sets gateway.breaker.fail_max
 
 
-def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    fields = GatewaySettings.model_fields.keys() - _SECTIONS
-    return {
-        key[len(ENV_PREFIX) :].lower(): value
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in fields
-    }
+def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[tuple[str, ...], tuple[str, str]]:
+    """`MCP_GATEWAY_<FIELD>` for a top-level scalar, `MCP_GATEWAY_<SECTION>__<FIELD>` (any depth, e.g.
+    `MCP_GATEWAY_SERVERS__SLACK__TIMEOUT`) inside a section: path (lower-cased) -> (variable, value)."""
+    fields = GatewaySettings.model_fields.keys()
+    out: dict[tuple[str, ...], tuple[str, str]] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = tuple(key[len(ENV_PREFIX) :].lower().split(NESTING))
+        if path[0] not in fields or (len(path) == 1 and path[0] in _SECTIONS) or "" in path:
+            continue
+        out[path] = (key, value)
+    return out
+
+
+def _apply_overrides(gateway: Any, overrides: dict[tuple[str, ...], tuple[str, str]]) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(gateway) if isinstance(gateway, dict) else {}
+    for path, (_, value) in sorted(overrides.items()):
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[path[-1]] = value
+    return merged
 
 
 def _json_path(location: tuple[str | int, ...]) -> str:
@@ -320,16 +340,18 @@ def parse_config(raw: Any, file: str | Path, environ: dict[str, str] | os._Envir
     expanded = expand_env(raw, environ, file, "$")
     overrides = _env_overrides(environ)
     if overrides:
-        expanded["gateway"] = {**expanded.get("gateway", {}), **overrides}
+        expanded["gateway"] = _apply_overrides(expanded.get("gateway", {}), overrides)
     try:
         config = GatewayConfig.model_validate(expanded)
     except ValidationError as error:
         first = error.errors()[0]
         location = tuple(first["loc"])
-        if location and location[0] == "gateway" and len(location) > 1 and location[1] in overrides:
-            problem = f"{_describe(first)} (from env {ENV_PREFIX}{str(location[1]).upper()})"
-        else:
-            problem = _describe(first)
+        problem = _describe(first)
+        if location and location[0] == "gateway":
+            inside = tuple(str(part) for part in location[1:])
+            sources = [var for path, (var, _) in overrides.items() if inside[: len(path)] == path]
+            if sources:
+                problem += f" (from env {sources[0]})"
         location = tuple("mcpServers" if part == "mcp_servers" else part for part in location)
         location = tuple(part for part in location if part not in ("function-after[_one_kind()]",))
         raise ConfigError(file, _json_path(location), problem) from None

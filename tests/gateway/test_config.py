@@ -46,6 +46,32 @@ def test_gateway_settings_overridden_by_env(tmp_path: Path) -> None:
     assert config.gateway.call_timeout == 7.5
 
 
+def test_nested_gateway_settings_overridden_by_env(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {"slack": {"command": "x"}},
+                            "gateway": {"cache": {"ttl": 5, "stale_grace": 10}}})
+    config = load_config(path, environ={
+        "MCP_GATEWAY_BREAKER__FAIL_MAX": "3",
+        "MCP_GATEWAY_CACHE__TTL": "9.5",
+        "MCP_GATEWAY_SERVERS__SLACK__CACHE__TTL": "2",
+        "MCP_GATEWAY_DATA_DIR": "/tmp/elsewhere",  # not a gateway setting: left alone
+        "MCP_GATEWAY_TOKEN_ALICE": "ab" * 32,
+    })
+    assert config.gateway.breaker.fail_max == 3
+    assert config.gateway.cache.ttl == 9.5 and config.gateway.cache.stale_grace == 10  # the file's other key stays
+    assert config.gateway.servers["slack"].cache.ttl == 2
+
+
+def test_bad_nested_env_override_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, {"mcpServers": {}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"MCP_GATEWAY_BREAKER__FAIL_MAX": "zero"})
+    message = str(caught.value)
+    assert "$.gateway.breaker.fail_max" in message and "MCP_GATEWAY_BREAKER__FAIL_MAX" in message
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"MCP_GATEWAY_RETRY__NOPE": "1"})
+    assert "$.gateway.retry.nope" in str(caught.value) and "unknown key" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("document", "path", "problem"),
     [
