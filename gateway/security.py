@@ -357,17 +357,18 @@ return tostring(wait)
 class RedisBuckets:
     """Token buckets shared by every replica through Redis (one atomic Lua script per call)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "mcp-gateway") -> None:
         from gateway.resilience.redis_link import connect
 
         self.client = connect(url, timeout=1)  # a `redis+cluster://` URL: RedisCluster (one key: one slot)
+        self.prefix = prefix  # `gateway.redis.prefix`: deployments sharing a Redis keep their own buckets
         self.script = self.client.register_script(_BUCKET_LUA)
         self.fallback = MemoryBuckets()
         self._warned = 0.0
 
     async def take(self, key: str, per_second: float, capacity: int) -> float:
         try:
-            wait = await self.script(keys=[f"mcp-gateway:ratelimit:{{{key}}}"], args=[per_second, capacity])
+            wait = await self.script(keys=[f"{self.prefix}:ratelimit:{{{key}}}"], args=[per_second, capacity])
             return float(wait)
         except Exception as error:  # Redis away: limit per replica rather than not at all
             if time.monotonic() - self._warned > 30:
@@ -376,8 +377,8 @@ class RedisBuckets:
             return await self.fallback.take(key, per_second, capacity)
 
 
-def make_buckets(url: str | None) -> MemoryBuckets | RedisBuckets:
-    return RedisBuckets(url) if url else MemoryBuckets()
+def make_buckets(url: str | None, prefix: str = "mcp-gateway") -> MemoryBuckets | RedisBuckets:
+    return RedisBuckets(url, prefix) if url else MemoryBuckets()
 
 
 # ---------------------------------------------------------------------------------------------- the guard
@@ -569,6 +570,7 @@ class Security:
     redactor: Redactor
     audit: AuditSettings
     redis_url: str | None = None
+    redis_prefix: str = "mcp-gateway"
     _buckets: MemoryBuckets | RedisBuckets | None = None
 
     @property
@@ -577,7 +579,7 @@ class Security:
 
     def guard(self, hub: Hub, *, http: bool) -> Guard:
         if self._buckets is None:
-            self._buckets = make_buckets(self.redis_url) if self.enabled else MemoryBuckets()
+            self._buckets = make_buckets(self.redis_url, self.redis_prefix) if self.enabled else MemoryBuckets()
         return Guard(
             hub,
             self.auth if http else None,
@@ -601,4 +603,4 @@ def load_security(
     keys = load_keys(auth, file, environ) if auth is not None else {}
     redactor = Redactor(collect_secrets(config, raw_servers, environ))
     redis_url = getattr(config.gateway, "redis_url", None) or environ.get("REDIS_URL") or None
-    return Security(auth, keys, redactor, config.gateway.audit, redis_url)
+    return Security(auth, keys, redactor, config.gateway.audit, redis_url, config.gateway.redis.prefix)

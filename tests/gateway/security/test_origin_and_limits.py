@@ -96,3 +96,18 @@ def test_rate_limit_shared_by_replicas_through_redis(tmp_path: Path, redis_serve
     finally:
         first.stop()
         second.stop()
+
+
+async def test_rate_limit_buckets_are_kept_apart_by_the_redis_prefix(redis_server: RedisProcess) -> None:
+    """Two deployments sharing one Redis (`gateway.redis.prefix`) do not spend each other's buckets."""
+    from gateway.security import RedisBuckets
+
+    blue, blue_again, green = (RedisBuckets(redis_server.url, prefix) for prefix in ("blue", "blue", "green"))
+    try:
+        assert [await blue.take("alice", 0.001, 2) for _ in range(2)] == [0.0, 0.0]
+        assert await blue_again.take("alice", 0.001, 2) > 0  # same prefix: the same bucket, now empty
+        assert await green.take("alice", 0.001, 2) == 0.0
+        assert not (blue.fallback.buckets or green.fallback.buckets)  # Redis answered every time
+    finally:
+        for buckets in (blue, blue_again, green):
+            await buckets.client.aclose()
