@@ -12,10 +12,12 @@ from typing import Any
 
 import anyio
 
-from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.hub import Hub
-from gateway.redaction import install_log_redaction, setup_audit
-from gateway.security import Security, auth_enabled, hash_token, is_loopback, load_security
+from gateway.auth.keys import auth_enabled, hash_token, is_loopback
+from gateway.config.loader import ConfigError, GatewayConfig, load_config
+from gateway.guard.audit import setup_audit
+from gateway.ops.logs import install_log_redaction
+from gateway.routing.hub import Hub
+from gateway.serve import Security, load_security
 
 DEFAULT_CONFIG = "config/mcp.json"
 EXIT_CONFIG = 2
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> str:
-    from gateway import logs
+    from gateway.ops import logs
 
     return logs.setup()
 
@@ -107,14 +109,14 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> 
 async def _serve(
     config: GatewayConfig, transport: str, host: str, port: int, security: Security, log_format: str
 ) -> int:
-    from gateway import telemetry
+    from gateway.ops import tracing
     from gateway.serve import serve
 
-    telemetry.configure()
+    tracing.configure()
     try:
         await serve(config, transport, host, port, security, json_logs=log_format == "json")
     finally:
-        telemetry.shutdown()
+        tracing.shutdown()
     return 0
 
 

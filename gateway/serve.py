@@ -1,23 +1,77 @@
-"""Run the gateway: the hub's backends plus one client-facing transport."""
+"""Wire and run the gateway: resolve the security settings once (keys, secrets, rate-limit buckets), build
+the hub and the guard, and serve one client-facing transport."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Container
+import os
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
-from gateway.config import GatewayConfig
-from gateway.fastpath import FastPath
-from gateway.front import build_front
-from gateway.http import GatewayHTTP, serve_http
-from gateway.hub import Hub
-from gateway.security import Security, load_security
-from gateway.shutdown import stop_on_signal
-from gateway.stdio import StdioFront
-from gateway.streamable import StreamableFront
+from gateway.auth.keys import auth_enabled, load_keys
+from gateway.auth.middleware import SecurityMiddleware
+from gateway.config.loader import AuditSettings, AuthSettings, GatewayConfig
+from gateway.guard.guard import Guard
+from gateway.guard.ratelimit import MemoryBuckets, RedisBuckets, make_buckets
+from gateway.guard.redaction import Redactor, collect_secrets
+from gateway.ops.asgi import ASGIApp
+from gateway.ops.shutdown import stop_on_signal
+from gateway.routing.hub import Hub
+from gateway.transports.fastpath import FastPath
+from gateway.transports.front import build_front
+from gateway.transports.http import GatewayHTTP, serve_http
+from gateway.transports.stdio import StdioFront
+from gateway.transports.streamable import StreamableFront
 
 logger = logging.getLogger("mcp_gateway")
+
+
+@dataclass
+class Security:
+    """What `serve` needs: the resolved keys, the redactor, the buckets."""
+
+    auth: AuthSettings | None
+    keys: dict[str, str]
+    redactor: Redactor
+    audit: AuditSettings
+    redis_url: str | None = None
+    redis_prefix: str = "mcp-gateway"
+    _buckets: MemoryBuckets | RedisBuckets | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return auth_enabled(self.auth)
+
+    def guard(self, hub: Hub, *, http: bool) -> Guard:
+        if self._buckets is None:
+            self._buckets = make_buckets(self.redis_url, self.redis_prefix) if self.enabled else MemoryBuckets()
+        return Guard(
+            hub,
+            self.auth if http else None,
+            self.redactor,
+            self._buckets,
+            require_client=http and self.enabled,
+            audit_arguments=self.audit.arguments,
+        )
+
+    def middleware(self, app: ASGIApp) -> SecurityMiddleware:
+        return SecurityMiddleware(app, self.auth, self.keys)
+
+
+def load_security(
+    config: GatewayConfig, file: str, raw_servers: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Security:
+    """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2)."""
+    environ = os.environ if environ is None else environ
+    auth = config.gateway.auth
+    keys = load_keys(auth, file, environ) if auth is not None else {}
+    redactor = Redactor(collect_secrets(config, raw_servers, environ))
+    redis_url = getattr(config.gateway, "redis_url", None) or environ.get("REDIS_URL") or None
+    return Security(auth, keys, redactor, config.gateway.audit, redis_url, config.gateway.redis.prefix)
 
 
 def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
@@ -55,7 +109,7 @@ async def serve(
     json_logs: bool = False,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
-    gateway (gateway.shutdown); leaving closes every backend session."""
+    gateway (gateway.ops.shutdown); leaving closes every backend session."""
     security = security or load_security(config, "config")
     hub = Hub(config)
     settings = config.gateway

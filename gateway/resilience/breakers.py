@@ -22,7 +22,7 @@ from typing import Any
 
 import pybreaker
 
-from gateway.resilience.settings import BreakerSettings
+from gateway.config.resilience import BreakerSettings
 
 logger = logging.getLogger("mcp_gateway.breaker")
 

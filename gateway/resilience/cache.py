@@ -25,9 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.config.resilience import CacheSettings
 from gateway.resilience.policy import ToolPolicy
 from gateway.resilience.redis_link import RedisLink
-from gateway.resilience.settings import CacheSettings
 
 CACHE_META = "mcp-gateway/cache"
 Key = tuple[str, str, str, str]

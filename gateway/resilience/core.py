@@ -12,31 +12,40 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from gateway.backends.messages import tool_error
 from gateway.resilience.breakers import BreakerOpen, Breakers
 from gateway.resilience.bulkhead import Bulkhead, Overloaded
 from gateway.resilience.cache import Cache, Entry, Key, copy_result, stale_result
 from gateway.resilience.policy import ServerPolicy, ToolPolicy, failure_kind, resolve
 from gateway.resilience.redis_link import RedisLink
 from gateway.resilience.retry import backoff
-from gateway.resilience.telemetry import COLLECTOR
 
 if TYPE_CHECKING:
-    from gateway.backend import ProgressCallback
-    from gateway.catalog import Route
-    from gateway.config import GatewaySettings
+    from gateway.backends.pipe import ProgressCallback
+    from gateway.config.loader import GatewaySettings
 
 logger = logging.getLogger("mcp_gateway.resilience")
 
 Forward = Callable[..., Awaitable[tuple[dict[str, Any], str]]]
+
+
+class Route(Protocol):
+    """What the resilience layer reads of a routed tool (a `gateway.routing.catalog.Route`)."""
+
+    exposed: str
+    tool: str
+    definition: dict[str, Any]
+
+    @property
+    def annotations(self) -> dict[str, Any]: ...
+
+    @property
+    def server(self) -> str: ...
 REFUSED = ("breaker_open", "overloaded")  # outcomes of calls that never reached the backend
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
 class _Flight:
@@ -76,7 +85,6 @@ class Resilience:
         self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
         self._inflight: dict[Key, _Flight] = {}
         self.retries = 0
-        COLLECTOR.attach(self)
 
     async def run(self) -> None:
         """Background work (Redis events); runs for the hub's lifetime."""
@@ -93,7 +101,7 @@ class Resilience:
         cached = self._policies.get(route.exposed)
         if cached is not None and cached[0] is route.definition:
             return cached[1]
-        server = route.backend.name
+        server = route.server
         sp = self.servers.get(server)
         if sp is None:  # a backend the config does not list (tests building hubs by hand)
             sp = self.servers[server] = next(iter(self.servers.values()))
@@ -182,14 +190,14 @@ class Resilience:
                 try:
                     probe = breaker.admit()
                 except BreakerOpen as error:
-                    return _error(str(error)), "breaker_open", "breaker_open"
+                    return tool_error(str(error)), "breaker_open", "breaker_open"
             if bulkhead is not None:
                 try:
                     await bulkhead.acquire()
                 except Overloaded as error:
                     if breaker is not None:
                         breaker.release_probe(probe)
-                    return _error(f"{error}; try again later"), "overloaded", "overloaded"
+                    return tool_error(f"{error}; try again later"), "overloaded", "overloaded"
                 except BaseException:
                     if breaker is not None:
                         breaker.release_probe(probe)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.resilience.settings import (
+from gateway.config.resilience import (
     BreakerSettings,
     BulkheadSettings,
     CacheSettings,

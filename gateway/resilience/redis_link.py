@@ -30,8 +30,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from gateway.config.resilience import BreakerSettings, RedisSettings
 from gateway.resilience.breakers import Breaker, BreakerOpen
-from gateway.resilience.settings import BreakerSettings, RedisSettings
 
 logger = logging.getLogger("mcp_gateway.redis")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.resilience.settings import RetrySettings
+from gateway.config.resilience import RetrySettings
 
 
 def backoff(settings: RetrySettings, attempt: int) -> float:

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from gateway.config import ConfigError, parse_config
-from gateway.security import auth_enabled
+from gateway.auth.keys import auth_enabled
+from gateway.config.loader import ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"

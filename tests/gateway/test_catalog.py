@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.backend import Backend
-from gateway.catalog import TOOL_NAME, Catalog, exposed_name
-from gateway.config import GatewaySettings, ServerConfig
+from gateway.backends.session import Backend
+from gateway.config.loader import GatewaySettings, ServerConfig
+from gateway.routing.catalog import TOOL_NAME, Catalog, exposed_name
 
 
 def backend(name: str, *tools: str) -> Backend:

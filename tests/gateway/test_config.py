@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config.loader import ConfigError, load_config, parse_config
 from tests.helpers.procs import ROOT, child_env
 
 

@@ -18,7 +18,7 @@ import mcp_types
 import pytest
 from fastmcp import Client
 
-from gateway.relay import InFlight, Peer
+from gateway.backends.inflight import InFlight, Peer
 from tests.gateway.conftest import client_for
 from tests.helpers.procs import ROOT, GatewayProcess, write_config
 

@@ -10,7 +10,7 @@ import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from gateway import logs
+from gateway.ops import logs
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 

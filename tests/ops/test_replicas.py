@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.security import hash_token
+from gateway.auth.keys import hash_token
 from tests.gateway.resilience.conftest import faulty_http, until
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 from tests.helpers.redis_cluster import RedisCluster

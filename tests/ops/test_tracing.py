@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway import telemetry
-from gateway.config import parse_config
-from gateway.hub import Hub
+from gateway.config.loader import parse_config
+from gateway.ops import tracing
+from gateway.routing.hub import Hub
 from tests.helpers.procs import ROOT, module_over_http
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -36,11 +36,11 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.enable(provider)
+    tracing.enable(provider)
     try:
         yield exporter
     finally:
-        telemetry.disable()
+        tracing.disable()
         provider.shutdown()
 
 
@@ -65,9 +65,9 @@ async def test_tool_call_has_stage_spans_under_the_callers_trace(hub: Hub, spans
     result = await hub.call_tool("remote_meta", {}, meta={"traceparent": TRACEPARENT})
     assert not result.get("isError"), result
     finished = {span.name: span for span in spans.get_finished_spans()}
-    call = finished[telemetry.TOOL_CALL]
-    route = finished[telemetry.ROUTE]
-    request = finished[telemetry.BACKEND_REQUEST]
+    call = finished[tracing.TOOL_CALL]
+    route = finished[tracing.ROUTE]
+    request = finished[tracing.BACKEND_REQUEST]
     # One trace, the caller's; the call span's parent is the caller's span.
     for span in (call, route, request):
         assert format(span.context.trace_id, "032x") == CLIENT_TRACE
@@ -92,7 +92,7 @@ async def test_tool_call_has_stage_spans_under_the_callers_trace(hub: Hub, spans
 async def test_a_call_without_a_caller_trace_starts_one(hub: Hub, spans: InMemorySpanExporter) -> None:
     result = await hub.call_tool("remote_meta", {})
     finished = {span.name: span for span in spans.get_finished_spans()}
-    call = finished[telemetry.TOOL_CALL]
+    call = finished[tracing.TOOL_CALL]
     assert call.parent is None
     assert result["structuredContent"]["traceparent"].split("-")[1] == format(call.context.trace_id, "032x")
 
@@ -100,13 +100,13 @@ async def test_a_call_without_a_caller_trace_starts_one(hub: Hub, spans: InMemor
 async def test_failed_stage_is_marked_on_its_span(hub: Hub, spans: InMemorySpanExporter) -> None:
     await hub.call_tool("remote_nope", {})
     finished = {span.name: span for span in spans.get_finished_spans()}
-    assert finished[telemetry.ROUTE].status.status_code == StatusCode.ERROR
-    assert finished[telemetry.TOOL_CALL].attributes["mcp_gateway.outcome"] == "unknown_tool"  # type: ignore[index]
-    assert telemetry.BACKEND_REQUEST not in finished
+    assert finished[tracing.ROUTE].status.status_code == StatusCode.ERROR
+    assert finished[tracing.TOOL_CALL].attributes["mcp_gateway.outcome"] == "unknown_tool"  # type: ignore[index]
+    assert tracing.BACKEND_REQUEST not in finished
 
 
 async def test_tracing_off_passes_the_callers_traceparent_through(hub: Hub) -> None:
-    assert telemetry.tracer is None
+    assert tracing.tracer is None
     result = await hub.call_tool("remote_meta", {}, meta={"traceparent": TRACEPARENT})
     assert result["structuredContent"]["traceparent"] == TRACEPARENT
 
@@ -137,20 +137,20 @@ async def _per_call(hub: Hub, iterations: int) -> float:
 
 
 async def test_noop_tracing_cost_per_call(capsys: pytest.CaptureFixture[str]) -> None:
-    assert telemetry.tracer is None
+    assert tracing.tracer is None
     hub = _fake_hub()
     await _per_call(hub, 500)  # warm up
     off = min([await _per_call(hub, 5000) for _ in range(3)])
-    check = min(timeit.repeat("telemetry.tracer is not None", globals={"telemetry": telemetry}, number=200000))
+    check = min(timeit.repeat("tracing.tracer is not None", globals={"tracing": tracing}, number=200000))
     check /= 200000
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.enable(provider)
+    tracing.enable(provider)
     try:
         on = min([await _per_call(hub, 1000) for _ in range(3)])
     finally:
-        telemetry.disable()
+        tracing.disable()
         provider.shutdown()
     with capsys.disabled():
         print(

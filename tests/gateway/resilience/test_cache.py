@@ -103,8 +103,8 @@ async def test_stale_result_is_served_while_the_backend_fails(tmp_path: Path) ->
 
 
 async def test_cache_keys_cover_the_callers_identity_unless_shared() -> None:
-    from gateway.config import parse_config
-    from gateway.hub import Hub
+    from gateway.config.loader import parse_config
+    from gateway.routing.hub import Hub
 
     config = parse_config({"mcpServers": {"faulty": faulty_server()}, "gateway": {
         "servers": {"faulty": {"tools": {"slow_read": {"shared": True}}}},

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.resilience import CacheSettings, RedisSettings
+from gateway.guard.ratelimit import RedisBuckets
 from gateway.resilience.cache import Cache
 from gateway.resilience.redis_link import RedisLink, is_cluster, plain_url
-from gateway.resilience.settings import CacheSettings, RedisSettings
-from gateway.security import RedisBuckets
 from servers.ai_memory.cache import RedisCache
 from tests.helpers.redis_cluster import RedisCluster
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, parse_config
+from gateway.config.loader import ConfigError, parse_config
 from gateway.resilience.policy import ServerPolicy, failure_kind, resolve
 
 SERVERS = {"s": {"command": "x"}, "t": {"command": "y"}}

@@ -12,7 +12,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import SSETransport, StreamableHttpTransport
 
-from gateway.security import hash_token
+from gateway.auth.keys import hash_token
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 ALICE = "alice-0123456789abcdefghijklmnopqrstuvwxyz"

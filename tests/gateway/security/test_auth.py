@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
-from gateway.security import hash_token
+from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, client, clients, rpc, secured_config, tool_names
 from tests.helpers.procs import GatewayProcess
 

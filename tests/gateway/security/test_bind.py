@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.security import hash_token
+from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, secured_config
 from tests.helpers.procs import ROOT, child_env, stdio_echo_server, stop, wait_http, write_config
 from tests.helpers.redis_proc import free_port

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.security import hash_token
+from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, rpc
 from tests.helpers.procs import ROOT, GatewayProcess, write_config
 

@@ -100,7 +100,7 @@ def test_rate_limit_shared_by_replicas_through_redis(tmp_path: Path, redis_serve
 
 async def test_rate_limit_buckets_are_kept_apart_by_the_redis_prefix(redis_server: RedisProcess) -> None:
     """Two deployments sharing one Redis (`gateway.redis.prefix`) do not spend each other's buckets."""
-    from gateway.security import RedisBuckets
+    from gateway.guard.ratelimit import RedisBuckets
 
     blue, blue_again, green = (RedisBuckets(redis_server.url, prefix) for prefix in ("blue", "blue", "green"))
     try:

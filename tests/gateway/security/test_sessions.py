@@ -92,7 +92,7 @@ def test_legacy_sse_session_is_bound_to_its_client(secured: GatewayProcess) -> N
 
 
 async def test_owners_are_learned_from_responses_and_bounded() -> None:
-    from gateway.sessions import SessionOwners
+    from gateway.auth.sessions import SessionOwners
 
     owners = SessionOwners(max_sessions=2)
     sent: list[dict] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
 
@@ -58,15 +59,8 @@ def child(metric: Any, *labels: str) -> Any:
     return found
 
 
-def render() -> tuple[bytes, str]:
-    """The current metrics in the Prometheus text format, with its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def _register_resilience() -> None:
-    from gateway.resilience.telemetry import COLLECTOR
-
-    REGISTRY.register(COLLECTOR)
-
-
-_register_resilience()
+def render(*collectors: Collector) -> tuple[bytes, str]:
+    """The current metrics in the Prometheus text format, with its content type: the registry's, then those
+    of `collectors` (read at scrape time from the objects they watch, e.g. the hub's resilience layer)."""
+    body = generate_latest(REGISTRY) + b"".join(generate_latest(collector) for collector in collectors)  # type: ignore[arg-type]
+    return body, CONTENT_TYPE_LATEST

@@ -98,14 +98,12 @@ _stderr_pipes: dict[str, TextIO] = {}
 
 def backend_errlog(name: str) -> TextIO:
     """Where a stdio backend's stderr goes: as text, the redacting relay to the gateway's stderr
-    (`redaction.backend_errlog`); with JSON logs, a pipe whose lines are logged as records of
+    (`redacting_relay`); with JSON logs, a pipe whose lines are logged as records of
     `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON; the redacting record factory
     scrubs them like any record).
 
     One pipe and one reader thread per backend for the life of the process, reused across restarts."""
     if _format != "json":
-        from gateway.redaction import backend_errlog as redacting_relay
-
         return redacting_relay()
     pipe = _stderr_pipes.get(name)
     if pipe is None:
@@ -157,3 +155,81 @@ class RequestId:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------- redaction
+
+Scrub = Callable[[str], str]  # a `gateway.guard.redaction.Redactor`
+
+
+class _RedactingFactory:
+    """A log record factory that formats and scrubs each record's message (and traceback) once."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord], redactor: Scrub) -> None:
+        self.inner = inner
+        self.redactor = redactor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        redact_record(record, self.redactor)
+        return record
+
+
+def redact_record(record: logging.LogRecord, redactor: Scrub) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:
+        message = str(record.msg)
+    record.msg, record.args = redactor(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redactor(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+
+
+_active_redactor: Scrub | None = None
+_relay: Any = None
+
+
+def install_log_redaction(redactor: Scrub) -> None:
+    """Scrub every log record of this process, whichever logger or handler it goes to (and what stdio
+    backends write to stderr, through `backend_errlog`)."""
+    global _active_redactor
+    _active_redactor = redactor
+    factory = logging.getLogRecordFactory()
+    if isinstance(factory, _RedactingFactory):
+        factory.redactor = redactor
+        return
+    logging.setLogRecordFactory(_RedactingFactory(factory, redactor))
+
+
+def redacting_relay() -> Any:
+    """Where a stdio backend's stderr goes: a pipe whose lines are scrubbed on their way to our stderr
+    (one pipe and one reader thread for all backends), or plain stderr when redaction is not installed."""
+    global _relay
+    if _active_redactor is None:
+        return sys.stderr
+    if _relay is None:
+        import threading
+
+        read_fd, write_fd = os.pipe()
+        os.set_inheritable(write_fd, True)
+
+        def pump() -> None:
+            out = getattr(sys.stderr, "buffer", None)
+            with os.fdopen(read_fd, "rb") as source:
+                for line in source:
+                    redactor = _active_redactor
+                    text = line.decode(errors="replace")
+                    text = redactor(text) if redactor is not None else text
+                    try:
+                        if out is not None:
+                            out.write(text.encode())
+                            out.flush()
+                        else:
+                            sys.stderr.write(text)
+                    except (OSError, ValueError):
+                        pass
+
+        threading.Thread(target=pump, name="backend-stderr", daemon=True).start()
+        _relay = os.fdopen(write_fd, "w", buffering=1)
+    return _relay

@@ -20,12 +20,12 @@ import signal
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 import anyio
 import uvicorn
 
-from gateway import metrics
-from gateway.hub import Hub
+from gateway.ops import metrics
 
 logger = logging.getLogger("mcp_gateway.shutdown")
 
@@ -33,10 +33,19 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STREAM_GRACE_SECONDS = 2.0  # after the calls finished: time for last responses and open streams to close
 
 
+class Drainable(Protocol):
+    """What shutdown needs of the hub: a draining flag (/ready answers 503) and its calls in flight."""
+
+    draining: bool
+
+    @property
+    def in_flight(self) -> int: ...
+
+
 class GracefulServer(uvicorn.Server):
     """uvicorn with a drain phase before it stops listening, and a wait for the hub's calls in flight."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub, drain_seconds: float, shutdown_timeout: float) -> None:
+    def __init__(self, config: uvicorn.Config, hub: Drainable, drain_seconds: float, shutdown_timeout: float) -> None:
         super().__init__(config)
         self.hub = hub
         self.drain_seconds = drain_seconds

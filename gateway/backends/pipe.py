@@ -25,7 +25,7 @@ from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
-from gateway.redaction import backend_errlog
+from gateway.ops.logs import redacting_relay
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -179,10 +179,10 @@ async def open_pipe(
 ) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
     """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
 
-    The child's stderr goes to `stderr` (default: `redaction.backend_errlog()`; JSON logs: `logs.backend_errlog`)."""
+    The child's stderr goes to `stderr` (default: `logs.redacting_relay()`; JSON logs: `logs.backend_errlog`)."""
     proc = await asyncio.create_subprocess_exec(
         command, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or backend_errlog(),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or redacting_relay(),
         env=get_default_environment() | (env or {}), cwd=cwd, limit=_MAX_LINE, start_new_session=True,
     )
     pipe = StdioPipe(proc)

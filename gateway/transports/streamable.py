@@ -19,10 +19,12 @@ import anyio
 from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
-from gateway.http import ASGIApp, Message, Receive, Scope, Send
-from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
-from gateway.security import CLIENT_SCOPE_KEY, Client
+from gateway.auth.middleware import CLIENT_SCOPE_KEY
+from gateway.backends.inflight import CURRENT_PEER, Peer
+from gateway.guard.clients import Client
+from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
+from gateway.transports.peers import Replies, client_log_level, has_capability
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]

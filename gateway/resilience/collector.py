@@ -20,15 +20,13 @@ if TYPE_CHECKING:
 
 
 class ResilienceCollector(Collector):
-    def __init__(self) -> None:
-        self._current: weakref.ref[Resilience] | None = None
+    """The metric families of one `Resilience` (the hub's), built when `/metrics` is scraped."""
 
-    def attach(self, resilience: Resilience) -> None:
-        """Report on `resilience` (the gateway's; the last one built wins)."""
-        self._current = weakref.ref(resilience)
+    def __init__(self, resilience: Resilience) -> None:
+        self._resilience = weakref.ref(resilience)
 
     def collect(self) -> Iterator[Metric]:
-        res = self._current() if self._current is not None else None
+        res = self._resilience()
         if res is None:
             return
         state = GaugeMetricFamily("mcp_gateway_breaker_state", "Breaker state: 0 closed, 1 half-open, 2 open",
@@ -71,5 +69,3 @@ class ResilienceCollector(Collector):
         if link is not None:
             yield CounterMetricFamily("mcp_gateway_redis_errors", "Redis operations that failed", value=link.errors)
 
-
-COLLECTOR = ResilienceCollector()

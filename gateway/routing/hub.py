@@ -10,23 +10,23 @@ from typing import Any
 import anyio
 import mcp_types
 from mcp.shared.exceptions import MCPError
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 
-from gateway import metrics, telemetry
-from gateway.backend import Backend, BackendUnavailable, ProgressCallback
-from gateway.catalog import Catalog, Route
-from gateway.config import GatewayConfig
+from gateway.backends.messages import RESERVED_META, tool_error
+from gateway.backends.pipe import ProgressCallback
+from gateway.backends.session import Backend, BackendUnavailable
+from gateway.config.loader import GatewayConfig
+from gateway.ops import metrics, tracing
+from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
+from gateway.routing.catalog import Catalog, Route
 
 logger = logging.getLogger("mcp_gateway.hub")
 
-_RESERVED = "io.modelcontextprotocol/"  # the era envelope: each hop stamps its own
 _ENVELOPE_META = frozenset({"progressToken"})  # progress is re-tokened on the backend hop
 ChangeListener = Callable[[], Awaitable[None]]
-
-
-def tool_error(message: str) -> dict[str, Any]:
-    """A `CallToolResult` that reports a failure to the model rather than to the protocol layer."""
-    return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
 class Hub:
@@ -42,6 +42,7 @@ class Hub:
         ]
         self.by_name = {backend.name: backend for backend in self.backends}
         self.resilience = Resilience(self.settings, list(self.by_name), self._forward)
+        self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()
         self.draining = False
@@ -126,13 +127,55 @@ class Hub:
 
         `identity` is the authenticated client's name when there is one (cache keys, memory owner).
         """
-        if telemetry.tracer is not None:  # one check: the untraced path pays for no span helper
-            return await telemetry.traced_call(self, name, arguments, meta, on_progress, identity)
+        if tracing.tracer is not None:  # one check: the untraced path pays for no span helper
+            return await self._traced_call(name, arguments, meta, on_progress, identity)
         route, arguments, policy, key, answer, _outcome = self._route(name, arguments, identity)
         if answer is not None:
             return answer
         result, _outcome = await self._dispatch(route, policy, key, arguments, meta, on_progress)
         return result
+
+    async def _traced_call(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+        identity: str | None = None,
+    ) -> dict[str, Any]:
+        """`call_tool` with a span around the call and one around each stage."""
+        assert tracing.tracer is not None
+        parent = tracing.parent_context(meta)
+        # The entry span is SERVER kind; under FastMCP's own server span (the framework path) it is INTERNAL.
+        entry = parent is not None or not trace.get_current_span().get_span_context().is_valid
+        with tracing.tracer.start_as_current_span(
+            tracing.TOOL_CALL, context=parent, kind=SpanKind.SERVER if entry else SpanKind.INTERNAL,
+            attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": name},
+        ) as span:
+            with tracing.tracer.start_as_current_span(tracing.ROUTE) as routing:
+                route, arguments, policy, key, answer, ended = self._route(name, arguments, identity)
+                if route is not None:
+                    span.set_attribute(tracing.BACKEND_ATTRIBUTE, route.backend.name)
+                    routing.set_attribute(tracing.BACKEND_ATTRIBUTE, route.backend.name)
+                if answer is not None:  # rejected, or answered from the cache
+                    tracing.set_outcome(routing, ended)
+                    tracing.set_outcome(span, ended)
+                    if ended == "ok":
+                        span.set_attribute("mcp_gateway.cache_hit", True)
+                    return answer
+            assert route is not None
+            with tracing.tracer.start_as_current_span(
+                tracing.BACKEND_REQUEST,
+                attributes={tracing.BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"},
+            ) as request:
+                # W3C `traceparent` (and `tracestate`) of this span in the backend request `_meta`, the MCP
+                # convention: stdio backends' calls skip the SDK dispatcher (backends/pipe.py), which would do it.
+                meta = dict(meta) if meta else {}
+                inject(meta)
+                result, outcome = await self._dispatch(route, policy, key, arguments, meta, on_progress)
+                tracing.set_outcome(request, outcome)
+            tracing.set_outcome(span, outcome)
+            return result
 
     def _route(self, name: str, arguments: dict[str, Any] | None, identity: str | None) -> tuple[Any, ...]:
         """`(route, arguments, policy, cache key, answer, outcome)`: `answer` is set when the call ends here
@@ -173,7 +216,7 @@ class Hub:
     ) -> tuple[dict[str, Any], str]:
         """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
         if meta:
-            meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(_RESERVED)}
+            meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(RESERVED_META)}
         backend = route.backend.name
         in_flight = self.calls_in_flight
         in_flight[backend] += 1
@@ -228,7 +271,7 @@ class Hub:
             return tool_error(message), "bad_response"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):
-            cleaned = {key: value for key, value in result_meta.items() if not key.startswith(_RESERVED)}
+            cleaned = {key: value for key, value in result_meta.items() if not key.startswith(RESERVED_META)}
             if cleaned:
                 result["_meta"] = cleaned
             else:

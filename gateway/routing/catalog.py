@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 if TYPE_CHECKING:
-    from gateway.backend import Backend
+    from gateway.backends.session import Backend
 
 logger = logging.getLogger("mcp_gateway.catalog")
 
@@ -31,6 +31,11 @@ class Route:
     tool: str
     definition: dict[str, Any]
     _validator: Draft202012Validator | None = field(default=None, repr=False)
+
+    @property
+    def server(self) -> str:
+        """The backend's name."""
+        return self.backend.name
 
     @property
     def annotations(self) -> dict[str, Any]:

@@ -21,8 +21,9 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
-from gateway.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
-from gateway.relay import CURRENT_PEER, Peer, Replies, client_log_level, has_capability
+from gateway.backends.inflight import CURRENT_PEER, Peer
+from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
+from gateway.transports.peers import Replies, client_log_level, has_capability
 
 logger = logging.getLogger("mcp_gateway.stdio")
 

@@ -27,15 +27,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from gateway.config import GatewaySettings, ServerConfig
-from gateway.logs import backend_errlog
-from gateway.pipe import PipeClosed, StdioPipe, open_pipe
-from gateway.relay import CURRENT_PEER, InFlight, Peer, strip_reserved
+from gateway.backends.inflight import CURRENT_PEER, InFlight, Peer
+from gateway.backends.messages import strip_reserved
+from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
+from gateway.config.loader import GatewaySettings, ServerConfig
+from gateway.ops.logs import backend_errlog
 
 logger = logging.getLogger("mcp_gateway.backend")
 
 State = Literal["starting", "up", "down"]
-ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 ChangeCallback = Callable[["Backend"], Awaitable[None]]
 ResourceUpdatedCallback = Callable[["Backend", str], Awaitable[None]]
 

@@ -17,15 +17,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.propagate import extract, inject
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
-
-if TYPE_CHECKING:
-    from gateway.backend import ProgressCallback
-    from gateway.hub import Hub
+from opentelemetry.propagate import extract
+from opentelemetry.trace import Span, StatusCode, Tracer
 
 logger = logging.getLogger("mcp_gateway.telemetry")
 
@@ -35,7 +31,7 @@ BACKEND_REQUEST = "gateway.backend.request"
 BACKEND_ATTRIBUTE = "mcp_gateway.backend"
 OUTCOME_ATTRIBUTE = "mcp_gateway.outcome"
 
-tracer: Tracer | None = None  # None: tracing is off and Hub.call_tool never comes here
+tracer: Tracer | None = None  # None: tracing is off and Hub.call_tool never looks further
 _provider: Any = None
 
 
@@ -92,7 +88,7 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-def _parent(meta: Mapping[str, Any] | None) -> Any:
+def parent_context(meta: Mapping[str, Any] | None) -> Any:
     """The caller's trace context from a request `_meta`, or None to nest under the current span."""
     if not meta or "traceparent" not in meta:
         return None
@@ -103,49 +99,7 @@ def _parent(meta: Mapping[str, Any] | None) -> Any:
     return parent if trace.get_current_span(parent).get_span_context().is_valid else None
 
 
-async def traced_call(
-    hub: Hub,
-    name: str,
-    arguments: dict[str, Any] | None,
-    meta: dict[str, Any] | None,
-    on_progress: ProgressCallback | None,
-    identity: str | None = None,
-) -> dict[str, Any]:
-    """`Hub.call_tool` with a span around the call and one around each stage."""
-    assert tracer is not None
-    parent = _parent(meta)
-    # The entry span is SERVER kind; under FastMCP's own server span (the framework path) it is INTERNAL.
-    entry = parent is not None or not trace.get_current_span().get_span_context().is_valid
-    with tracer.start_as_current_span(
-        TOOL_CALL, context=parent, kind=SpanKind.SERVER if entry else SpanKind.INTERNAL,
-        attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": name},
-    ) as span:
-        with tracer.start_as_current_span(ROUTE) as routing:
-            route, arguments, policy, key, answer, ended = hub._route(name, arguments, identity)
-            if route is not None:
-                span.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
-                routing.set_attribute(BACKEND_ATTRIBUTE, route.backend.name)
-            if answer is not None:  # rejected, or answered from the cache
-                _outcome(routing, ended)
-                _outcome(span, ended)
-                if ended == "ok":
-                    span.set_attribute("mcp_gateway.cache_hit", True)
-                return answer
-        assert route is not None
-        with tracer.start_as_current_span(
-            BACKEND_REQUEST, attributes={BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"}
-        ) as request:
-            # W3C `traceparent` (and `tracestate`) of this span in the backend request `_meta`, the MCP
-            # convention: stdio backends' calls skip the SDK dispatcher (gateway/pipe.py), which would do it.
-            meta = dict(meta) if meta else {}
-            inject(meta)
-            result, outcome = await hub._dispatch(route, policy, key, arguments, meta, on_progress)
-            _outcome(request, outcome)
-        _outcome(span, outcome)
-        return result
-
-
-def _outcome(span: Span, result: str) -> None:
+def set_outcome(span: Span, result: str) -> None:
     span.set_attribute(OUTCOME_ATTRIBUTE, result)
     if result != "ok":
         span.set_status(StatusCode.ERROR, result)

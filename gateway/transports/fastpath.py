@@ -15,8 +15,9 @@ import anyio
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
-from gateway.hub import Hub
-from gateway.security import Client, Guard
+from gateway.guard.clients import Client
+from gateway.guard.guard import Guard
+from gateway.routing.hub import Hub
 
 PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"

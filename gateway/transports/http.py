@@ -3,51 +3,19 @@ transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metric
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.server.http import HostOriginGuardMiddleware
 
-from gateway import metrics
-from gateway.hub import Hub
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from gateway.ops import metrics
+from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
+from gateway.routing.hub import Hub
 
 MCP_PATH = "/mcp"
 SSE_PATH = "/sse"
 MESSAGE_PATH = "/messages/"
-
-
-async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """Send a complete JSON response."""
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def send_error(
-    send: Send, status: int, reason: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """A 4xx/5xx with a JSON body that says what was wrong."""
-    metrics.HTTP_REJECTED.labels(reason).inc()
-    await send_json(send, status, {"error": reason, "message": message}, headers)
 
 
 class BodyLimit:
@@ -112,7 +80,7 @@ class GatewayHTTP:
         self._exit_stack: AsyncExitStack | None = None
         # DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback
         # address, a request whose Host is not local is refused (421). Origin is checked against the
-        # configured allow-list by gateway/security.py, so this guard lets every Origin through.
+        # configured allow-list by gateway/auth/middleware.py, so this guard lets every Origin through.
         self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto", allowed_origins=["*"])
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,7 +113,7 @@ class GatewayHTTP:
                 ready = self.hub.ready
                 await send_json(send, 200 if ready else 503, {"ready": ready})
             else:
-                body, content_type = metrics.render()
+                body, content_type = metrics.render(self.hub.collector)
                 await send(
                     {
                         "type": "http.response.start",
@@ -187,11 +155,11 @@ async def serve_http(
     shutdown_timeout: float = 10.0,
     json_logs: bool = False,
 ) -> None:
-    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.shutdown)."""
+    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown)."""
     import uvicorn
 
-    from gateway.logs import RequestId
-    from gateway.shutdown import STREAM_GRACE_SECONDS, GracefulServer
+    from gateway.ops.logs import RequestId
+    from gateway.ops.shutdown import STREAM_GRACE_SECONDS, GracefulServer
 
     config = uvicorn.Config(
         RequestId(BodyLimit(app, max_body_bytes)),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.resilience.settings import (
+from gateway.config.resilience import (
     BreakerSettings,
     BulkheadSettings,
     CacheSettings,

@@ -1,0 +1,113 @@
+"""The ASGI middleware in front of `/mcp`, `/sse`, `/messages/` and `/metrics`: it rejects a bad Origin (403)
+and a missing or unknown bearer token (401), and puts the authenticated `Client` into the ASGI scope under
+`CLIENT_SCOPE_KEY` (and `scope["user"]`, so FastMCP's `get_access_token()` sees it too)."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.auth.authenticate import Authenticator
+from gateway.auth.keys import auth_enabled
+from gateway.auth.sessions import SessionOwners
+from gateway.config.loader import AuthSettings
+from gateway.guard.clients import Client
+from gateway.ops.asgi import ASGIApp, Receive, Scope, Send, send_error
+
+CLIENT_SCOPE_KEY = "mcp_gateway.client"
+
+
+def _origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
+    origin = origin.strip().rstrip("/").lower()
+    try:
+        parts = urlsplit(origin)
+        if parts.hostname is None or parts.path or parts.query:
+            return False
+        if parts.port is None:
+            origin = f"{origin}:{443 if parts.scheme == 'https' else 80}"
+    except ValueError:
+        return False
+    return any(pattern == "*" or fnmatchcase(origin, pattern) for pattern in patterns)
+
+
+def _normalize_pattern(pattern: str) -> str:
+    pattern = pattern.strip().rstrip("/").lower()
+    if pattern == "*" or pattern.endswith(":*"):
+        return pattern
+    try:
+        parts = urlsplit(pattern)
+        if parts.port is None and parts.scheme in ("http", "https"):
+            return f"{pattern}:{443 if parts.scheme == 'https' else 80}"
+    except ValueError:
+        pass
+    return pattern
+
+
+PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics"})
+MESSAGES_PREFIX = "/messages/"
+
+
+class SecurityMiddleware:
+    """Origin check and bearer authentication in front of the MCP endpoints and `/metrics`."""
+
+    def __init__(self, app: ASGIApp, auth: AuthSettings | None, keys: dict[str, str] | None = None) -> None:
+        self.app = app
+        origins = auth.allowed_origins if auth is not None else AuthSettings().allowed_origins
+        self.origins = tuple(_normalize_pattern(p) for p in origins)
+        self.authenticator = Authenticator(auth, keys or {}) if auth is not None and auth_enabled(auth) else None
+        self.sessions = SessionOwners() if self.authenticator is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path not in PROTECTED_PATHS and not path.startswith(MESSAGES_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        origin = authorization = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        if origin is not None and not _origin_allowed(origin, self.origins):
+            await send_error(send, 403, "forbidden_origin", "the Origin of this request is not allowed", [])
+            return
+        if self.authenticator is not None:
+            client = None
+            scheme, _, token = (authorization or "").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                client = await self.authenticator.authenticate(token.strip())
+            if client is None:
+                challenge = 'Bearer realm="mcp-gateway"'
+                if authorization:
+                    challenge += ', error="invalid_token", error_description="the token is not valid"'
+                message = "a valid bearer token is required (Authorization: Bearer <token>)"
+                await send_error(send, 401, "unauthorized", message, [(b"www-authenticate", challenge.encode())])
+                return
+            scope[CLIENT_SCOPE_KEY] = client
+            scope["user"] = _authenticated_user(client)
+            if self.sessions is not None and path.startswith("/mcp"):
+                scope = self.sessions.guard(scope, client.name)
+                send = self.sessions.learning(scope, client.name, send)
+        await self.app(scope, receive, send)
+
+
+def _authenticated_user(client: Client) -> Any:
+    from fastmcp.server.auth.auth import AccessToken
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+
+    return AuthenticatedUser(AccessToken(token="[REDACTED]", client_id=client.name, scopes=[]))
+
+
+def current_client() -> Client | None:
+    """The authenticated client of the HTTP request that carried the current MCP message (FastMCP path)."""
+    from fastmcp.server.dependencies import get_http_request
+
+    try:
+        request = get_http_request()
+    except RuntimeError:
+        return None
+    return request.scope.get(CLIENT_SCOPE_KEY)

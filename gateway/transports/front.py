@@ -1,0 +1,172 @@
+"""The FastMCP server that faces clients: it speaks every protocol revision and transport FastMCP
+supports, and answers tools from the hub's catalog instead of asking backends per request (a backend's
+resources and prompts: `gateway.transports.components`)."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import mcp_types
+from fastmcp import FastMCP
+from fastmcp.server.context import Context
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.server.providers.base import Provider
+from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.versions import VersionSpec
+
+from gateway import __version__
+from gateway.auth.middleware import current_client
+from gateway.backends.inflight import CURRENT_PEER
+from gateway.guard.guard import Guard
+from gateway.routing.hub import Hub
+from gateway.transports.components import (
+    BackendComponentsProvider,
+    ResourceSubscriptions,
+    completion_handler,
+)
+from gateway.transports.peers import context_peer, current_context
+
+logger = logging.getLogger("mcp_gateway.front")
+
+
+class GatewayTool(Tool):
+    """A catalog entry: running it routes the call through the hub."""
+
+    _hub: Hub | None = None
+    _guard: Guard | None = None
+
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:  # type: ignore[override]
+        assert self._guard is not None
+        if context is None:
+            context = current_context()  # FastMCP does not pass it to `run`
+        progress = _progress_reporter(context)
+        peer = context_peer(context)  # the backend's sampling/elicitation/logs during the call go to this client
+        token = CURRENT_PEER.set(peer) if peer is not None else None
+        try:
+            raw = await self._guard.call_tool(current_client(), self.name, arguments, on_progress=progress)
+        finally:
+            if token is not None:
+                CURRENT_PEER.reset(token)
+        if peer is not None:
+            await peer.drain()
+        result = mcp_types.CallToolResult.model_validate(raw)
+        return ToolResult(
+            content=result.content,
+            structured_content=result.structured_content,
+            meta=result.meta,
+            is_error=bool(result.is_error),
+        )
+
+
+def _progress_reporter(context: Context | None) -> Any:
+    """Report a backend's progress on the client's own token (`Context.report_progress` looks for the token
+    where the SDK does not put it, so it would report nothing)."""
+    request_context = context.request_context if context is not None else None
+    if request_context is None:
+        return None
+    meta = request_context.meta
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    if token is None:
+        return None
+    session, request_id = request_context.session, request_context.request_id
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        await session.send_progress_notification(
+            progress_token=token, progress=progress, total=total, message=message, related_request_id=request_id
+        )
+
+    return report
+
+
+class CatalogProvider(Provider):
+    """Serves the hub's merged tools; the list is rebuilt only when a backend's list changes."""
+
+    def __init__(self, hub: Hub, guard: Guard) -> None:
+        super().__init__()
+        self.hub = hub
+        self.guard = guard
+        self._version = -1
+        self._tools: dict[str, GatewayTool] = {}
+
+    def _current(self) -> dict[str, GatewayTool]:
+        catalog = self.hub.catalog
+        if catalog.version != self._version:
+            tools = {}
+            for route in catalog.routes.values():
+                definition = route.definition
+                tool = GatewayTool(
+                    name=route.exposed,
+                    title=definition.get("title"),
+                    description=definition.get("description"),
+                    parameters=definition.get("inputSchema") or {"type": "object"},
+                    output_schema=definition.get("outputSchema"),
+                    annotations=mcp_types.ToolAnnotations.model_validate(definition["annotations"])
+                    if definition.get("annotations")
+                    else None,
+                    meta=definition.get("_meta"),
+                )
+                tool._hub, tool._guard = self.hub, self.guard
+                tools[route.exposed] = tool
+            self._tools, self._version = tools, catalog.version
+        return self._tools
+
+    async def _list_tools(self) -> Sequence[Tool]:
+        tools = self._current()
+        if not self.guard.require_client:
+            return list(tools.values())
+        client = current_client()  # a client sees only the tools it may call
+        return [tool for name, tool in tools.items() if self.guard.permits(client, name)]
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        tool = self._current().get(name)
+        if tool is None or not self.guard.require_client or self.guard.permits(current_client(), name):
+            return tool
+        return None  # not this client's: exactly as if it did not exist
+
+
+class SessionTracker(Middleware):
+    """Remembers connected sessions so a catalog change can be announced to each of them."""
+
+    def __init__(self) -> None:
+        self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def on_message(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
+        ctx = context.fastmcp_context
+        if ctx is not None and ctx.request_context is not None:
+            self.sessions.add(ctx.request_context.session)
+        return await call_next(context)
+
+    async def announce_tools_changed(self) -> None:
+        for session in list(self.sessions):
+            try:
+                await session.send_notification(mcp_types.ToolListChangedNotification())
+            except Exception as error:
+                logger.debug("could not notify a session: %s", error)
+                self.sessions.discard(session)
+
+
+def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
+    """The client-facing FastMCP server for `hub`; every tool call goes through `guard`."""
+    server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
+    guard = guard or Guard(hub)
+    server.add_provider(CatalogProvider(hub, guard))
+    for backend in hub.backends:
+        server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
+    server.add_completion_handler(completion_handler(server))
+    subscriptions = ResourceSubscriptions(server)
+    lowlevel = server._mcp_server
+    lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscriptions.subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, subscriptions.unsubscribe)
+    for backend in hub.backends:
+        backend.on_resource_updated = subscriptions.updated
+    tracker = SessionTracker()
+    server.add_middleware(tracker)
+    return server, tracker
+
+
+def _instructions(hub: Hub) -> str:
+    names = ", ".join(backend.name for backend in hub.backends) or "none"
+    return f"mcp-gateway: tools of each backend server are exposed as <server>_<tool>. Backends: {names}."
