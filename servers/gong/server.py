@@ -22,6 +22,7 @@ from servers.gong.models import (
     User,
     UserPage,
 )
+from servers.gong.transcripts import monologues, pieces
 
 From = Annotated[AwareDatetime, Field(description="Start of the range (ISO 8601 with time zone), inclusive.")]
 To = Annotated[AwareDatetime, Field(description="End of the range (ISO 8601 with time zone), exclusive.")]
@@ -195,8 +196,8 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             turns = [
                 (str(t.get("callId")), piece)
                 for t in data.get("callTranscripts") or []
-                for turn in _monologues(t)
-                for piece in _pieces(turn, max_chars)
+                for turn in monologues(t)
+                for piece in pieces(turn, max_chars)
             ]
             return turns, next_cursor(data)
 
@@ -260,32 +261,3 @@ def _total(data: dict[str, Any], totals: list[int]) -> None:
     total = (data.get("records") or {}).get("totalRecords")
     if isinstance(total, int) and not totals:
         totals.append(total)
-
-
-def _monologues(raw: dict[str, Any]) -> list[Monologue]:
-    """One `callTranscripts[]` entry as speaker turns."""
-    monologues = []
-    for part in raw.get("transcript") or []:
-        sentences = part.get("sentences") or []
-        monologues.append(
-            Monologue(
-                speaker_id=part.get("speakerId"),
-                topic=part.get("topic"),
-                start_ms=sentences[0].get("start") if sentences else None,
-                end_ms=sentences[-1].get("end") if sentences else None,
-                text=" ".join(s.get("text", "") for s in sentences).strip(),
-            )
-        )
-    return monologues
-
-
-def _pieces(turn: Monologue, max_chars: int) -> list[Monologue]:
-    """A turn longer than `max_chars` as consecutive pieces that each fit (cut at spaces where possible)."""
-    if len(turn.text) <= max_chars:
-        return [turn]
-    pieces, text = [], turn.text
-    while text:
-        cut = len(text) if len(text) <= max_chars else (text.rfind(" ", 0, max_chars) + 1 or max_chars)
-        pieces.append(turn.model_copy(update={"text": text[:cut].strip()}))
-        text = text[cut:]
-    return pieces
