@@ -85,6 +85,30 @@ async def test_slack_second_run_reads_only_what_is_newer(vendors: VendorServer, 
         check_request("slack/slack_web_openapi_v2.json", seen.as_httpx(vendors.base), strip_prefix="/slack/api")
 
 
+async def test_a_rate_limit_too_long_to_wait_stops_the_run_and_the_next_run_resumes(
+    vendors: VendorServer, memory: Client
+) -> None:
+    vendors.data.fail_once = {"slack-history-page-2": 3600}  # past what ingestion waits (600 s)
+    scope = {"channel": "C0ACME"}
+    text = await err(memory, "ingest_source", {"source": "slack", "scope": scope})
+    assert "rate limited (429)" in text and "3600" in text
+    assert len(await memories(memory, source="slack")) == 2  # the first page (a message and its thread reply)
+    (row,) = (await memory.call_tool("list_sources", {})).structured_content["result"]
+    assert row["cursor"] is None and row["items"] == 2  # not advanced: the next run starts over
+    resumed = await ok(memory, "ingest_source", {"source": "slack", "scope": scope})
+    assert (resumed["ingested"], resumed["skipped"]) == (2, 2)
+    assert len(await memories(memory, source="slack")) == 4
+
+
+async def test_gong_scope_to_bounds_the_range(vendors: VendorServer, memory: Client) -> None:
+    out = await ok(
+        memory, "ingest_source", {"source": "gong", "scope": {"from": "2026-01-01", "to": "2026-01-06T00:00:00Z"}}
+    )
+    sent = vendors.seen("gong", "/v2/calls/extensive")[0].body["filter"]
+    assert sent == {"fromDateTime": "2026-01-01T00:00:00+00:00", "toDateTime": "2026-01-06T00:00:00+00:00"}
+    assert out["ingested"] == 3  # the Acme call's turns; the Globex call is after `to`
+
+
 async def test_gong_turns_carry_speaker_affiliation_account_and_call_url(vendors: VendorServer, memory: Client) -> None:
     out = await ok(memory, "ingest_source", {"source": "gong", "scope": {"from": "2026-01-01"}})
     assert out["ingested"] == 5 and out["cursor"] == {"latest_started": "2026-01-07T16:00:00+00:00"}

@@ -27,7 +27,7 @@ SCOPES = [
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, VendorServer]]:
     directory = tmp_path_factory.mktemp("ingest")
     data = revenue_team()
-    data.fail_once = {"slack-history-page-2"}  # a 429 in the middle of the Slack ingest
+    data.fail_once = {"slack-history-page-2": 1}  # a 429 in the middle of the Slack ingest, waited out
     with vendor_server(data) as vendors:
         memory = {
             "command": "python",

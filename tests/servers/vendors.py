@@ -50,8 +50,8 @@ class VendorData:
     notes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     owners: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 2
-    fail_once: set[str] = field(default_factory=set)
-    """Keys like `slack-history-page-2`: answered 429 with `Retry-After: 1` the first time."""
+    fail_once: dict[str, int] = field(default_factory=dict)
+    """`{"slack-history-page-2": seconds}`: that request is answered 429 with `Retry-After: seconds` once."""
 
 
 def slack_message(ts: str, user: str, text: str, **extra: Any) -> dict[str, Any]:
@@ -96,12 +96,9 @@ class VendorServer:
             return self.hubspot(method, path.removeprefix("/hubspot"), body)
         return 404, {}, {"error": "unknown", "path": path, "data": bool(d)}
 
-    def _fail_once(self, key: str) -> bool:
+    def _fail_once(self, key: str) -> int | None:
         with self._lock:
-            if key in self.data.fail_once:
-                self.data.fail_once.discard(key)
-                return True
-        return False
+            return self.data.fail_once.pop(key, None)
 
     def slack(self, method: str, q: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         d = self.data
@@ -123,8 +120,9 @@ class VendorServer:
             start = int(q.get("cursor") or 0)
             page = items[start : start + d.page_size]
             more = start + d.page_size < len(items)
-            if start and self._fail_once(f"slack-history-page-{start // d.page_size + 1}"):
-                return 429, {"Retry-After": "1"}, {"ok": False, "error": "ratelimited"}
+            wait = self._fail_once(f"slack-history-page-{start // d.page_size + 1}") if start else None
+            if wait is not None:
+                return 429, {"Retry-After": str(wait)}, {"ok": False, "error": "ratelimited"}
             meta = {"next_cursor": str(start + d.page_size) if more else ""}
             return 200, {}, {"ok": True, "messages": page, "has_more": more, "response_metadata": meta}
         return 200, {}, {"ok": False, "error": "unknown_method"}
@@ -132,8 +130,13 @@ class VendorServer:
     def gong(self, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
         d = self.data
         if path == "/v2/calls/extensive":
-            since = body["filter"].get("fromDateTime", "")
-            calls = [c for c in d.calls if _after_or_at(c["metaData"]["started"], since)]
+            since, until = body["filter"].get("fromDateTime", ""), body["filter"].get("toDateTime")
+            calls = [
+                c
+                for c in d.calls
+                if _after_or_at(c["metaData"]["started"], since)
+                and not (until and _after_or_at(c["metaData"]["started"], until))
+            ]
             if not calls:
                 return 404, {}, {"requestId": "r0", "errors": ["No calls found corresponding to the provided filters"]}
             records = {"totalRecords": len(calls), "currentPageSize": len(calls), "currentPageNumber": 0}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from servers.ai_memory.sources.items import Item, parts
 from servers.common import Call, RetryPolicy
@@ -22,14 +22,26 @@ ACCOUNT_TYPES = frozenset({"account", "company"})
 class GongScope(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: datetime | date = Field(alias="from", description="Calls started on or after this (ISO date or time).")
-    to: datetime | date | None = Field(None, description="Calls started before this.")
+    from_: str = Field(alias="from", description="Calls started on or after this (ISO 8601 date or date-time).")
+    to: str | None = Field(None, description="Calls started before this (ISO 8601 date or date-time).")
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is not None:
+            _aware(value)
+        return value
 
 
-def _aware(value: datetime | date) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.combine(value, time(), UTC)
+def _aware(value: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC if it names no zone)."""
+    try:
+        if len(value.strip()) == 10:
+            return datetime.combine(date.fromisoformat(value.strip()), time(), UTC)
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or date-time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _parse(value: str | None) -> datetime | None:
