@@ -94,9 +94,10 @@ async def test_a_rate_limit_too_long_to_wait_stops_the_run_and_the_next_run_resu
     assert "rate limited (429)" in text and "3600" in text
     assert len(await memories(memory, source="slack")) == 2  # the first page (a message and its thread reply)
     (row,) = (await memory.call_tool("list_sources", {})).structured_content["result"]
-    assert row["cursor"] is None and row["items"] == 2  # not advanced: the next run starts over
+    assert row["cursor"]["resume"]["page"] == "2" and row["items"] == 2  # checkpointed after page 1
     resumed = await ok(memory, "ingest_source", {"source": "slack", "scope": scope})
-    assert (resumed["ingested"], resumed["skipped"]) == (2, 2)
+    assert (resumed["ingested"], resumed["skipped"]) == (2, 0)  # page 2 only: the run resumed where it stopped
+    assert resumed["cursor"] == {"latest_ts": "1767398400.000400"}
     assert len(await memories(memory, source="slack")) == 4
 
 

@@ -58,16 +58,19 @@ class GongSource:
         self.api = GongClient(policy)
 
     async def batches(self, scope: GongScope, cursor: Any) -> AsyncIterator[tuple[list[Item], Any]]:
-        """One batch per page of calls; the cursor is the latest call start seen (re-read inclusively)."""
+        """One batch per page of calls; the cursor is the latest call start seen (re-read inclusively), plus
+        the next page while a run is under way."""
+        cursor = cursor or {}
         start = _aware(scope.from_)
-        if cursor and cursor.get("latest_started"):
+        if cursor.get("latest_started"):
             start = max(start, datetime.fromisoformat(cursor["latest_started"]))
         flt: dict[str, Any] = {"fromDateTime": start.isoformat()}
         if scope.to is not None:
             flt["toDateTime"] = _aware(scope.to).isoformat()
         body = {"filter": flt, "contentSelector": content_selector(["parties"], "Extended")}
-        latest = start if cursor and cursor.get("latest_started") else None
-        page_cursor: str | None = None
+        resume = cursor.get("resume") or {}
+        latest = _parse(resume.get("latest") or cursor.get("latest_started"))
+        page_cursor: str | None = resume.get("page")
         while True:
             page_body = body if page_cursor is None else {**body, "cursor": page_cursor}
             data = await send_listing(
@@ -79,10 +82,11 @@ class GongSource:
                 if started is not None and (latest is None or started > latest):
                     latest = started
             page_cursor = next_cursor(data)
-            done = page_cursor is None
-            yield items, ({"latest_started": latest.isoformat()} if latest else None) if done else cursor
-            if done:
+            seen = latest.isoformat() if latest else None
+            if page_cursor is None:
+                yield items, {"latest_started": seen} if seen else None
                 return
+            yield items, {**cursor, "resume": {"page": page_cursor, "latest": seen}}
 
     async def _turns(self, calls: list[CallDetail]) -> list[Item]:
         by_id = {c.call.id: c for c in calls}

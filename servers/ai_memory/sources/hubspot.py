@@ -44,18 +44,24 @@ class HubSpotSource:
         self._owners: dict[str, str] = {}
 
     async def batches(self, scope: HubSpotScope, cursor: Any) -> AsyncIterator[tuple[list[Item], Any]]:
-        """A batch per page of records (modified since the cursor, or the given IDs) with their notes."""
+        """A batch per page of records (modified since the cursor, or the given IDs) with their notes; while a
+        run is under way the cursor also holds where it stopped and when it began."""
         kind = KNOWN[f"{scope.object_type}s" if scope.object_type != "company" else "companies"]
-        began = datetime.now(UTC) - timedelta(seconds=SLACK_SECONDS)
-        done_cursor = {"modified_since": began.isoformat(timespec="seconds")}
+        cursor = cursor or {}
+        resume = cursor.get("resume") or {}
+        began = resume.get("began") or (datetime.now(UTC) - timedelta(seconds=SLACK_SECONDS)).isoformat(
+            timespec="seconds"
+        )
+        done = {"modified_since": began}
         props = [*kind.defaults, *MODIFIED]
         if scope.ids:
-            for start in range(0, len(scope.ids), PAGE):
+            for start in range(resume.get("index", 0), len(scope.ids), PAGE):
                 records, _ = await batch_read(self.api, kind.plural, scope.ids[start : start + PAGE], props)
-                last = start + PAGE >= len(scope.ids)
-                yield await self._items(kind.plural, records), done_cursor if last else cursor
+                following = start + PAGE
+                step = {**cursor, "resume": {"index": following, "began": began}}
+                yield await self._items(kind.plural, records), done if following >= len(scope.ids) else step
             return
-        since = (cursor or {}).get("modified_since")
+        since = cursor.get("modified_since")
         groups = []
         if since:
             ms = str(int(datetime.fromisoformat(since).timestamp() * 1000))
@@ -66,12 +72,15 @@ class HubSpotSource:
             "properties": props,
             "limit": PAGE,
         }
+        if resume.get("after"):
+            body["after"] = resume["after"]
         while True:
             page = await search_page(self.api, kind.plural, body)
-            done = page.next_cursor is None
-            yield await self._items(kind.plural, page.results), done_cursor if done else cursor
-            if done:
+            if page.next_cursor is None:
+                yield await self._items(kind.plural, page.results), done
                 return
+            step = {**cursor, "resume": {"after": page.next_cursor, "began": began}}
+            yield await self._items(kind.plural, page.results), step
             body = {**body, "after": page.next_cursor}
 
     async def _items(self, plural: str, records: list[CrmObject]) -> list[Item]:

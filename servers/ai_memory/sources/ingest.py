@@ -76,30 +76,28 @@ class Ingestor:
         self, source: str, parsed: Any, canonical: dict[str, Any], namespace: str, progress: Progress
     ) -> dict[str, Any]:
         reader = self.sources[source]
-        start = await self.state.cursor(namespace, source, canonical)
+        cursor = await self.state.cursor(namespace, source, canonical)
         counts = {"ingested": 0, "updated": 0, "skipped": 0}
-        cursor, seen = start, 0
+        seen = 0
         await progress(0, None, f"{source}: reading")
         try:
-            async for items, batch_cursor in reader.batches(parsed, start):
-                cursor = batch_cursor
-                if items:
-                    for name, n in (await self.write(namespace, items)).items():
-                        counts[name] += n
-                seen += len(items)
+            async for items, batch_cursor in reader.batches(parsed, cursor):
+                batch = await self.write(namespace, items) if items else {"ingested": 0}
+                for name, n in batch.items():
+                    counts[name] += n
+                cursor, seen = batch_cursor, seen + len(items)
+                # a checkpoint per batch: a run cut short (timeout, rate limit, restart) resumes here
+                await self.state.checkpoint(
+                    namespace, source, canonical, cursor, batch["ingested"], {**counts, "cursor": cursor}
+                )
                 await progress(
                     seen,
                     None,
                     f"{source}: {seen} items read, {counts['ingested']} new, {counts['updated']} updated",
                 )
-        except Exception:
-            await self.state.record_run(namespace, source, canonical, start, {**counts, "cursor": start})
-            raise
         finally:
             await reader.api.aclose()
-        result = {**counts, "cursor": cursor}
-        await self.state.record_run(namespace, source, canonical, cursor, result)
-        return result
+        return {**counts, "cursor": cursor}
 
     async def write(self, namespace: str, items: list[Item]) -> dict[str, int]:
         """Store new items, update changed ones, skip the rest."""

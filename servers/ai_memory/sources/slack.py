@@ -13,7 +13,8 @@ from servers.slack.client import SlackClient
 from servers.slack.models import Message
 from servers.slack.reads import MessageReader
 
-PAGE = 200
+PAGE = 50
+"""Messages per history page: each needs a permalink, so a page is also a checkpoint of the run."""
 
 
 class SlackScope(BaseModel):
@@ -36,11 +37,13 @@ class SlackSource:
         self._names: dict[str, str] = {}
 
     async def batches(self, scope: SlackScope, cursor: Any) -> AsyncIterator[tuple[list[Item], Any]]:
-        """Pages of messages (newest first) with their threads; the cursor is the newest ts seen."""
-        since = (cursor or {}).get("latest_ts") or scope.oldest
-        newest = since
+        """Pages of messages (newest first) with their threads; the cursor is the newest ts seen, plus the
+        next page while a run is under way."""
+        cursor = cursor or {}
+        since = cursor.get("latest_ts") or scope.oldest
+        resume = cursor.get("resume") or {}
+        newest, page_cursor = resume.get("newest") or since, resume.get("page")
         label = await self._channel_label(scope.channel)
-        page_cursor: str | None = None
         while True:
             params = {"channel": scope.channel, "oldest": since, "limit": PAGE}
             page = await self.reader.messages("conversations.history", params, page_cursor, 1, wait=True)
@@ -51,10 +54,11 @@ class SlackSource:
                 if message.reply_count and message.thread_ts == message.ts:
                     items += await self._thread(scope, label, message.ts)
             page_cursor = page.next_cursor
-            done = page_cursor is None
-            yield items, {"latest_ts": newest} if done else cursor
-            if done:
+            if page_cursor is None:
+                yield items, {"latest_ts": newest} if newest else None
                 return
+            # history pages run newest to oldest: a run cut short resumes at the next page
+            yield items, {"latest_ts": since, "resume": {"page": page_cursor, "newest": newest}}
 
     async def _thread(self, scope: SlackScope, label: str, thread_ts: str) -> list[Item]:
         items: list[Item] = []

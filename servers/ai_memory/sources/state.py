@@ -59,10 +59,10 @@ class SourceState:
 
         return await anyio.to_thread.run_sync(read)
 
-    async def record_run(
-        self, namespace: str, source: str, scope: dict[str, Any], cursor: Any, result: dict[str, Any]
+    async def checkpoint(
+        self, namespace: str, source: str, scope: dict[str, Any], cursor: Any, added: int, result: dict[str, Any]
     ) -> None:
-        """Save the cursor and add this run's new items to the count."""
+        """Save the cursor after a batch, add the batch's new items to the count, note the run so far."""
 
         def write() -> None:
             with closing(self._connect()) as conn, conn:
@@ -78,7 +78,7 @@ class SourceState:
                         scope_key(scope),
                         scope_key(scope),
                         json.dumps(cursor),
-                        result["ingested"],
+                        added,
                         time.time(),
                         json.dumps(result),
                     ),
