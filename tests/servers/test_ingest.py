@@ -176,3 +176,37 @@ def test_any_json_scope_parses_or_is_refused_clearly(
         assert "scope" in str(exc) or "source must be one of" in str(exc)
     else:
         assert isinstance(canonical, dict)
+
+
+async def test_a_run_ending_does_not_cut_off_another_run_of_the_source(vendors: VendorServer, memory: Client) -> None:
+    import anyio
+
+    vendors.data.slow = {"C0SLOW": 1.0}  # its history answers while the other run has already finished
+    results: dict[str, dict[str, Any]] = {}
+
+    async def run(channel: str) -> None:
+        results[channel] = await ok(memory, "ingest_source", {"source": "slack", "scope": {"channel": channel}})
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, "C0SLOW")
+        group.start_soon(run, "C0ACME")
+    assert results["C0ACME"]["ingested"] == 4 and results["C0SLOW"]["ingested"] == 4
+    slow = [r for r in vendors.seen("slack", "/api/conversations.history") if r.query["channel"] == "C0SLOW"]
+    assert len(slow) == 2  # two pages, each asked for once: no request was cut off and retried
+
+
+@given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=300), limit=st.integers(10, 80))
+def test_parts_keep_every_word_within_the_limit(text: str, limit: int) -> None:
+    from servers.ai_memory.sources.items import parts
+
+    pieces = parts(text, limit)
+    assert all(0 < len(p) <= limit for p in pieces)
+    assert "".join("".join(pieces).split()) == "".join(text.split())
+
+
+@given(markup=st.text(max_size=200))
+def test_plain_text_of_any_markup_has_no_tags_left_from_it(markup: str) -> None:
+    from servers.ai_memory.sources.items import plain_text
+
+    out = plain_text(f"<p>{markup}</p><br/>")
+    assert isinstance(out, str) and not out.startswith("<p>") and out == out.strip()

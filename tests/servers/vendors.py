@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class VendorData:
     notes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     owners: dict[str, dict[str, Any]] = field(default_factory=dict)
     page_size: int = 2
+    slow: dict[str, float] = field(default_factory=dict)
+    """Seconds `conversations.history` of a channel waits before answering."""
     fail_once: dict[str, int] = field(default_factory=dict)
     """`{"slack-history-page-2": seconds}`: that request is answered 429 with `Retry-After: seconds` once."""
 
@@ -103,7 +106,8 @@ class VendorServer:
     def slack(self, method: str, q: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         d = self.data
         if method == "conversations.info":
-            return 200, {}, {"ok": True, "channel": {"id": q["channel"], "name": "acme-deal", "is_channel": True}}
+            name = "acme-deal" if q["channel"] == d.channel else q["channel"].lower()
+            return 200, {}, {"ok": True, "channel": {"id": q["channel"], "name": name, "is_channel": True}}
         if method == "users.info":
             name = d.users.get(q["user"], q["user"])
             return 200, {}, {"ok": True, "user": {"id": q["user"], "name": name.lower(), "real_name": name}}
@@ -112,6 +116,8 @@ class VendorServer:
             url = f"https://acme-team.slack.com/archives/{q['channel']}/p{ts.replace('.', '')}"
             return 200, {}, {"ok": True, "channel": q["channel"], "permalink": url}
         if method in ("conversations.history", "conversations.replies"):
+            if method == "conversations.history" and q["channel"] in d.slow:
+                time.sleep(d.slow[q["channel"]])
             if method == "conversations.history":
                 oldest = float(q.get("oldest") or 0)
                 items = sorted((m for m in d.messages if float(m["ts"]) > oldest), key=lambda m: -float(m["ts"]))

@@ -49,6 +49,7 @@ class Ingestor:
         self.state = state
         self.sources = {s.name: s for s in (SlackSource(policy), GongSource(policy), HubSpotSource(policy))}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._running = dict.fromkeys(self.sources, 0)
 
     def parse_scope(self, source: str, scope: Any) -> tuple[Any, dict[str, Any]]:
         """The validated scope model and its canonical JSON form, or a tool error saying what is wrong."""
@@ -79,8 +80,9 @@ class Ingestor:
         cursor = await self.state.cursor(namespace, source, canonical)
         counts = {"ingested": 0, "updated": 0, "skipped": 0}
         seen = 0
-        await progress(0, None, f"{source}: reading")
+        self._running[source] += 1
         try:
+            await progress(0, None, f"{source}: reading")
             async for items, batch_cursor in reader.batches(parsed, cursor):
                 batch = await self.write(namespace, items) if items else {"ingested": 0}
                 for name, n in batch.items():
@@ -96,7 +98,9 @@ class Ingestor:
                     f"{source}: {seen} items read, {counts['ingested']} new, {counts['updated']} updated",
                 )
         finally:
-            await reader.api.aclose()
+            self._running[source] -= 1
+            if not self._running[source]:  # the pooled connections close when no run of the source needs them
+                await reader.api.aclose()
         return {**counts, "cursor": cursor}
 
     async def write(self, namespace: str, items: list[Item]) -> dict[str, int]:
