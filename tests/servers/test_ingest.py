@@ -119,8 +119,11 @@ async def test_gong_turns_carry_speaker_affiliation_account_and_call_url(vendors
     assert ann["metadata"]["affiliation"] == "External" and ann["metadata"]["ts"] == "2026-01-05T15:01:11Z"
     assert ann["metadata"]["url"] == "https://app.gong.io/call?id=7782342274025937895"
     assert ann["content"].startswith(
-        "Gong call “Acme renewal pricing review” on 2026-01-05, Ann Buyer (Acme, External):"
+        "Gong call “Acme renewal pricing review”, Ann Buyer (Acme, External) at 2026-01-05T15:01:11Z: Honestly"
     )
+    rita = [m for m in turns if m["metadata"]["author"] == "Rita Rep"]
+    assert {m["metadata"]["source_id"] for m in rita} == {"7782342274025937895:1", "7782342274025937895:4"}
+    assert "Rita Rep (Internal) at" in rita[0]["content"]  # the short "Okay." (turn 3) is not remembered
     again = await ok(memory, "ingest_source", {"source": "gong", "scope": {"from": "2026-01-01"}})
     assert again["ingested"] == 0 and again["updated"] == 0  # the last call is re-read from its start, and skipped
     extensive = vendors.seen("gong", "/v2/calls/extensive")

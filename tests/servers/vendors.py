@@ -357,6 +357,7 @@ def revenue_team() -> VendorData:
                 "Honestly the price is our biggest concern.",
                 "The renewal is too expensive compared with last year.",
             ),
+            turn("s2", 18000, "Okay."),  # too short to remember
             turn("s2", 20000, "Understood, we can look at a multi-year discount."),
         ],
         "5511223344556677889": [

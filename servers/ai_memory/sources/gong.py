@@ -16,6 +16,7 @@ from servers.gong.models import CallDetail
 from servers.gong.transcripts import monologues
 
 IDS_PER_REQUEST = 100
+MIN_WORDS = 3
 ACCOUNT_TYPES = frozenset({"account", "company"})
 
 
@@ -116,22 +117,24 @@ class GongSource:
         )
         started = _parse(meta.started)
         title = meta.title or f"call {meta.id}"
-        day = started.date().isoformat() if started else "undated"
-        items, n = [], 0
-        for turn in monologues(raw):
+        items = []
+        for index, turn in enumerate(monologues(raw), start=1):
+            if len(turn.text.split()) < MIN_WORDS:  # "Yes." and "Okay." are not worth remembering
+                continue
             party = speakers.get(turn.speaker_id)
             name = (party.name if party else None) or f"speaker {turn.speaker_id}"
             affiliation = party.affiliation if party else None
             when = started + timedelta(milliseconds=turn.start_ms or 0) if started else None
             ts = when.isoformat(timespec="seconds").replace("+00:00", "Z") if when else None
-            who = f"{name} ({', '.join(x for x in (account if affiliation == 'External' else None, affiliation) if x)})"
-            for chunk in parts(turn.text):
-                n += 1
+            side = [x for x in (account if affiliation == "External" else None, affiliation) if x]
+            who = f"{name} ({', '.join(side)})" if side else name
+            chunks = parts(turn.text)
+            for piece, chunk in enumerate(chunks, start=1):
                 items.append(
                     Item(
                         source="gong",
-                        source_id=f"{meta.id}:{n}",
-                        content=f"Gong call “{title}” on {day}, {who.replace(' ()', '')}: {chunk}",
+                        source_id=f"{meta.id}:{index}" + (f"#{piece}" if len(chunks) > 1 else ""),
+                        content=f"Gong call “{title}”, {who} at {ts or 'an unknown time'}: {chunk}",
                         url=meta.url,
                         author=name,
                         ts=ts,

@@ -120,7 +120,7 @@ class HubSpotSource:
                             source_id=f"note:{note.id}" + (f"#{n}" if len(chunks) > 1 else ""),
                             content=f"HubSpot note on {singular} {title}"
                             + (f" by {author}" if author else "")
-                            + f" ({(ts or '')[:10]}): {chunk}",
+                            + f" at {ts or 'an unknown time'}: {chunk}",
                             url=url,
                             author=author,
                             ts=ts,
