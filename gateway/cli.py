@@ -112,11 +112,15 @@ async def _serve(
     from gateway.ops import tracing
     from gateway.serve import serve
 
-    tracing.configure()
+    tracer = tracing.configure(os.environ)
     try:
-        await serve(config, transport, host, port, security, json_logs=log_format == "json")
+        await serve(
+            config, transport, host, port, security, json_logs=log_format == "json",
+            tracer=tracer or tracing.NO_TRACING,
+        )
     finally:
-        tracing.shutdown()
+        if tracer is not None:
+            tracer.shutdown()
     return 0
 
 

@@ -19,6 +19,7 @@ from gateway.guard.ratelimit import MemoryBuckets, RedisBuckets, make_buckets
 from gateway.guard.redaction import Redactor, collect_secrets
 from gateway.ops.asgi import ASGIApp
 from gateway.ops.shutdown import stop_on_signal
+from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
@@ -107,11 +108,12 @@ async def serve(
     security: Security | None = None,
     *,
     json_logs: bool = False,
+    tracer: CallHooks = NO_TRACING,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session."""
     security = security or load_security(config, "config")
-    hub = Hub(config)
+    hub = Hub(config, tracer)
     settings = config.gateway
     stdio: StdioFront | None = None
     async with anyio.create_task_group() as group:
