@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,8 +25,6 @@ import mcp_types
 from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-
-from gateway.ops.logs import redacting_relay
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -179,10 +178,10 @@ async def open_pipe(
 ) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
     """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
 
-    The child's stderr goes to `stderr` (default: `logs.redacting_relay()`; JSON logs: `logs.backend_errlog`)."""
+    The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
     proc = await asyncio.create_subprocess_exec(
         command, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or redacting_relay(),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or sys.stderr,
         env=get_default_environment() | (env or {}), cwd=cwd, limit=_MAX_LINE, start_new_session=True,
     )
     pipe = StdioPipe(proc)

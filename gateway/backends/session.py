@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import anyio
 import httpx2
@@ -31,7 +31,6 @@ from gateway.backends.inflight import CURRENT_PEER, InFlight, Peer
 from gateway.backends.messages import strip_reserved
 from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
 from gateway.config.loader import GatewaySettings, ServerConfig
-from gateway.ops.logs import backend_errlog
 
 logger = logging.getLogger("mcp_gateway.backend")
 
@@ -99,8 +98,10 @@ class Backend:
         config: ServerConfig,
         settings: GatewaySettings,
         on_change: ChangeCallback | None = None,
+        stderr: Callable[[str], TextIO] | None = None,
     ) -> None:
         self.name = name
+        self.stderr = stderr or (lambda name: sys.stderr)  # where a stdio child's stderr goes, by backend name
         self.config = config
         self.settings = settings
         self.on_change = on_change
@@ -138,7 +139,7 @@ class Backend:
             assert config.command is not None
             command = resolve_command(config.command)
             async with open_pipe(
-                command, config.args, config.env or None, config.cwd, stderr=backend_errlog(self.name)
+                command, config.args, config.env or None, config.cwd, stderr=self.stderr(self.name)
             ) as (pipe, reads, writes):
                 self._pipe = pipe
                 pipe.on_log = self.in_flight.forward_notification

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -89,7 +88,7 @@ class Resilience(Generic[C]):
             name: Bulkhead(name, sp.bulkhead.max_concurrent, sp.bulkhead.max_queue, sp.bulkhead.queue_timeout)
             for name, sp in self.servers.items()
         }
-        url = settings.redis_url or os.environ.get("REDIS_URL") or None
+        url = settings.redis_url  # the config loader fills it from env REDIS_URL
         self.link = RedisLink(url, settings.redis) if url else None
         self.cache = Cache(settings.cache, self.link, servers)
         if self.link is not None:

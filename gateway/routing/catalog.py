@@ -72,6 +72,7 @@ class Catalog:
     def __init__(self, separator: str = "_") -> None:
         self.separator = separator
         self.routes: dict[str, Route] = {}
+        self.by_tool: dict[tuple[str, str], Route] = {}  # (backend, backend's tool name) -> route
         self.tools: list[dict[str, Any]] = []
         self.tools_json = b"[]"
         self.version = 0
@@ -98,6 +99,7 @@ class Catalog:
         tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
         changed = tools != self.tools
         self.routes = routes
+        self.by_tool = {(route.backend.name, route.tool): route for route in routes.values()}
         self.tools = tools
         self.tools_json = json.dumps(tools, separators=(",", ":")).encode()
         if changed:

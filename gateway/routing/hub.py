@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import mcp_types
@@ -30,13 +30,18 @@ ChangeListener = Callable[[], Awaitable[None]]
 class Hub:
     """Owns the backends and routes tool calls to them."""
 
-    def __init__(self, config: GatewayConfig, tracer: tracing.CallHooks = tracing.NO_TRACING) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        tracer: tracing.CallHooks = tracing.NO_TRACING,
+        stderr: Callable[[str], TextIO] | None = None,
+    ) -> None:
         self.config = config
         self.tracer = tracer  # the call path's stage hooks: spans when tracing is on
         self.settings = config.gateway
         self.catalog = Catalog(self.settings.name_separator)
         self.backends = [
-            Backend(name, server, self.settings, on_change=self._backend_changed)
+            Backend(name, server, self.settings, on_change=self._backend_changed, stderr=stderr)
             for name, server in config.enabled_servers.items()
         ]
         self.by_name = {backend.name: backend for backend in self.backends}

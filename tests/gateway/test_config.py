@@ -72,6 +72,9 @@ def test_bad_nested_env_override_names_the_variable(tmp_path: Path) -> None:
     assert "$.gateway.retry.nope" in str(caught.value) and "unknown key" in str(caught.value)
 
 
+JWT = {"public_key": "-----BEGIN PUBLIC KEY-----x-----END PUBLIC KEY-----"}
+
+
 @pytest.mark.parametrize(
     ("document", "path", "problem"),
     [
@@ -84,6 +87,21 @@ def test_bad_nested_env_override_names_the_variable(tmp_path: Path) -> None:
         ({"servers": {}}, "$.mcpServers", "required"),
         ({"mcpServers": {"bad name!": {"command": "x"}}}, "$.mcpServers", "must match"),
         ({"mcpServers": {"s": {"command": "${UNSET_VAR_FOR_TEST}"}}}, "$.mcpServers.s.command", "UNSET_VAR"),
+        (
+            {"mcpServers": {"s": {"command": "x", "clientScopedArguments": {"ns": {"lookup": {"argument": "id"}}}}}},
+            "$.mcpServers.s.clientScopedArguments.ns.lookup.tool",
+            "required",
+        ),
+        (
+            {"mcpServers": {"s": {"command": "x"}}, "gateway": {"auth": {"jwt": JWT, "memory": {"servers": ["s"]}}}},
+            "$.gateway.auth.memory.servers[0]",
+            "declares no clientScopedArguments",
+        ),
+        (
+            {"mcpServers": {}, "gateway": {"auth": {"jwt": JWT, "memory": {"servers": ["nope"]}}}},
+            "$.gateway.auth.memory.servers[0]",
+            "no server named 'nope'",
+        ),
     ],
 )
 def test_bad_config_names_file_path_and_problem(tmp_path: Path, document: object, path: str, problem: str) -> None:
@@ -132,3 +150,22 @@ def test_namespace_key(tmp_path: Path) -> None:
         load_config(write(tmp_path, {"mcpServers": {"a": {"command": "x", "namespace": "no spaces"}}}), environ={})
     assert caught.value.path == "$.mcpServers.a.namespace"
     assert "namespace" in caught.value.problem
+
+
+def test_shipped_config_scopes_ai_memory_per_client() -> None:
+    """ai_memory's namespaces are per client because config/mcp.json says so (the gateway names no backend)."""
+    config = load_config(ROOT / "config" / "mcp.json", environ={})
+    scoped = config.mcp_servers["ai_memory"].client_scoped_arguments
+    assert set(scoped) == {"namespace"}
+    lookup = scoped["namespace"].lookup
+    assert lookup is not None and (lookup.tool, lookup.argument) == ("get_memory", "id")
+    assert all(not server.client_scoped_arguments for name, server in config.mcp_servers.items() if name != "ai_memory")
+
+
+def test_redis_url_comes_from_env_when_not_configured(tmp_path: Path) -> None:
+    file = write(tmp_path, {"mcpServers": {}})
+    assert load_config(file, environ={"REDIS_URL": "redis://r:6379/0"}).gateway.redis_url == "redis://r:6379/0"
+    assert load_config(file, environ={}).gateway.redis_url is None
+    configured = write(tmp_path, {"mcpServers": {}, "gateway": {"redis_url": "redis://mine/1"}})
+    assert load_config(configured, environ={"REDIS_URL": "redis://r:6379/0"}).gateway.redis_url == "redis://mine/1"
+

@@ -178,7 +178,7 @@ def ai_memory_server(data_dir: Path, redis_url: str) -> dict[str, Any]:
     return {"command": "python", "args": ["-m", "servers.ai_memory"], "env": {
         "PYTHONPATH": str(ROOT), "MCP_GATEWAY_DATA_DIR": str(data_dir), "REDIS_URL": redis_url,
         "AI_MEMORY_EMBEDDER": "hash",
-    }}
+    }, "clientScopedArguments": {"namespace": {"lookup": {"tool": "get_memory", "record": "memory"}}}}
 
 
 async def test_replica_killed_mid_load_loses_no_acknowledged_write(
