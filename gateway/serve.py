@@ -4,7 +4,7 @@ the hub and the guard, and serve one client-facing transport."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from gateway.ops.logs import BackendStderr
 from gateway.ops.shutdown import stop_on_signal
 from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
+from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, serve_http
@@ -84,19 +85,7 @@ def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     if security is not None:
         app.redact = security.redactor
     streamable = app.streamable
-
-    # FastMCP keeps the session manager (created by the app's lifespan) on the route's ASGI endpoint.
-    holders = [streamable, *(getattr(route, "endpoint", None) for route in streamable.routes)]
-    holders += [getattr(holder, "app", None) for holder in holders]
-
-    def session_ids() -> Container[str]:
-        for holder in holders:
-            manager = getattr(holder, "session_manager", None)
-            if manager is not None:
-                return manager._server_instances
-        return ()
-
-    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids)
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, framework.session_ids(streamable))
     return app
 
 

@@ -46,13 +46,13 @@ HTTP_REJECTED = Counter(
 )
 
 
-_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 def child(metric: Any, *labels: str) -> Any:
     """`metric.labels(*labels)`, cached: prometheus_client's `labels()` takes a lock and validates on every
     call (about 2 us here), the cached child is one dict lookup. Label sets are bounded by the catalog."""
-    key = (metric._name, labels)
+    key = (id(metric), labels)  # the metrics are module-level: their ids are stable
     found = _children.get(key)
     if found is None:
         found = _children[key] = metric.labels(*labels)
