@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--insecure-no-auth", action="store_true",
+        "--insecure-no-auth",
+        action="store_true",
         help="allow binding a non-loopback address without gateway.auth (anyone who can reach it may call every tool)",
     )
     hash_token = commands.add_parser("hash-token", help="make a client API token and the hash to put in config")
@@ -68,8 +69,14 @@ async def _check(config: GatewayConfig, security: Security, stderr: BackendStder
         for backend in hub.backends:
             startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
             rows.append(
-                (backend.name, backend.transport, backend.state, str(len(backend.tools)), startup,
-                 security.redactor(backend.last_error or ""))
+                (
+                    backend.name,
+                    backend.transport,
+                    backend.state,
+                    str(len(backend.tools)),
+                    startup,
+                    security.redactor(backend.last_error or ""),
+                )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for row in rows:
@@ -110,8 +117,14 @@ async def _serve(
     tracer = tracing.configure(os.environ)
     try:
         await serve(
-            config, transport, host, port, security, json_logs=stderr.log_format == "json",
-            tracer=tracer or tracing.NO_TRACING, stderr=stderr,
+            config,
+            transport,
+            host,
+            port,
+            security,
+            json_logs=stderr.log_format == "json",
+            tracer=tracer or tracing.NO_TRACING,
+            stderr=stderr,
         )
     finally:
         if tracer is not None:
@@ -127,8 +140,11 @@ def _hash_token(from_stdin: bool) -> int:
     if from_stdin:
         token = sys.stdin.readline().strip()
         if len(token) < MIN_TOKEN_LENGTH:
-            print(f"mcp-gateway: a token needs at least {MIN_TOKEN_LENGTH} characters of randomness "
-                  "(run `mcp-gateway hash-token` without --stdin to make one)", file=sys.stderr)
+            print(
+                f"mcp-gateway: a token needs at least {MIN_TOKEN_LENGTH} characters of randomness "
+                "(run `mcp-gateway hash-token` without --stdin to make one)",
+                file=sys.stderr,
+            )
             return EXIT_CONFIG
         print(hash_token(token))
         return 0
@@ -189,7 +205,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
         code = anyio.run(
-            _serve, config, args.transport, args.host, args.port, security, stderr,
+            _serve,
+            config,
+            args.transport,
+            args.host,
+            args.port,
+            security,
+            stderr,
             backend_options=_loop_options(),
         )
     elif args.command == "check":

@@ -133,8 +133,14 @@ async def serve(
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
             await serve_http(
-                security.middleware(app), host, port, settings.max_body_bytes, hub=hub,
-                drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
+                security.middleware(app),
+                host,
+                port,
+                settings.max_body_bytes,
+                hub=hub,
+                drain_seconds=settings.drain_seconds,
+                shutdown_timeout=settings.shutdown_timeout,
+                json_logs=json_logs,
             )
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

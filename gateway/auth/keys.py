@@ -67,7 +67,8 @@ def load_keys(auth: AuthSettings, file: str, environ: Mapping[str, str]) -> dict
         if keyless:
             variable = TOKEN_ENV_PREFIX + keyless[0].upper().replace("-", "_")
             raise ConfigError(
-                file, f"$.gateway.auth.clients.{keyless[0]}",
+                file,
+                f"$.gateway.auth.clients.{keyless[0]}",
                 f"no token: set token_sha256, env {variable} or tokens_file (make one with `mcp-gateway hash-token`)",
             )
     return keys

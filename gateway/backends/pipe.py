@@ -75,8 +75,13 @@ class StdioPipe:
                 answered = future.done() and not future.cancelled()  # awaiting it cancels it too
                 if not answered and not self.closed:
                     reason = "timed out" if isinstance(error, TimeoutError) else "cancelled by the client"
-                    self._write({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                 "params": {"requestId": request_id, "reason": reason}})
+                    self._write(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "notifications/cancelled",
+                            "params": {"requestId": request_id, "reason": reason},
+                        }
+                    )
                 if isinstance(error, TimeoutError):
                     raise MCPError(mcp_types.REQUEST_TIMEOUT, f"request timed out after {timeout:g} s") from None
                 raise
@@ -180,9 +185,15 @@ async def open_pipe(
 
     The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
     proc = await asyncio.create_subprocess_exec(
-        command, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or sys.stderr,
-        env=get_default_environment() | (env or {}), cwd=cwd, limit=_MAX_LINE, start_new_session=True,
+        command,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr or sys.stderr,
+        env=get_default_environment() | (env or {}),
+        cwd=cwd,
+        limit=_MAX_LINE,
+        start_new_session=True,
     )
     pipe = StdioPipe(proc)
     to_session, session_reads = anyio.create_memory_object_stream[SessionMessage | Exception](64)

@@ -214,8 +214,9 @@ class Backend:
         return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client's '{method}' result is invalid")
 
     async def _on_sampling(self, context: ClientRequestContext, params: mcp_types.CreateMessageRequestParams) -> Any:
-        return await self._relay("sampling/createMessage", params, mcp_types.CreateMessageResult,
-                                 mcp_types.CreateMessageResultWithTools)
+        return await self._relay(
+            "sampling/createMessage", params, mcp_types.CreateMessageResult, mcp_types.CreateMessageResultWithTools
+        )
 
     async def _on_elicitation(self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams) -> Any:
         return await self._relay("elicitation/create", params, mcp_types.ElicitResult)
@@ -224,8 +225,11 @@ class Backend:
         return await self._relay("roots/list", None, mcp_types.ListRootsResult)
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        message = {"jsonrpc": "2.0", "method": "notifications/message",
-                   "params": params.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        message = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": params.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
         if not self.in_flight.forward_notification(message):
             logger.debug("backend %s log (no client to relay it to): %s", self.name, params.data)
 
@@ -391,8 +395,10 @@ class Backend:
         for key, request in requests.items():
             asked = request.get("method") if isinstance(request, dict) else None
             if peer is None or not isinstance(asked, str) or not peer.capable(asked):
-                raise MCPError(mcp_types.INVALID_REQUEST,
-                               f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here")
+                raise MCPError(
+                    mcp_types.INVALID_REQUEST,
+                    f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here",
+                )
             responses[key] = await peer.request(asked, strip_reserved(request.get("params")), timeout)
         retry = {**params, "inputResponses": responses}
         retry.pop("requestState", None)

@@ -91,7 +91,7 @@ class ServerConfig(_Strict):
         if self.command is not None and self.transport not in (None, "stdio"):
             raise ValueError("a 'command' server speaks stdio; 'transport' may only be 'stdio' here")
         if self.in_process and self.module is None:
-            raise ValueError("'inProcess' needs a Python module server: \"args\": [\"-m\", \"package.module\"]")
+            raise ValueError('\'inProcess\' needs a Python module server: "args": ["-m", "package.module"]')
         return self
 
     @property

@@ -104,9 +104,7 @@ class Guard:
             if route is not None and self.scoping.applies(route):
 
                 async def send(scoped: dict[str, Any]) -> dict[str, Any]:
-                    return await self.hub.call_tool(
-                        name, scoped, meta=meta, on_progress=on_progress, identity=identity
-                    )
+                    return await self.hub.call_tool(name, scoped, meta=meta, on_progress=on_progress, identity=identity)
 
                 return await self.scoping.call(client, route, arguments, send)
         result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress, identity=identity)

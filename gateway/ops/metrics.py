@@ -21,7 +21,9 @@ LATENCY = Histogram(
 )
 BACKEND_UP = Gauge("mcp_gateway_backend_up", "1 while the backend session is up", ["backend"], registry=REGISTRY)
 BACKEND_RESTARTS = Counter(
-    "mcp_gateway_backend_failures", "Times a backend session was lost or failed to start", ["backend"],
+    "mcp_gateway_backend_failures",
+    "Times a backend session was lost or failed to start",
+    ["backend"],
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(  # read from the hub's counters at scrape time (set_function), nothing per call

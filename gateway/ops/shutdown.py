@@ -89,7 +89,8 @@ class GracefulServer(uvicorn.Server):
             elif now >= self._deadline:
                 logger.warning(
                     "shutdown: %d tool call(s) still in flight after %.0f s; cutting them off",
-                    self.hub.in_flight, self.shutdown_timeout,
+                    self.hub.in_flight,
+                    self.shutdown_timeout,
                 )
                 self.should_exit = True
 

@@ -1,8 +1,8 @@
 """The resilient call path the hub runs every tool call through.
 
-    cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
-    bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
-    invalidate-on-write
+cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
+bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
+invalidate-on-write
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.config.loader import GatewaySettings
 
 logger = logging.getLogger("mcp_gateway.resilience")
+
 
 class Route(Protocol):
     """What the resilience layer reads of a routed tool (a `gateway.routing.catalog.Route`)."""
@@ -76,8 +77,9 @@ class Resilience(Generic[C]):
     def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward[C]) -> None:
         self.forward = forward
         self.servers = {
-            name: ServerPolicy.build(settings.breaker, settings.retry, settings.bulkhead, settings.cache,
-                                     settings.servers.get(name))
+            name: ServerPolicy.build(
+                settings.breaker, settings.retry, settings.bulkhead, settings.cache, settings.servers.get(name)
+            )
             for name in servers
         }
         self.breakers = Breakers()
@@ -215,8 +217,9 @@ class Resilience(Generic[C]):
             if time.monotonic() + delay >= deadline:
                 return result, outcome, failure
             self.retries += 1
-            logger.info("retrying %s in %.2f s after %s (attempt %d of %d)",
-                        call.exposed, delay, failure, attempt + 1, attempts)
+            logger.info(
+                "retrying %s in %.2f s after %s (attempt %d of %d)", call.exposed, delay, failure, attempt + 1, attempts
+            )
             await anyio.sleep(delay)
 
     # ------------------------------------------------------------------ replicas
@@ -252,8 +255,13 @@ class Resilience(Generic[C]):
         doc: dict[str, Any] = {
             "breakers": {name: breaker.snapshot() for name, breaker in sorted(self.breakers.by_name.items())},
             "bulkheads": {
-                name: {"active": b.active, "queued": b.queued, "max_concurrent": b.max_concurrent,
-                       "max_queue": b.max_queue, "rejected": b.rejected}
+                name: {
+                    "active": b.active,
+                    "queued": b.queued,
+                    "max_concurrent": b.max_concurrent,
+                    "max_queue": b.max_queue,
+                    "rejected": b.rejected,
+                }
                 for name, b in self.bulkheads.items()
             },
             "cache": self.cache.snapshot(),

@@ -91,8 +91,12 @@ class Catalog:
                     renamed = f"{base}_{suffix}"
                     logger.warning(
                         "tool name collision: %s.%s would be %r (taken by %s.%s); exposed as %r",
-                        backend.name, definition["name"], name,
-                        routes[name].backend.name, routes[name].tool, renamed,
+                        backend.name,
+                        definition["name"],
+                        name,
+                        routes[name].backend.name,
+                        routes[name].tool,
+                        renamed,
                     )
                     name = renamed
                 routes[name] = Route(name, backend, definition["name"], definition)

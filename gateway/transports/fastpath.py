@@ -26,7 +26,6 @@ MODERN_VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
 FAST_METHODS = frozenset({"tools/call", "tools/list"})
 
 
-
 def modern_version(message: dict[str, Any]) -> str | None:
     """The 2026-era protocol version a request declares in its `_meta`, if it is one we serve."""
     params = message.get("params")
@@ -111,9 +110,9 @@ class FastPath:
         if modern:
             result["resultType"] = "complete"
             meta = result.get("_meta")
-            result["_meta"] = {**meta, SERVER_INFO_META: self.server_info} if meta else {
-                SERVER_INFO_META: self.server_info
-            }
+            result["_meta"] = (
+                {**meta, SERVER_INFO_META: self.server_info} if meta else {SERVER_INFO_META: self.server_info}
+            )
         return result
 
     async def answer(
@@ -139,7 +138,10 @@ class FastPath:
         on_progress = progress_reporter(post, progress_token) if progress_token is not None and post else None
 
         result = await self.guard.call_tool(
-            client, params["name"], params.get("arguments"), meta=meta if isinstance(meta, dict) else None,
+            client,
+            params["name"],
+            params.get("arguments"),
+            meta=meta if isinstance(meta, dict) else None,
             on_progress=on_progress,
         )
         return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}

@@ -114,8 +114,9 @@ class Replies:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
-    async def ask(self, owner: object, post: Any, method: str, params: dict[str, Any] | None,
-                  timeout: float) -> dict[str, Any]:
+    async def ask(
+        self, owner: object, post: Any, method: str, params: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
         """Post a request through `post`, wait for `take` to deliver the answer from `owner`."""
         request_id = f"gw-relay-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -131,8 +132,9 @@ class Replies:
             self._waiting.pop(request_id, None)
         if "error" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {}
-            raise MCPError(int(error.get("code", mcp_types.INTERNAL_ERROR)), str(error.get("message", "error")),
-                           error.get("data"))
+            raise MCPError(
+                int(error.get("code", mcp_types.INTERNAL_ERROR)), str(error.get("message", "error")), error.get("data")
+            )
         result = answer.get("result")
         return result if isinstance(result, dict) else {}
 

@@ -148,9 +148,7 @@ class ApiClient:
             if status in RETRYABLE_STATUSES and call.read and attempt < policy.max_attempts:
                 delay = retry_after_seconds(response) or policy.backoff(attempt)
                 if waited + delay <= policy.max_total_wait:
-                    log.warning(
-                        "%s %s %s -> %s; retry in %.2fs", self.vendor, call.method, call.path, status, delay
-                    )
+                    log.warning("%s %s %s -> %s; retry in %.2fs", self.vendor, call.method, call.path, status, delay)
                     waited += delay
                     self.limiters.defer(call.buckets, delay)
                     continue

@@ -20,13 +20,16 @@ def write(tmp_path: Path, document: object) -> Path:
 
 
 def test_cursor_style_config_loads(tmp_path: Path) -> None:
-    path = write(tmp_path, {
-        "mcpServers": {
-            "local": {"command": "npx", "args": ["-y", "some-server"], "env": {"KEY": "v"}, "cwd": "/tmp"},
-            "remote": {"url": "https://example.test/mcp", "headers": {"X-Key": "k"}},
-            "legacy": {"url": "https://example.test/sse", "transport": "sse"},
-        }
-    })
+    path = write(
+        tmp_path,
+        {
+            "mcpServers": {
+                "local": {"command": "npx", "args": ["-y", "some-server"], "env": {"KEY": "v"}, "cwd": "/tmp"},
+                "remote": {"url": "https://example.test/mcp", "headers": {"X-Key": "k"}},
+                "legacy": {"url": "https://example.test/sse", "transport": "sse"},
+            }
+        },
+    )
     config = load_config(path, environ={})
     assert [s.kind for s in config.mcp_servers.values()] == ["stdio", "http", "sse"]
     assert config.mcp_servers["local"].env == {"KEY": "v"}
@@ -34,8 +37,14 @@ def test_cursor_style_config_loads(tmp_path: Path) -> None:
 
 
 def test_env_references_expand_with_defaults(tmp_path: Path) -> None:
-    path = write(tmp_path, {"mcpServers": {"s": {"command": "x", "env": {
-        "A": "${TOKEN}", "B": "${MISSING:-fallback}", "C": "pre-${TOKEN}-post"}}}})
+    path = write(
+        tmp_path,
+        {
+            "mcpServers": {
+                "s": {"command": "x", "env": {"A": "${TOKEN}", "B": "${MISSING:-fallback}", "C": "pre-${TOKEN}-post"}}
+            }
+        },
+    )
     config = load_config(path, environ={"TOKEN": "t0k"})
     assert config.mcp_servers["s"].env == {"A": "t0k", "B": "fallback", "C": "pre-t0k-post"}
 
@@ -47,15 +56,19 @@ def test_gateway_settings_overridden_by_env(tmp_path: Path) -> None:
 
 
 def test_nested_gateway_settings_overridden_by_env(tmp_path: Path) -> None:
-    path = write(tmp_path, {"mcpServers": {"slack": {"command": "x"}},
-                            "gateway": {"cache": {"ttl": 5, "stale_grace": 10}}})
-    config = load_config(path, environ={
-        "MCP_GATEWAY_BREAKER__FAIL_MAX": "3",
-        "MCP_GATEWAY_CACHE__TTL": "9.5",
-        "MCP_GATEWAY_SERVERS__SLACK__CACHE__TTL": "2",
-        "MCP_GATEWAY_DATA_DIR": "/tmp/elsewhere",  # not a gateway setting: left alone
-        "MCP_GATEWAY_TOKEN_ALICE": "ab" * 32,
-    })
+    path = write(
+        tmp_path, {"mcpServers": {"slack": {"command": "x"}}, "gateway": {"cache": {"ttl": 5, "stale_grace": 10}}}
+    )
+    config = load_config(
+        path,
+        environ={
+            "MCP_GATEWAY_BREAKER__FAIL_MAX": "3",
+            "MCP_GATEWAY_CACHE__TTL": "9.5",
+            "MCP_GATEWAY_SERVERS__SLACK__CACHE__TTL": "2",
+            "MCP_GATEWAY_DATA_DIR": "/tmp/elsewhere",  # not a gateway setting: left alone
+            "MCP_GATEWAY_TOKEN_ALICE": "ab" * 32,
+        },
+    )
     assert config.gateway.breaker.fail_max == 3
     assert config.gateway.cache.ttl == 9.5 and config.gateway.cache.stale_grace == 10  # the file's other key stays
     assert config.gateway.servers["slack"].cache.ttl == 2
@@ -129,7 +142,11 @@ def test_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     file = write(tmp_path, {"mcpServers": {"s": {"command": "x", "extra": True}}})
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "check", "--config", str(file)],
-        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert f"{file}: $.mcpServers.s.extra: unknown key" in done.stderr
@@ -142,9 +159,19 @@ def test_shipped_config_is_valid() -> None:
 
 
 def test_namespace_key(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, {"mcpServers": {
-        "a": {"command": "x", "namespace": ""}, "b": {"command": "x", "namespace": "bee"}, "c": {"command": "x"}}}),
-        environ={})
+    config = load_config(
+        write(
+            tmp_path,
+            {
+                "mcpServers": {
+                    "a": {"command": "x", "namespace": ""},
+                    "b": {"command": "x", "namespace": "bee"},
+                    "c": {"command": "x"},
+                }
+            },
+        ),
+        environ={},
+    )
     assert [s.namespace for s in config.mcp_servers.values()] == ["", "bee", None]
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, {"mcpServers": {"a": {"command": "x", "namespace": "no spaces"}}}), environ={})
@@ -168,4 +195,3 @@ def test_redis_url_comes_from_env_when_not_configured(tmp_path: Path) -> None:
     assert load_config(file, environ={}).gateway.redis_url is None
     configured = write(tmp_path, {"mcpServers": {}, "gateway": {"redis_url": "redis://mine/1"}})
     assert load_config(configured, environ={"REDIS_URL": "redis://r:6379/0"}).gateway.redis_url == "redis://mine/1"
-

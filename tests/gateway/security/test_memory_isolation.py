@@ -79,9 +79,7 @@ def test_two_clients_memories_do_not_mix(memory_gateway: GatewayProcess) -> None
 
 def test_shared_namespaces_and_owners(memory_gateway: GatewayProcess) -> None:
     call(memory_gateway, ALICE, "store_memory", content="the team wiki lives at /wiki", namespace="team-kb")
-    assert contents(call(memory_gateway, BOB, "list_memories", namespace="team-kb")) == [
-        "the team wiki lives at /wiki"
-    ]
+    assert contents(call(memory_gateway, BOB, "list_memories", namespace="team-kb")) == ["the team wiki lives at /wiki"]
     call(memory_gateway, ALICE, "store_memory", content="alice and carol share this", namespace="pair")
     assert contents(call(memory_gateway, CAROL, "list_memories", namespace="pair")) == ["alice and carol share this"]
     assert contents(call(memory_gateway, BOB, "list_memories", namespace="pair")) == []
@@ -97,4 +95,3 @@ def test_a_tool_over_every_scope_needs_one_named(memory_gateway: GatewayProcess)
     stats = call(memory_gateway, BOB, "memory_stats", namespace="default")
     assert not stats.get("isError"), stats
     assert stats["structuredContent"]["namespace"] == "bob/default"
-
