@@ -45,6 +45,7 @@ class StdioPipe:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._progress: dict[str, ProgressCallback] = {}
+        self._reports: set[asyncio.Future[None]] = set()
         # Takes a log notification that arrives while hot calls are in flight, before their answers are
         # picked off this loop (so it reaches the call's client ahead of the result); False: not taken.
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
@@ -89,8 +90,8 @@ class StdioPipe:
             self._pending.pop(request_id, None)
             self._progress.pop(request_id, None)
         if "error" in message:
-            error = message["error"] if isinstance(message["error"], dict) else {}
-            raise MCPError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
+            failed = message["error"] if isinstance(message["error"], dict) else {}
+            raise MCPError(int(failed.get("code", -32603)), str(failed.get("message", "error")), failed.get("data"))
         result = message.get("result")
         if not isinstance(result, dict):
             raise MCPError(-32603, "the backend answered without a result object")
@@ -144,9 +145,11 @@ class StdioPipe:
             params = message.get("params") or {}
             callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
             if callback is not None:
-                asyncio.get_running_loop().create_task(
+                report = asyncio.ensure_future(
                     callback(params.get("progress", 0), params.get("total"), params.get("message"))
                 )
+                self._reports.add(report)  # held until it is done (the loop keeps only a weak reference)
+                report.add_done_callback(self._reports.discard)
                 return True
         return False
 

@@ -64,5 +64,5 @@ def child(metric: Any, *labels: str) -> Any:
 def render(*collectors: Collector) -> tuple[bytes, str]:
     """The current metrics in the Prometheus text format, with its content type: the registry's, then those
     of `collectors` (read at scrape time from the objects they watch, e.g. the hub's resilience layer)."""
-    body = generate_latest(REGISTRY) + b"".join(generate_latest(collector) for collector in collectors)  # type: ignore[arg-type]
+    body = generate_latest(REGISTRY) + b"".join(generate_latest(collector) for collector in collectors)
     return body, CONTENT_TYPE_LATEST

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class ResilienceCollector(Collector):
     """The metric families of one `Resilience` (the hub's), built when `/metrics` is scraped."""
 
-    def __init__(self, resilience: Resilience) -> None:
+    def __init__(self, resilience: Resilience[Any]) -> None:
         self._resilience = weakref.ref(resilience)
 
     def collect(self) -> Iterator[Metric]:

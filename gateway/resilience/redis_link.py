@@ -135,9 +135,12 @@ class RedisLink:
 
     async def mget(self, *keys: str) -> list[Any]:
         """MGET of keys that may live in different slots (split per slot on a cluster)."""
+        values: list[Any]
         if self.cluster:
-            return await self.client.mget_nonatomic(*keys)
-        return await self.client.mget(*keys)
+            values = await self.client.mget_nonatomic(*keys)
+        else:
+            values = await self.client.mget(*keys)
+        return values
 
     def _failed(self, error: BaseException) -> None:
         self.errors += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,7 @@ class Hub:
         self.draining = False
         self.calls_in_flight = dict.fromkeys(self.by_name, 0)  # per backend; shutdown waits for them
         for name in self.by_name:
-            metrics.IN_FLIGHT.labels(name).set_function(lambda name=name: self.calls_in_flight[name])
+            metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -38,7 +38,7 @@ class GatewayTool(Tool):
 
     _guard: Guard | None = None
 
-    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:  # type: ignore[override]
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         assert self._guard is not None
         if context is None:
             context = current_context()  # FastMCP does not pass it to `run`
