@@ -203,7 +203,7 @@ async def bench(tmp: Path, embedder: Embedder, quick: bool) -> None:
     sizes = [10_000] if quick else [10_000, 100_000]
     for n in sizes:
         svc = await new_service(tmp / f"bench-{n}", embedder)
-        idx = await svc._ns("big")
+        idx = await svc.live.current("big")
         vecs, texts = synthetic(n, embedder.dim, np.random.default_rng(n))
         t = now()
         recs = [
