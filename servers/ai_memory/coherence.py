@@ -91,7 +91,7 @@ class LiveIndexes:
     async def _behind(self, namespace: str, idx: NamespaceIndex) -> bool:
         if self.store.cheap_version:
             try:
-                return await anyio.to_thread.run_sync(self.store.version, namespace) > idx.version
+                return self.store.version(namespace) > idx.version
             except StoreUnavailable:
                 return False  # serve what this replica has
         due = time.monotonic() - self._checked.get(namespace, 0.0) >= self.config.sync_interval

@@ -170,9 +170,6 @@ class ReadPath:
         predicate = self.check.filters(filters)
         started = time.monotonic()
         dense_search = getattr(self.store, "dense_search", None)  # L3 ranks by meaning itself
-        qvec = None
-        if mode != "keyword" and dense_search is None:
-            qvec = (await self._embed([query]))[0]
         idx = await self.live.current(namespace)
         out = Recall([])
         if consistency == "indexed" and dense_search is None:
@@ -197,6 +194,10 @@ class ReadPath:
                 self.hits += 1
                 return Recall(cached["hits"])
             self.misses += 1
+        qvec = None
+        if mode != "keyword" and dense_search is None:
+            qvec = (await self._embed([query]))[0]
+            idx = self.live.indexes[namespace]  # the same object, or a reload that happened meanwhile
         dense_override = None
         if mode != "keyword" and dense_search is not None:
             try:

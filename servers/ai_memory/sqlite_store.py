@@ -86,6 +86,7 @@ class SqliteStore:
         self.tombstone_retention = tombstone_retention
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._versions: sqlite3.Connection | None = None  # for `version()` alone, on the caller's thread
 
     def init(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,8 @@ class SqliteStore:
             if "VERSION" not in cols:  # a file from before versions
                 conn.execute("ALTER TABLE MEMORIES ADD COLUMN VERSION INTEGER NOT NULL DEFAULT 0")
             conn.execute(VERSION_INDEX)
+            # a WAL reader never waits for the writer: cheap enough to ask on every read, inline
+            self._versions = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=1)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
         self._conn = conn
@@ -217,8 +220,13 @@ class SqliteStore:
     # -- reads ----------------------------------------------------------------------------
 
     def version(self, namespace: str) -> int:
-        with self._db() as db:
-            row = db.execute("SELECT VERSION FROM NAMESPACES WHERE NAMESPACE = ?", (namespace,)).fetchone()
+        """Called inline by the event loop (`cheap_version`), on its own connection."""
+        if self._versions is None:
+            raise StoreUnavailable("sqlite store is not open")
+        try:
+            row = self._versions.execute("SELECT VERSION FROM NAMESPACES WHERE NAMESPACE = ?", (namespace,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
         return row[0] if row else 0
 
     def snapshot(self, namespace: str, now: float) -> Changes:
@@ -274,3 +282,6 @@ class SqliteStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._versions is not None:
+                self._versions.close()
+                self._versions = None

@@ -10,8 +10,8 @@ version is a miss). Implementations: `sqlite_store.SqliteStore` (the embedded de
 
 A store says what it can do through attributes, and the service never asks which class it is:
 - `computes_embeddings`: L3 embeds and ranks by meaning itself (Cortex); no local vectors.
-- `cheap_version`: `version()` costs about as much as a Redis GET (a local file), so readers
-  check it on every read; otherwise they poll it, and Redis carries the change signal.
+- `cheap_version`: `version()` is a local-file read that never waits for a writer, so readers
+  call it inline on every read; otherwise they poll it, and Redis carries the change signal.
 - `dense_search(...)`: present only on stores that rank by meaning in SQL.
 """
 
