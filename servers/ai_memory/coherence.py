@@ -88,6 +88,15 @@ class LiveIndexes:
             await self._catch_up(namespace, idx)
         return self.indexes[namespace]
 
+    async def catch_up(self, namespace: str) -> NamespaceIndex:
+        """Ask L3 now, whatever the signal says (L3 named ids this index does not hold yet)."""
+        async with self.lock(namespace):
+            idx = self.indexes.get(namespace)
+            if idx is None or namespace in self.partial:
+                return await self._load(namespace)
+            await self._catch_up(namespace, idx)
+            return self.indexes[namespace]
+
     async def _behind(self, namespace: str, idx: NamespaceIndex) -> bool:
         if self.store.cheap_version:
             try:

@@ -100,6 +100,7 @@ class MemoryConfig:
     tombstone_retention: float = 7 * 86400.0
     cortex_model: str = "snowflake-arctic-embed-l-v2.0"
     cortex_function: str = "AI_EMBED"  # AI_EMBED | EMBED_TEXT_768 (legacy)
+    cortex_dim: int = 0  # 0: the model's known output size
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> MemoryConfig:
@@ -148,4 +149,5 @@ class MemoryConfig:
             tombstone_retention=_float(env, "AI_MEMORY_TOMBSTONE_RETENTION", 7 * 86400.0),
             cortex_model=env.get("AI_MEMORY_CORTEX_MODEL") or "snowflake-arctic-embed-l-v2.0",
             cortex_function=(env.get("AI_MEMORY_CORTEX_FUNCTION") or "AI_EMBED").strip().upper(),
+            cortex_dim=_int(env, "AI_MEMORY_CORTEX_DIM", 0),
         )

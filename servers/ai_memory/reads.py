@@ -27,7 +27,7 @@ from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox
 from servers.ai_memory.records import MemoryRecord, iso, now
-from servers.ai_memory.store import Store, StoreUnavailable, op_record
+from servers.ai_memory.store import Store, StoreRejected, StoreUnavailable, op_record
 from servers.ai_memory.validation import Validator
 from servers.ai_memory.writes import record_key
 
@@ -203,15 +203,15 @@ class ReadPath:
             try:
                 pairs = await anyio.to_thread.run_sync(dense_search, namespace, query, max(50, 5 * k), t, filters)
                 dense_override = dict(pairs)
-            except StoreUnavailable as exc:
-                log.warning("semantic search in L3 unavailable, keyword-only recall: %s", exc)
+            except (StoreUnavailable, StoreRejected) as exc:
+                log.warning("semantic search in L3 failed, keyword-only recall: %s", exc)
                 dense_override = {}
                 out.meta["semantic"] = "unavailable"
                 out.notes.append(f"semantic search was unavailable ({exc}); these hits are keyword matches only")
                 qkey = None
             idx = self.live.indexes[namespace]
             if dense_override:
-                await self._adopt_unknown(idx, dense_override)
+                idx = await self._adopt_unknown(idx, dense_override)
         ranked = idx.search(
             qvec,
             query,
@@ -246,11 +246,11 @@ class ReadPath:
                 await self.cache.set(qkey, {"hits": out.hits, "expires": expires}, ttl)
         return out
 
-    async def _adopt_unknown(self, idx: NamespaceIndex, dense: dict[str, float]) -> None:
+    async def _adopt_unknown(self, idx: NamespaceIndex, dense: dict[str, float]) -> NamespaceIndex:
         """L3 ranked ids this index has not caught up with yet: catch up rather than drop them."""
         if any(mid not in idx.row_of for mid in dense):
-            async with self.live.lock(idx.namespace):
-                await self.live.current_locked(idx.namespace)
+            return await self.live.catch_up(idx.namespace)
+        return idx
 
     async def _wait_indexed(self, namespace: str, idx: NamespaceIndex, deadline: float) -> int:
         """Wait until every memory in the index now is embedded (or gone). Returns how many are not."""

@@ -42,14 +42,13 @@ DEAD_LETTER_ACTIONS = ("list", "replay", "discard")
 
 def open_store(cfg: MemoryConfig) -> Store:
     if cfg.snowflake is not None:
+        from servers.ai_memory.cortex_sql import Cortex
         from servers.ai_memory.snowflake_store import SnowflakeStore
 
-        return SnowflakeStore(
-            cfg.snowflake,
-            use_cortex=cfg.embedder in ("auto", "cortex"),
-            cortex_model=cfg.cortex_model,
-            cortex_function=cfg.cortex_function,
-        )
+        cortex = None
+        if cfg.embedder in ("auto", "cortex"):
+            cortex = Cortex(cfg.cortex_function, cfg.cortex_model, cfg.cortex_dim)
+        return SnowflakeStore(cfg.snowflake, cortex=cortex, tombstone_retention=cfg.tombstone_retention)
     return SqliteStore(
         cfg.data_dir / "ai_memory.sqlite3",
         busy_timeout=cfg.sqlite_busy_timeout,

@@ -1,13 +1,12 @@
-"""L3: the durable source of truth.
+"""L3 on Snowflake, through snowflake-connector-python: a small connection pool, retries of
+transient failures, a pybreaker circuit breaker, and the versioned contract of store.py
+(MEMORY_NAMESPACES holds each namespace's version, MEMORY_TOMBSTONES the deleted ids).
 
-`SqliteStore` is the embedded default (a WAL-mode file with synchronous=FULL, so a
-committed write survives SIGKILL and power loss). `SnowflakeStore` talks to Snowflake with
-snowflake-connector-python through a small connection pool, retries transient failures and
-sits behind a pybreaker circuit breaker. Both have the same MEMORIES table and the same
-methods; every method is synchronous and is run in a worker thread by the service.
-
-A write that cannot reach the store raises `StoreUnavailable`; the service then puts it in
-the durable outbox (outbox.py) and acknowledges it.
+With Cortex (`cortex` set), Snowflake embeds (`AI_EMBED` by default) as rows are merged and ranks
+recall candidates itself, with the metadata filter pushed into the WHERE clause; the vectors never
+leave Snowflake. Without it, EMBEDDING is an ARRAY holding the local embedder's vectors. Every
+method is synchronous and runs in a worker thread. A caller error in SQL (a value Snowflake
+refuses) raises `StoreRejected`; anything network- or availability-shaped `StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -15,222 +14,22 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from servers.ai_memory import cortex_sql
-from servers.ai_memory.records import MemoryRecord
+from servers.ai_memory.cortex_sql import Cortex, FilterSQL, chunks, embedding_json
+from servers.ai_memory.records import MemoryRecord, now
+from servers.ai_memory.store import Changes, Op, StoreRejected, StoreUnavailable, op_record, op_vector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-__all__ = ["SnowflakeStore", "SqliteStore", "Store", "StoreUnavailable"]
-
-
-class StoreUnavailable(RuntimeError):
-    """The durable store cannot be reached right now (network, breaker open, disk)."""
-
-
-# An operation as recorded in the outbox and replayed against a store.
-Op = dict[str, Any]
-
-
-class Store(Protocol):
-    name: str
-    computes_embeddings: bool
-
-    def init(self) -> None: ...
-    def apply(self, ops: list[Op]) -> None: ...
-    def get(self, memory_id: str) -> MemoryRecord | None: ...
-    def load_namespace(self, namespace: str, now: float) -> list[MemoryRecord]: ...
-    def namespaces(self) -> list[str]: ...
-    def purge_expired(self, now: float) -> list[tuple[str, str]]: ...
-    def count(self, namespace: str | None) -> int: ...
-    def close(self) -> None: ...
-
-
-def put_op(rec: MemoryRecord) -> Op:
-    # The record object rides along in memory; `serialise_op` turns it into JSON for the outbox.
-    return {"op": "put", "rec": rec}
-
-
-def serialise_op(op: Op) -> Op:
-    if "rec" in op:
-        return {"op": "put", "record": op["rec"].to_json(with_embedding=True)}
-    return op
-
-
-def op_record(op: Op) -> MemoryRecord:
-    return op["rec"] if "rec" in op else MemoryRecord.from_json(op["record"])
-
-
-def delete_op(memory_id: str) -> Op:
-    return {"op": "delete", "id": memory_id}
-
-
-def delete_namespace_op(namespace: str) -> Op:
-    return {"op": "delete_namespace", "namespace": namespace}
-
-
-# ---------------------------------------------------------------------------------------
-# sqlite
-
-
-SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS MEMORIES (
-    ID           TEXT PRIMARY KEY,
-    NAMESPACE    TEXT NOT NULL,
-    CONTENT      TEXT NOT NULL,
-    CONTENT_HASH TEXT NOT NULL,
-    METADATA     TEXT NOT NULL DEFAULT '{}',
-    EMBEDDING    BLOB,
-    EMBEDDER     TEXT,
-    CREATED_AT   REAL NOT NULL,
-    UPDATED_AT   REAL NOT NULL,
-    EXPIRES_AT   REAL
-);
-CREATE INDEX IF NOT EXISTS MEMORIES_NS_HASH ON MEMORIES (NAMESPACE, CONTENT_HASH);
-CREATE INDEX IF NOT EXISTS MEMORIES_EXPIRES ON MEMORIES (EXPIRES_AT) WHERE EXPIRES_AT IS NOT NULL;
-"""
-
-
-class SqliteStore:
-    name = "sqlite"
-    computes_embeddings = False
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def init(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SQLITE_SCHEMA)
-        self._conn = conn
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        if self._conn is None:
-            raise StoreUnavailable("sqlite store is not open")
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
-
-    @staticmethod
-    def _row(r: tuple) -> MemoryRecord:
-        emb = None if r[5] is None else np.frombuffer(r[5], dtype=np.float32).copy()
-        return MemoryRecord(
-            id=r[0],
-            namespace=r[1],
-            content=r[2],
-            content_hash=r[3],
-            metadata=json.loads(r[4]),
-            embedding=emb,
-            embedder=r[6],
-            created_at=r[7],
-            updated_at=r[8],
-            expires_at=r[9],
-        )
-
-    _COLS = "ID, NAMESPACE, CONTENT, CONTENT_HASH, METADATA, EMBEDDING, EMBEDDER, " + (
-        "CREATED_AT, UPDATED_AT, EXPIRES_AT"
-    )
-
-    def apply(self, ops: list[Op]) -> None:
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for op in ops:
-                    kind = op["op"]
-                    if kind == "put":
-                        r = op_record(op)
-                        emb = None if r.embedding is None else r.embedding.astype(np.float32).tobytes()
-                        db.execute(
-                            f"INSERT INTO MEMORIES ({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                            "ON CONFLICT(ID) DO UPDATE SET NAMESPACE=excluded.NAMESPACE,"
-                            " CONTENT=excluded.CONTENT,"
-                            " CONTENT_HASH=excluded.CONTENT_HASH, METADATA=excluded.METADATA,"
-                            " EMBEDDING=excluded.EMBEDDING, EMBEDDER=excluded.EMBEDDER,"
-                            " UPDATED_AT=excluded.UPDATED_AT, EXPIRES_AT=excluded.EXPIRES_AT",
-                            (
-                                r.id,
-                                r.namespace,
-                                r.content,
-                                r.content_hash,
-                                json.dumps(r.metadata),
-                                emb,
-                                r.embedder,
-                                r.created_at,
-                                r.updated_at,
-                                r.expires_at,
-                            ),
-                        )
-                    elif kind == "delete":
-                        db.execute("DELETE FROM MEMORIES WHERE ID = ?", (op["id"],))
-                    elif kind == "delete_namespace":
-                        db.execute("DELETE FROM MEMORIES WHERE NAMESPACE = ?", (op["namespace"],))
-                    else:
-                        raise ValueError(f"unknown op {kind!r}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    def get(self, memory_id: str) -> MemoryRecord | None:
-        with self._db() as db:
-            r = db.execute(f"SELECT {self._COLS} FROM MEMORIES WHERE ID = ?", (memory_id,)).fetchone()
-        return None if r is None else self._row(r)
-
-    def load_namespace(self, namespace: str, now: float) -> list[MemoryRecord]:
-        with self._db() as db:
-            rows = db.execute(
-                f"SELECT {self._COLS} FROM MEMORIES WHERE NAMESPACE = ?"
-                " AND (EXPIRES_AT IS NULL OR EXPIRES_AT > ?)"
-                " ORDER BY CREATED_AT, ID",
-                (namespace, now),
-            ).fetchall()
-        return [self._row(r) for r in rows]
-
-    def namespaces(self) -> list[str]:
-        with self._db() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT NAMESPACE FROM MEMORIES").fetchall()]
-
-    def purge_expired(self, now: float) -> list[tuple[str, str]]:
-        with self._db() as db:
-            rows = db.execute(
-                "DELETE FROM MEMORIES WHERE EXPIRES_AT IS NOT NULL AND EXPIRES_AT <= ? RETURNING ID, NAMESPACE",
-                (now,),
-            ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    def count(self, namespace: str | None) -> int:
-        with self._db() as db:
-            if namespace is None:
-                return db.execute("SELECT COUNT(*) FROM MEMORIES").fetchone()[0]
-            return db.execute("SELECT COUNT(*) FROM MEMORIES WHERE NAMESPACE = ?", (namespace,)).fetchone()[0]
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-# ---------------------------------------------------------------------------------------
-# Snowflake
-
 
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)  # EXPIRES_AT for "never" (see docs: NULL-free column)
 
@@ -300,19 +99,30 @@ class ConnectionPool:
 
 
 class SnowflakeStore:
-    """MEMORIES on Snowflake. With `use_cortex` the EMBEDDING column is VECTOR(FLOAT, 768)
-    filled by SNOWFLAKE.CORTEX.EMBED_TEXT_768 in SQL; otherwise it holds the local embedder's
-    vector as an ARRAY (what the fakesnow emulator in the tests can run)."""
-
     name = "snowflake"
+    cheap_version = False  # a round trip to a warehouse: polled, with Redis carrying the signal
 
-    def __init__(self, settings: Any, *, use_cortex: bool, retries: int = 3, breaker: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        cortex: Cortex | None = None,
+        retries: int = 3,
+        breaker: Any = None,
+        tombstone_retention: float = 7 * 86400,
+    ) -> None:
         import pybreaker
 
         self.settings = settings
-        self.use_cortex = use_cortex
-        self.computes_embeddings = use_cortex
+        self.cortex = cortex
+        self.computes_embeddings = cortex is not None
+        if cortex is not None:
+            self.embedder_name = f"cortex:{cortex.model}"
+            self.embedding_dim = cortex.dim
+        else:
+            self.dense_search = None  # type: ignore[assignment]  # no ranking by meaning in SQL
         self.retries = retries
+        self.tombstone_retention = tombstone_retention
         self.breaker = breaker or pybreaker.CircuitBreaker(
             fail_max=3, reset_timeout=10, exclude=[self._is_caller_error], name="snowflake"
         )
@@ -322,7 +132,9 @@ class SnowflakeStore:
     def _is_caller_error(exc: BaseException) -> bool:
         from snowflake.connector import errors
 
-        return isinstance(exc, errors.ProgrammingError) and not isinstance(exc, errors.OperationalError)
+        return isinstance(exc, StoreRejected) or (
+            isinstance(exc, errors.ProgrammingError) and not isinstance(exc, errors.OperationalError)
+        )
 
     def _connect(self) -> Any:
         import snowflake.connector
@@ -332,19 +144,32 @@ class SnowflakeStore:
     def _transient(self, exc: BaseException) -> bool:
         from snowflake.connector import errors
 
-        if isinstance(exc, errors.ProgrammingError) and not isinstance(exc, errors.OperationalError):
+        if self._is_caller_error(exc):
             return False
         return isinstance(exc, errors.Error | OSError | TimeoutError)
 
-    def _run(self, fn: Callable[[Any], T]) -> T:
+    def _run(self, fn: Callable[[Any], T], *, transaction: bool = False) -> T:
         import pybreaker
+
+        def once(conn: Any) -> T:
+            if not transaction:
+                return fn(conn)
+            cur = conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                out = fn(conn)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            return out
 
         def attempt() -> T:
             delay = 0.05
             for i in range(self.retries):
                 try:
                     with self.pool.connection() as conn:
-                        return fn(conn)
+                        return once(conn)
                 except Exception as exc:
                     if not self._transient(exc) or i == self.retries - 1:
                         raise
@@ -356,9 +181,13 @@ class SnowflakeStore:
             return self.breaker.call(attempt)
         except pybreaker.CircuitBreakerError as exc:
             raise StoreUnavailable(f"snowflake circuit open: {exc}") from exc
+        except StoreRejected:
+            raise
         except Exception as exc:
             if self._transient(exc):
                 raise StoreUnavailable(f"snowflake unreachable: {exc}") from exc
+            if self._is_caller_error(exc):
+                raise StoreRejected(f"snowflake refused the statement: {exc}") from exc
             raise
 
     def init(self) -> None:
@@ -372,15 +201,16 @@ class SnowflakeStore:
             if s.schema:
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s.schema}")
                 cur.execute(f"USE SCHEMA {s.schema}")
-            cur.execute(cortex_sql.create_table_sql(self.use_cortex))
+            for sql in cortex_sql.create_sql(self.cortex):
+                cur.execute(sql)
 
         self._run(do)
 
-    _SELECT = "ID, NAMESPACE, CONTENT, CONTENT_HASH, METADATA, {emb}, EMBEDDER, CREATED_AT, UPDATED_AT, EXPIRES_AT"
-
-    def _select_cols(self) -> str:
-        # Cortex vectors stay in Snowflake: ranking happens there (cortex_sql.dense_search_sql).
-        return self._SELECT.format(emb="NULL" if self.use_cortex else "EMBEDDING")
+    def _cols(self) -> str:
+        # Cortex vectors stay in Snowflake: ranking happens there (dense_search).
+        emb = "NULL" if self.cortex else "EMBEDDING"
+        tail = "EMBEDDER, CREATED_AT, UPDATED_AT, EXPIRES_AT, VERSION"
+        return f"ID, NAMESPACE, CONTENT, CONTENT_HASH, METADATA, {emb}, {tail}"
 
     @staticmethod
     def _row(r: tuple) -> MemoryRecord:
@@ -396,112 +226,218 @@ class SnowflakeStore:
             content_hash=r[3],
             metadata=meta,
             embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
-            embedder=r[6],
+            embedder=r[6] if emb is not None else None,
             created_at=_epoch(r[7]) or 0.0,
             updated_at=_epoch(r[8]) or 0.0,
             expires_at=_epoch(r[9]),
+            version=int(r[10] or 0),
         )
 
-    def apply(self, ops: list[Op]) -> None:
+    # -- writes -----------------------------------------------------------------------------
+
+    def apply(self, ops: list[Op]) -> dict[str, tuple[int, int]]:
         if not ops:
-            return
+            return {}
 
-        def do(conn: Any) -> None:
+        def do(conn: Any) -> dict[str, tuple[int, int]]:
             cur = conn.cursor()
-            # Group consecutive puts into one MERGE; keep order relative to deletes.
+            bumped: dict[str, tuple[int, int]] = {}
+
+            def version(ns: str) -> int:
+                if ns not in bumped:
+                    for sql in cortex_sql.bump_sql():
+                        cur.execute(sql, {"namespace": ns})
+                    cur.execute(cortex_sql.version_sql(), {"namespace": ns})
+                    new = int(cur.fetchone()[0])
+                    bumped[ns] = (new - 1, new)
+                return bumped[ns][1]
+
+            t = _ts(now())
             i = 0
-            while i < len(ops):
-                if ops[i]["op"] == "put":
-                    j = i
-                    while j < len(ops) and ops[j]["op"] == "put" and j - i < 500:
-                        j += 1
-                    self._merge(cur, [op_record(o) for o in ops[i:j]])
-                    i = j
-                    continue
-                op = ops[i]
-                if op["op"] == "delete":
-                    cur.execute("DELETE FROM MEMORIES WHERE ID = %s", (op["id"],))
-                elif op["op"] == "delete_namespace":
-                    cur.execute("DELETE FROM MEMORIES WHERE NAMESPACE = %s", (op["namespace"],))
+            while i < len(ops):  # consecutive puts (or embeds) go in one MERGE; order kept otherwise
+                kind = ops[i].get("op")
+                j = i
+                while j < len(ops) and ops[j].get("op") == kind and kind in ("put", "embed"):
+                    j += 1
+                if kind == "put":
+                    self._put(cur, [op_record(o) for o in ops[i:j]], version)
+                elif kind == "embed":
+                    self._embed(cur, ops[i:j], version)
+                elif kind == "delete":
+                    op = ops[i]
+                    self._tombstone(cur, "ID = %(key)s", op["id"], version(op["namespace"]), t)
+                elif kind == "delete_namespace":
+                    op = ops[i]
+                    self._tombstone(cur, "NAMESPACE = %(key)s", op["namespace"], version(op["namespace"]), t)
                 else:
-                    raise ValueError(f"unknown op {op['op']!r}")
-                i += 1
+                    raise StoreRejected(f"unknown operation {kind!r}")
+                i = max(j, i + 1)
+            return bumped
 
-        self._run(do)
+        return self._run(do, transaction=True)
 
-    def _merge(self, cur: Any, recs: list[MemoryRecord]) -> None:
-        # Last write wins within one batch (MERGE refuses duplicate source keys).
-        by_id = {r.id: r for r in recs}
-        recs = list(by_id.values())
-        params: list[Any] = []
-        for r in recs:
+    def _put(self, cur: Any, recs: list[MemoryRecord], version: Callable[[str], int]) -> None:
+        by_id = {r.id: r for r in recs}  # last write wins within a batch
+        rows = []
+        for r in by_id.values():
             emb = None
-            if not self.use_cortex and r.embedding is not None:
-                emb = json.dumps([round(float(x), 7) for x in r.embedding])
-            params += [
-                r.id,
-                r.namespace,
-                r.content,
-                r.content_hash,
-                json.dumps(r.metadata),
-                emb,
-                r.embedder,
-                _ts(r.created_at),
-                _ts(r.updated_at),
-                _ts(r.expires_at),
-            ]
-        cur.execute(cortex_sql.merge_sql(len(recs), self.use_cortex), params)
+            if not self.cortex and r.embedding is not None:
+                emb = embedding_json(r.embedding)
+            rows.append(
+                [r.id, r.namespace, r.content, r.content_hash, json.dumps(r.metadata), emb,
+                 r.embedder if emb is not None else (self.embedder_name if self.cortex else None),
+                 _ts(r.created_at), _ts(r.updated_at), _ts(r.expires_at), version(r.namespace)]
+            )  # fmt: skip
+        for part in chunks(rows):
+            params = [v for row in part for v in row]
+            for sql in cortex_sql.upsert_sql(len(part), self.cortex):
+                cur.execute(sql, params)
+            ids = [row[0] for row in part]
+            cur.execute(f"DELETE FROM MEMORY_TOMBSTONES WHERE ID IN ({', '.join(['%s'] * len(ids))})", ids)
 
-    def get(self, memory_id: str) -> MemoryRecord | None:
-        def do(conn: Any) -> MemoryRecord | None:
+    def _embed(self, cur: Any, ops: list[Op], version: Callable[[str], int]) -> None:
+        if self.cortex:
+            return  # Snowflake embeds as rows are merged
+        rows = [
+            [o["id"], o["content_hash"], embedding_json(op_vector(o)), o["embedder"], version(o["namespace"])]
+            for o in ops
+        ]
+        for part in chunks(rows):
+            cur.execute(cortex_sql.embed_update_sql(len(part)), [v for row in part for v in row])
+
+    @staticmethod
+    def _tombstone(cur: Any, where: str, key: str, version: int, t: str) -> None:
+        args = {"key": key, "version": version, "t": t}
+        cur.execute(f"DELETE FROM MEMORY_TOMBSTONES WHERE ID IN (SELECT ID FROM MEMORIES WHERE {where})", args)
+        cur.execute(
+            "INSERT INTO MEMORY_TOMBSTONES (ID, NAMESPACE, VERSION, DELETED_AT)"
+            f" SELECT ID, NAMESPACE, %(version)s, %(t)s::TIMESTAMP_NTZ FROM MEMORIES WHERE {where}",
+            args,
+        )
+        cur.execute(f"DELETE FROM MEMORIES WHERE {where}", args)
+
+    def purge_expired(self, now: float) -> list[tuple[str, str]]:
+        def do(conn: Any) -> list[tuple[str, str]]:
             cur = conn.cursor()
-            cur.execute(f"SELECT {self._select_cols()} FROM MEMORIES WHERE ID = %s", (memory_id,))
-            r = cur.fetchone()
-            return None if r is None else self._row(r)
+            t = _ts(now)
+            cur.execute("SELECT ID, NAMESPACE FROM MEMORIES WHERE EXPIRES_AT <= %(t)s::TIMESTAMP_NTZ", {"t": t})
+            gone = [(r[0], r[1]) for r in cur.fetchall()]
+            for ns in sorted({ns for _, ns in gone}):
+                for sql in cortex_sql.bump_sql():
+                    cur.execute(sql, {"namespace": ns})
+                cur.execute(cortex_sql.version_sql(), {"namespace": ns})
+                v = int(cur.fetchone()[0])
+                args = {"ns": ns, "t": t, "version": v}
+                expired = "NAMESPACE = %(ns)s AND EXPIRES_AT <= %(t)s::TIMESTAMP_NTZ"
+                cur.execute(
+                    f"DELETE FROM MEMORY_TOMBSTONES WHERE ID IN (SELECT ID FROM MEMORIES WHERE {expired})", args
+                )
+                cur.execute(
+                    "INSERT INTO MEMORY_TOMBSTONES (ID, NAMESPACE, VERSION, DELETED_AT)"
+                    f" SELECT ID, NAMESPACE, %(version)s, %(t)s::TIMESTAMP_NTZ FROM MEMORIES WHERE {expired}",
+                    args,
+                )
+                cur.execute(f"DELETE FROM MEMORIES WHERE {expired}", args)
+            cutoff = {"c": _ts(now - self.tombstone_retention)}
+            cur.execute(
+                "UPDATE MEMORY_NAMESPACES SET HORIZON = GREATEST(HORIZON, m.V) FROM (SELECT NAMESPACE AS NS,"
+                " MAX(VERSION) AS V FROM MEMORY_TOMBSTONES WHERE DELETED_AT < %(c)s::TIMESTAMP_NTZ"
+                " GROUP BY NAMESPACE) m WHERE MEMORY_NAMESPACES.NAMESPACE = m.NS",
+                cutoff,
+            )
+            cur.execute("DELETE FROM MEMORY_TOMBSTONES WHERE DELETED_AT < %(c)s::TIMESTAMP_NTZ", cutoff)
+            return gone
+
+        return self._run(do, transaction=True)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def version(self, namespace: str) -> int:
+        def do(conn: Any) -> int:
+            cur = conn.cursor()
+            cur.execute(cortex_sql.version_sql(), {"namespace": namespace})
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
 
         return self._run(do)
 
-    def load_namespace(self, namespace: str, now: float) -> list[MemoryRecord]:
-        def do(conn: Any) -> list[MemoryRecord]:
+    def snapshot(self, namespace: str, now: float) -> Changes:
+        def do(conn: Any) -> Changes:
+            cur = conn.cursor()
+            cur.execute(cortex_sql.version_sql(), {"namespace": namespace})
+            row = cur.fetchone()
+            cur.execute(
+                f"SELECT {self._cols()} FROM MEMORIES WHERE NAMESPACE = %(ns)s"
+                " AND EXPIRES_AT > %(now)s::TIMESTAMP_NTZ ORDER BY CREATED_AT, ID",
+                {"ns": namespace, "now": _ts(now)},
+            )
+            return Changes(int(row[0]) if row else 0, [self._row(r) for r in cur.fetchall()], full=True)
+
+        return self._run(do, transaction=True)
+
+    def changes(self, namespace: str, since: int) -> Changes | None:
+        def do(conn: Any) -> Changes | None:
+            cur = conn.cursor()
+            cur.execute(cortex_sql.version_sql(), {"namespace": namespace})
+            row = cur.fetchone()
+            version, horizon = (int(row[0]), int(row[1])) if row else (0, 0)
+            if since < horizon:
+                return None
+            args = {"ns": namespace, "since": since}
+            cur.execute(
+                f"SELECT {self._cols()} FROM MEMORIES WHERE NAMESPACE = %(ns)s AND VERSION > %(since)s"
+                " ORDER BY CREATED_AT, ID",
+                args,
+            )
+            recs = [self._row(r) for r in cur.fetchall()]
+            cur.execute("SELECT ID FROM MEMORY_TOMBSTONES WHERE NAMESPACE = %(ns)s AND VERSION > %(since)s", args)
+            return Changes(version, recs, [r[0] for r in cur.fetchall()])
+
+        return self._run(do, transaction=True)
+
+    def get(self, memory_id: str) -> tuple[MemoryRecord | None, int]:
+        def do(conn: Any) -> tuple[MemoryRecord | None, int]:
             cur = conn.cursor()
             cur.execute(
-                f"SELECT {self._select_cols()} FROM MEMORIES WHERE NAMESPACE = %s"
-                " AND EXPIRES_AT > %s::TIMESTAMP_NTZ ORDER BY CREATED_AT, ID",
-                (namespace, _ts(now)),
+                f"SELECT {self._cols()}, (SELECT n.VERSION FROM MEMORY_NAMESPACES n WHERE n.NAMESPACE = m.NAMESPACE)"
+                " FROM MEMORIES m WHERE m.ID = %(id)s",
+                {"id": memory_id},
             )
-            return [self._row(r) for r in cur.fetchall()]
+            r = cur.fetchone()
+            return (None, 0) if r is None else (self._row(r[:11]), int(r[11] or 0))
 
         return self._run(do)
 
-    def dense_search(self, namespace: str, query: str, limit: int, now: float) -> list[tuple[str, float]]:
-        """Cortex only: ids and cosine similarities ranked in Snowflake."""
+    def dense_search(
+        self, namespace: str, query: str, limit: int, now: float, filters: dict | None = None
+    ) -> list[tuple[str, float]]:
+        """Cortex: ids and cosine similarities ranked in Snowflake, among rows passing `filters`."""
+        assert self.cortex is not None
+        where = FilterSQL()
+        sql = cortex_sql.dense_search_sql(self.cortex, where.compile(filters))
 
         def do(conn: Any) -> list[tuple[str, float]]:
             cur = conn.cursor()
             cur.execute(
-                cortex_sql.dense_search_sql(),
-                {"query": query, "namespace": namespace, "now": _ts(now), "limit": int(limit)},
+                sql,
+                {"query": query, "namespace": namespace, "now": _ts(now), "limit": int(limit), **where.params},
             )
             return [(r[0], float(r[1])) for r in cur.fetchall()]
 
         return self._run(do)
 
-    def namespaces(self) -> list[str]:
-        def do(conn: Any) -> list[str]:
-            cur = conn.cursor()
-            cur.execute("SELECT DISTINCT NAMESPACE FROM MEMORIES")
-            return [r[0] for r in cur.fetchall()]
+    def unembedded(self, embedder: str, updated_before: float, limit: int) -> list[MemoryRecord]:
+        if self.cortex:
+            return []
 
-        return self._run(do)
-
-    def purge_expired(self, now: float) -> list[tuple[str, str]]:
-        def do(conn: Any) -> list[tuple[str, str]]:
+        def do(conn: Any) -> list[MemoryRecord]:
             cur = conn.cursor()
-            cur.execute("SELECT ID, NAMESPACE FROM MEMORIES WHERE EXPIRES_AT <= %s::TIMESTAMP_NTZ", (_ts(now),))
-            gone = [(r[0], r[1]) for r in cur.fetchall()]
-            if gone:
-                cur.execute("DELETE FROM MEMORIES WHERE EXPIRES_AT <= %s::TIMESTAMP_NTZ", (_ts(now),))
-            return gone
+            cur.execute(
+                f"SELECT {self._cols()} FROM MEMORIES WHERE (EMBEDDING IS NULL OR EMBEDDER IS DISTINCT FROM %(e)s)"
+                " AND UPDATED_AT <= %(t)s::TIMESTAMP_NTZ ORDER BY UPDATED_AT LIMIT %(n)s",
+                {"e": embedder, "t": _ts(updated_before), "n": int(limit)},
+            )
+            return [self._row(r) for r in cur.fetchall()]
 
         return self._run(do)
 
@@ -511,7 +447,7 @@ class SnowflakeStore:
             if namespace is None:
                 cur.execute("SELECT COUNT(*) FROM MEMORIES")
             else:
-                cur.execute("SELECT COUNT(*) FROM MEMORIES WHERE NAMESPACE = %s", (namespace,))
+                cur.execute("SELECT COUNT(*) FROM MEMORIES WHERE NAMESPACE = %(ns)s", {"ns": namespace})
             return int(cur.fetchone()[0])
 
         return self._run(do)

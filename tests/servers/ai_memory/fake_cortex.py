@@ -1,0 +1,66 @@
+"""fakesnow, extended with what Snowflake has and its DuckDB lacks, so that the Cortex SQL the
+Snowflake store sends executes for real in the tests:
+
+- `AI_EMBED(model, text)` and `SNOWFLAKE.CORTEX.EMBED_TEXT_768(model, text)`: DuckDB functions
+  (vectorised over Arrow batches) backed by a local embedder;
+- the `VECTOR(FLOAT, n)` type, which DuckDB cannot parse: rendered as `DOUBLE[]`;
+- `VECTOR_COSINE_SIMILARITY`, which sqlglot renders for DuckDB as a cosine *distance*: rendered
+  as DuckDB's `LIST_COSINE_SIMILARITY`.
+
+The last two are sqlglot generator entries for its DuckDB dialect (how fakesnow turns Snowflake SQL
+into DuckDB SQL), set for the duration of the context and restored after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from duckdb.sqltypes import DOUBLE, VARCHAR
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+
+from servers.ai_memory.embedder import Embedder
+
+
+@contextmanager
+def cortex_functions(embedder: Embedder, connect_kwargs: dict[str, Any]) -> Iterator[list[str]]:
+    """Register the Cortex functions in the running fakesnow server; yields the texts embedded."""
+    import fakesnow.server as fakesnow_server
+    import snowflake.connector
+
+    seen: list[str] = []
+
+    def ai_embed(models: pa.Array, texts: pa.Array) -> pa.Array:
+        batch = texts.to_pylist()
+        seen.extend(batch)
+        vecs = embedder.embed(batch)
+        return pa.array([[float(x) for x in v] for v in vecs], type=pa.list_(pa.float64()))
+
+    generator = DuckDB.Generator
+    saved = generator.TRANSFORMS
+    plain_datatype = generator.datatype_sql
+
+    def datatype(self: Any, e: exp.DataType) -> str:
+        return "DOUBLE[]" if e.this == exp.DataType.Type.VECTOR else plain_datatype(self, e)
+
+    def similarity(self: Any, e: exp.CosineDistance) -> str:
+        return f"LIST_COSINE_SIMILARITY({self.sql(e, 'this')}, {self.sql(e, 'expression')})"
+
+    duck = fakesnow_server.shared_fs.duck_conn
+    duck.create_function("ai_embed", ai_embed, [VARCHAR, VARCHAR], duckdb.list_type(DOUBLE), type="arrow")
+    with snowflake.connector.connect(**connect_kwargs) as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE DATABASE IF NOT EXISTS SNOWFLAKE")
+        cur.execute("CREATE SCHEMA IF NOT EXISTS SNOWFLAKE.CORTEX")
+    duck.execute("CREATE OR REPLACE MACRO SNOWFLAKE.CORTEX.EMBED_TEXT_768(m, t) AS ai_embed(m, t)")
+    generator.TRANSFORMS = {**saved, exp.DataType: datatype, exp.CosineDistance: similarity}
+    try:
+        yield seen
+    finally:
+        generator.TRANSFORMS = saved
+        duck.execute("DROP MACRO IF EXISTS SNOWFLAKE.CORTEX.EMBED_TEXT_768")
+        duck.remove_function("ai_embed")
