@@ -94,7 +94,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_fakesnow_bucket() -> Iterator[None]:
-    """fakesnow makes a temporary "stage bucket" directory when it is imported and never removes it."""
+    """fakesnow makes a temporary "stage bucket" directory when it is imported and never removes it.
+    Also: fakesnow learns Snowflake's VECTOR type before it renders its first statement (fake_cortex.py)."""
+    from .fake_cortex import install_rendering
+
+    install_rendering()
     yield
     from fakesnow.transforms import stage
 

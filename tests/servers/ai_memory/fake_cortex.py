@@ -8,7 +8,9 @@ Snowflake store sends executes for real in the tests:
   as DuckDB's `LIST_COSINE_SIMILARITY`.
 
 The last two are sqlglot generator entries for its DuckDB dialect (how fakesnow turns Snowflake SQL
-into DuckDB SQL), set for the duration of the context and restored after.
+into DuckDB SQL). sqlglot builds each generator's dispatch table once, on first use, so they are
+installed for the whole test session before anything is rendered (`install_rendering`, from
+conftest.py); they touch nothing but the VECTOR type and cosine similarity.
 """
 
 from __future__ import annotations
@@ -26,6 +28,23 @@ from sqlglot.dialects.duckdb import DuckDB
 from servers.ai_memory.embedder import Embedder
 
 
+def install_rendering() -> None:
+    """Render Snowflake's VECTOR type and VECTOR_COSINE_SIMILARITY as DuckDB can run them."""
+    generator = DuckDB.Generator
+    if getattr(generator, "_fake_cortex", False):
+        return
+    plain_datatype = generator.datatype_sql
+
+    def datatype(self: Any, e: exp.DataType) -> str:
+        return "DOUBLE[]" if e.this == exp.DataType.Type.VECTOR else plain_datatype(self, e)
+
+    def similarity(self: Any, e: exp.CosineDistance) -> str:
+        return f"LIST_COSINE_SIMILARITY({self.sql(e, 'this')}, {self.sql(e, 'expression')})"
+
+    generator.TRANSFORMS = {**generator.TRANSFORMS, exp.DataType: datatype, exp.CosineDistance: similarity}
+    generator._fake_cortex = True  # type: ignore[attr-defined]
+
+
 @contextmanager
 def cortex_functions(embedder: Embedder, connect_kwargs: dict[str, Any]) -> Iterator[list[str]]:
     """Register the Cortex functions in the running fakesnow server; yields the texts embedded."""
@@ -40,16 +59,6 @@ def cortex_functions(embedder: Embedder, connect_kwargs: dict[str, Any]) -> Iter
         vecs = embedder.embed(batch)
         return pa.array([[float(x) for x in v] for v in vecs], type=pa.list_(pa.float64()))
 
-    generator = DuckDB.Generator
-    saved = generator.TRANSFORMS
-    plain_datatype = generator.datatype_sql
-
-    def datatype(self: Any, e: exp.DataType) -> str:
-        return "DOUBLE[]" if e.this == exp.DataType.Type.VECTOR else plain_datatype(self, e)
-
-    def similarity(self: Any, e: exp.CosineDistance) -> str:
-        return f"LIST_COSINE_SIMILARITY({self.sql(e, 'this')}, {self.sql(e, 'expression')})"
-
     duck = fakesnow_server.shared_fs.duck_conn
     duck.create_function("ai_embed", ai_embed, [VARCHAR, VARCHAR], duckdb.list_type(DOUBLE), type="arrow")
     with snowflake.connector.connect(**connect_kwargs) as conn:
@@ -57,10 +66,8 @@ def cortex_functions(embedder: Embedder, connect_kwargs: dict[str, Any]) -> Iter
         cur.execute("CREATE DATABASE IF NOT EXISTS SNOWFLAKE")
         cur.execute("CREATE SCHEMA IF NOT EXISTS SNOWFLAKE.CORTEX")
     duck.execute("CREATE OR REPLACE MACRO SNOWFLAKE.CORTEX.EMBED_TEXT_768(m, t) AS ai_embed(m, t)")
-    generator.TRANSFORMS = {**saved, exp.DataType: datatype, exp.CosineDistance: similarity}
     try:
         yield seen
     finally:
-        generator.TRANSFORMS = saved
         duck.execute("DROP MACRO IF EXISTS SNOWFLAKE.CORTEX.EMBED_TEXT_768")
         duck.remove_function("ai_embed")

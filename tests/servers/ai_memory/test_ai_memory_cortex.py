@@ -1,0 +1,111 @@
+"""The Snowflake + Cortex path executed end to end against fakesnow, with AI_EMBED,
+SNOWFLAKE.CORTEX.EMBED_TEXT_768 and VECTOR_COSINE_SIMILARITY given to its DuckDB (fake_cortex.py)
+and backed by the real local model: the SQL the server sends to Snowflake is the SQL that runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastmcp import Client
+
+from servers.ai_memory.cortex_sql import Cortex, FilterSQL, chunks
+from servers.ai_memory.filters import parse_filter
+from servers.ai_memory.server import create_server
+from servers.ai_memory.snowflake_store import SnowflakeStore
+
+from .conftest import snowflake_settings
+from .fake_cortex import cortex_functions
+
+
+@pytest.fixture(scope="module")
+def cortex(fakesnow_kwargs: dict[str, Any], minilm) -> Iterator[list[str]]:
+    with cortex_functions(minilm, fakesnow_kwargs) as embedded:
+        yield embedded
+
+
+def cortex_store(kwargs: dict[str, Any], function: str = "AI_EMBED", settings: Any = None) -> SnowflakeStore:
+    return SnowflakeStore(settings or snowflake_settings(kwargs), cortex=Cortex(function))
+
+
+async def test_cortex_embeds_in_snowflake_and_ranks_there(make_service, fakesnow_kwargs, cortex):
+    store = cortex_store(fakesnow_kwargs)
+    svc = await make_service(store=store)
+    assert (await svc.memory_stats())["l2"]["embedder"] == "cortex:snowflake-arctic-embed-l-v2.0"
+    dog = await svc.store_memory("My dog is a golden retriever called Biscuit", metadata={"topic": "pets"})
+    await svc.store_memory("The quarterly tax filing is due on the 15th", metadata={"topic": "money"})
+    assert "My dog is a golden retriever called Biscuit" in cortex  # embedded by AI_EMBED, in SQL
+    hits = await svc.recall_memory("what is my pet's name?", k=1)  # no shared keyword: meaning only
+    assert hits[0]["id"] == dog["id"]
+    # a metadata-only update keeps the vector; a content change re-embeds in SQL
+    seen = len(cortex)
+    await svc.update_memory(dog["id"], metadata={"topic": "animals"})
+    assert len(cortex) == seen
+    await svc.update_memory(dog["id"], content="Our cat Miso sleeps on the radiator")
+    assert cortex[-1] == "Our cat Miso sleeps on the radiator"
+    assert (await svc.recall_memory("which animal naps somewhere warm", k=1))[0]["id"] == dog["id"]
+
+
+async def test_filters_are_pushed_into_the_where_clause(make_service, fakesnow_kwargs, cortex):
+    svc = await make_service(store=cortex_store(fakesnow_kwargs))
+    await svc.store_memories(
+        [{"content": f"Dogs are loyal companions, note {i}", "metadata": {"team": "a"}} for i in range(70)]
+    )
+    b = await svc.store_memory("My puppy adores long walks outside", metadata={"team": "b", "n": 3})
+    # 70 closer matches would fill Snowflake's top 50; the filter in SQL leaves only b to rank
+    hits = await svc.recall_memory("canine friend", k=1, filters={"team": "b"})
+    assert [h["id"] for h in hits] == [b["id"]]
+    hits = await svc.recall_memory("canine friend", k=1, filters={"$and": [{"team": "b"}, {"n": {"$gte": 2}}]})
+    assert [h["id"] for h in hits] == [b["id"]]
+    assert await svc.recall_memory("canine friend", k=1, filters={"n": {"$gt": 3}}) == []
+
+
+async def test_unknown_ids_from_snowflake_are_kept(make_service, fakesnow_kwargs, cortex, tmp_path):
+    settings = snowflake_settings(fakesnow_kwargs)
+    reader = await make_service(tmp_path / "r", store=cortex_store(fakesnow_kwargs, settings=settings),
+                                sync_interval=3600)  # fmt: skip
+    await reader.store_memory("Invoices are sent on the first Monday")
+    writer = await make_service(tmp_path / "w", store=cortex_store(fakesnow_kwargs, settings=settings))
+    new = await writer.store_memory("The espresso machine descaling happens every Friday")
+    # the reader polls L3 only hourly and has no Redis: Snowflake names an id it has not seen
+    hits = await reader.recall_memory("coffee maker maintenance schedule", k=1)
+    assert hits[0]["id"] == new["id"]
+
+
+async def test_legacy_embed_text_768_setting(make_service, fakesnow_kwargs, cortex):
+    svc = await make_service(store=cortex_store(fakesnow_kwargs, function="EMBED_TEXT_768"))
+    m = await svc.store_memory("The spare key is under the blue flower pot")
+    assert (await svc.recall_memory("where can I find a house key", k=1))[0]["id"] == m["id"]
+    assert svc.store.cortex.dim == 768
+
+
+async def test_recall_that_lost_its_semantic_side_says_so(make_service, fakesnow_kwargs, cortex):
+    store = cortex_store(fakesnow_kwargs)
+    svc = await make_service(store=store)
+    m = await svc.store_memory("Quarterly planning happens in the Oslo office")
+    store.cortex.model = "no-such-model"  # Snowflake refuses the query's embedding call
+    store.cortex.function = "NO_SUCH_FUNCTION"
+    async with Client(create_server(service=svc)) as client:
+        res = await client.call_tool("recall_memory", {"query": "Oslo planning", "k": 3})
+    assert [h["id"] for h in res.structured_content["result"]] == [m["id"]]  # keyword side still answers
+    assert res.meta["ai_memory/semantic"] == "unavailable"
+    assert any("keyword matches only" in c.text for c in res.content)
+
+
+def test_filter_sql_never_excludes_a_match():
+    """What is pushed down keeps at least what the exact filter keeps; the rest becomes TRUE."""
+    for spec in ({"topic": True}, {"a.b": 1}, {"x": {"$ne": 1}}, {"$not": {"x": 1}}, {"d": {"$gte": "2024-01-01"}}):
+        parse_filter(spec)
+        assert FilterSQL().compile(spec) == "TRUE"
+    f = FilterSQL()
+    sql = f.compile({"$or": [{"team": "b"}, {"n": {"$in": [1, 2]}}]})
+    assert "IS_ARRAY" in sql and set(f.params.values()) == {"b", 1.0, 2.0}
+    assert FilterSQL().compile({"$or": [{"team": "b"}, {"x": {"$ne": 1}}]}) == "TRUE"
+
+
+def test_statements_are_chunked_under_one_megabyte():
+    rows = [["x" * 30_000, i] for i in range(100)]
+    parts = list(chunks(rows))
+    assert sum(len(p) for p in parts) == 100 and len(parts) > 1
+    assert all(sum(len(str(v)) for r in p for v in r) < 1_000_000 for p in parts)
