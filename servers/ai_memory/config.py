@@ -122,6 +122,8 @@ class MemoryConfig:
                 port=int(port) if port else None,
                 protocol=env.get("SNOWFLAKE_PROTOCOL"),
                 pool_size=_int(env, "SNOWFLAKE_POOL_SIZE", 4),
+                login_timeout=_int(env, "SNOWFLAKE_LOGIN_TIMEOUT", 10),
+                network_timeout=_int(env, "SNOWFLAKE_NETWORK_TIMEOUT", 30),
             )
         return cls(
             data_dir=default_data_dir(env),
