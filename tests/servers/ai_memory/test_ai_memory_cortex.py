@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from fastmcp import Client
+from fastmcp.exceptions import ToolError
 
 from servers.ai_memory.cortex_sql import Cortex, FilterSQL, chunks
 from servers.ai_memory.filters import parse_filter
@@ -109,3 +111,45 @@ def test_statements_are_chunked_under_one_megabyte():
     parts = list(chunks(rows))
     assert sum(len(p) for p in parts) == 100 and len(parts) > 1
     assert all(sum(len(str(v)) for r in p for v in r) < 1_000_000 for p in parts)
+
+
+async def test_two_replicas_over_snowflake_and_redis_are_one_memory(
+    make_service, fakesnow_kwargs, cortex, redis_server, tmp_path
+):
+    """Two services (two replicas: own data dir, own index) over one Snowflake schema and one Redis,
+    sync_interval an hour: only the Redis signal can tell B about A's writes, at once."""
+    settings = snowflake_settings(fakesnow_kwargs)
+    a, b = [
+        await make_service(
+            tmp_path / name,
+            store=cortex_store(fakesnow_kwargs, settings=settings),
+            redis_url=redis_server.url,
+            sync_interval=3600,
+        )
+        for name in ("a", "b")
+    ]
+    x = await a.store_memory("The Acme contract renews in March", metadata={"team": "sales"})
+    y = await a.store_memory("The Acme contract needs a legal review", metadata={"team": "legal"})
+    for svc in (a, b):  # both read (and cache) the first state
+        assert {h["id"] for h in await svc.recall_memory("Acme contract", k=5)} == {x["id"], y["id"]}
+        assert (await svc.get_memory(x["id"]))["content"].endswith("March")
+    client = redis.Redis.from_url(redis_server.url)
+    client.save()  # the snapshot a restored Redis comes back with
+    await a.delete_memory(y["id"])
+    await b.update_memory(x["id"], content="The Acme contract renews in April")
+    for svc in (a, b):
+        hits = await svc.recall_memory("Acme contract", k=5)
+        assert [h["content"] for h in hits] == ["The Acme contract renews in April"]
+        assert await svc.recall_memory("Acme contract", k=5, filters={"team": "legal"}) == []
+        assert [m["id"] for m in (await svc.list_memories())["memories"]] == [x["id"]]
+        with pytest.raises(ToolError):
+            await svc.get_memory(y["id"])
+    redis_server.kill()
+    redis_server.start()  # back from the snapshot taken before the delete and the update
+    assert client.dbsize() > 0
+    for svc in (a, b):
+        svc.cache._down_until = 0.0  # skip the back-off instead of sleeping through it
+        assert (await svc.get_memory(x["id"]))["content"].endswith("April")
+        with pytest.raises(ToolError):
+            await svc.get_memory(y["id"])
+        assert [h["id"] for h in await svc.recall_memory("Acme contract", k=5)] == [x["id"]]
