@@ -241,10 +241,12 @@ async def bench(tmp: Path, embedder: Embedder, quick: bool) -> None:
         for q in queries[:5]:
             await svc.recall_memory(q, "big", k=5, use_cache=False)
         lat = []
+        c0 = cpu()
         for q in queries:
             s = time.perf_counter()
             await svc.recall_memory(q, "big", k=5, use_cache=False)
             lat.append((time.perf_counter() - s) * 1000)
+        recall_cpu = (cpu() - c0) / len(queries) * 1000
         emb = []
         for q in queries[:50]:
             s = time.perf_counter()
@@ -253,7 +255,7 @@ async def bench(tmp: Path, embedder: Embedder, quick: bool) -> None:
         print(
             f"recall_memory @ {n:>7,} memories: p50 {statistics.median(lat):6.2f} ms"
             f"  p95 {pct(lat, 95):6.2f} ms"
-            f"  (query embedding alone p50 {statistics.median(emb):.2f} ms)"
+            f"  CPU {recall_cpu:.2f} ms/call  (query embedding alone p50 {statistics.median(emb):.2f} ms)"
         )
         if idx.ann_active(len(idx)):
             ann_recall(idx, vecs, embedder.embed(queries[:100]), np.random.default_rng(7))

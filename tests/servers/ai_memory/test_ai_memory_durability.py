@@ -71,13 +71,16 @@ async def test_indexed_recall_right_after_a_5000_memory_import(make_service):
 
 def _transport(data_dir: Path) -> StdioTransport:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "SNOWFLAKE_"))}
-    env.update(MCP_GATEWAY_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO), AI_MEMORY_EMBED_BATCH="64")
+    env.update(
+        MCP_GATEWAY_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO), AI_MEMORY_EMBED_BATCH="32",
+        AI_MEMORY_INDEXED_TIMEOUT="300",  # a loaded 2-core machine embeds slowly; the wait is bounded, not timed
+    )  # fmt: skip
     return StdioTransport(command=sys.executable, args=["-m", "servers.ai_memory"], env=env, cwd=str(REPO))
 
 
 async def test_sigkill_during_background_embedding_loses_nothing(tmp_path):
     data = tmp_path / "data"
-    memories = [{"content": f"meeting note {i}: the launch moved to week {i % 52}"} for i in range(1500)]
+    memories = [{"content": f"meeting note {i}: the launch moved to week {i % 52}"} for i in range(600)]
     client = Client(_transport(data))
     with contextlib.suppress(Exception):
         async with client:
@@ -92,14 +95,15 @@ async def test_sigkill_during_background_embedding_loses_nothing(tmp_path):
             os.kill(_pid(data), signal.SIGKILL)
     db = sqlite3.connect(data / "ai_memory.sqlite3")
     total, unembedded = db.execute("SELECT COUNT(*), SUM(EMBEDDING IS NULL) FROM MEMORIES").fetchone()
-    assert total == 1500 and unembedded > 0  # killed mid-way: acknowledged, not all embedded
+    assert total == 600 and unembedded > 0  # killed mid-way: acknowledged, not all embedded
     async with Client(_transport(data)) as again:
         res = await again.call_tool(
-            "recall_memory", {"query": "meeting note 777", "namespace": "notes", "k": 5, "consistency": "indexed"}
+            "recall_memory", {"query": "meeting note 377", "namespace": "notes", "k": 5, "consistency": "indexed"}
         )
-        assert ids[777] in [h["id"] for h in res.structured_content["result"]]
+        assert ids[377] in [h["id"] for h in res.structured_content["result"]]
+        assert len(res.content) == 1  # no note: the wait for the index ended with everything embedded
     total, unembedded = db.execute("SELECT COUNT(*), SUM(EMBEDDING IS NULL) FROM MEMORIES").fetchone()
-    assert total == 1500 and unembedded == 0
+    assert total == 600 and unembedded == 0
 
 
 def _pid(data_dir: Path) -> int:
