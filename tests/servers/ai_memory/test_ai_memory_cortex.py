@@ -4,13 +4,17 @@ and backed by the real local model: the SQL the server sends to Snowflake is the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import snowflake.connector
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from servers.ai_memory.cortex_sql import Cortex, FilterSQL, chunks
 from servers.ai_memory.filters import parse_filter
@@ -153,3 +157,56 @@ async def test_two_replicas_over_snowflake_and_redis_are_one_memory(
         with pytest.raises(ToolError):
             await svc.get_memory(y["id"])
         assert [h["id"] for h in await svc.recall_memory("Acme contract", k=5)] == [x["id"]]
+
+
+KEYS = ["team", "n", "tags", "flag"]
+SCALARS = st.one_of(st.sampled_from(["a", "b", "c", "3", "2024-05-01"]), st.integers(-2, 4), st.booleans())
+FIELD = st.one_of(
+    SCALARS,
+    st.fixed_dictionaries({"$in": st.lists(SCALARS, min_size=1, max_size=3)}),
+    st.fixed_dictionaries({"$gte": st.integers(-2, 4)}),
+    st.fixed_dictionaries({"$lt": st.integers(-2, 4)}),
+    st.fixed_dictionaries({"$ne": SCALARS}),
+    st.fixed_dictionaries({"$exists": st.booleans()}),
+)
+FILTERS = st.recursive(
+    st.dictionaries(st.sampled_from(KEYS), FIELD, min_size=1, max_size=2),
+    lambda inner: st.one_of(
+        st.fixed_dictionaries({"$or": st.lists(inner, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"$and": st.lists(inner, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"$not": inner}),
+    ),
+    max_leaves=6,
+)
+ROWS = [
+    {"team": "a", "n": 3, "tags": ["a", "b"]},
+    {"team": "b", "n": "3", "flag": True},
+    {"team": "c", "n": -1.5, "tags": [3, "c"]},
+    {"n": 0, "flag": False, "tags": []},
+    {"team": "2024-05-01", "n": 4},
+    {"team": ["a", "c"], "n": None},
+    {},
+]
+
+
+@pytest.fixture(scope="module")
+def metadata_table(fakesnow_kwargs):
+    conn = snowflake.connector.connect(**fakesnow_kwargs, database="FILTERDB", schema="P")
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS MEMORIES (ID NUMBER, METADATA VARIANT)")
+    for i, meta in enumerate(ROWS):
+        cur.execute("INSERT INTO MEMORIES SELECT %s, PARSE_JSON(%s)", (i, json.dumps(meta)))
+    yield cur
+    conn.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=FILTERS)
+def test_pushed_down_filter_keeps_every_match(metadata_table, spec):
+    """Property: the WHERE clause sent to Snowflake keeps every row the exact filter keeps."""
+    exact = parse_filter(spec)
+    where = FilterSQL()
+    sql = where.compile(spec)
+    metadata_table.execute(f"SELECT ID FROM MEMORIES WHERE {sql} ORDER BY ID", where.params)
+    kept = {r[0] for r in metadata_table.fetchall()}
+    assert {i for i, meta in enumerate(ROWS) if exact(meta)} <= kept, sql
