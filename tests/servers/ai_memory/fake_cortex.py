@@ -2,7 +2,7 @@
 Snowflake store sends executes for real in the tests:
 
 - `AI_EMBED(model, text)` and `SNOWFLAKE.CORTEX.EMBED_TEXT_768(model, text)`: DuckDB functions
-  (vectorised over Arrow batches) backed by a local embedder;
+  backed by a local embedder;
 - the `VECTOR(FLOAT, n)` type, which DuckDB cannot parse: rendered as `DOUBLE[]`;
 - `VECTOR_COSINE_SIMILARITY`, which sqlglot renders for DuckDB as a cosine *distance*: rendered
   as DuckDB's `LIST_COSINE_SIMILARITY`.
@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from duckdb.sqltypes import DOUBLE, VARCHAR
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
@@ -53,14 +52,12 @@ def cortex_functions(embedder: Embedder, connect_kwargs: dict[str, Any]) -> Iter
 
     seen: list[str] = []
 
-    def ai_embed(models: pa.Array, texts: pa.Array) -> pa.Array:
-        batch = texts.to_pylist()
-        seen.extend(batch)
-        vecs = embedder.embed(batch)
-        return pa.array([[float(x) for x in v] for v in vecs], type=pa.list_(pa.float64()))
+    def ai_embed(model: str, text: str) -> list[float]:
+        seen.append(text)
+        return [float(x) for x in embedder.embed([text])[0]]
 
     duck = fakesnow_server.shared_fs.duck_conn
-    duck.create_function("ai_embed", ai_embed, [VARCHAR, VARCHAR], duckdb.list_type(DOUBLE), type="arrow")
+    duck.create_function("ai_embed", ai_embed, [VARCHAR, VARCHAR], duckdb.list_type(DOUBLE))
     with snowflake.connector.connect(**connect_kwargs) as conn:
         cur = conn.cursor()
         cur.execute("CREATE DATABASE IF NOT EXISTS SNOWFLAKE")
