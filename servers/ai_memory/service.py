@@ -24,7 +24,7 @@ from fastmcp.exceptions import ToolError
 
 from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder, make_embedder
+from embedding.embedder import Embedder, make_embedder
 from servers.ai_memory.filters import FilterError, parse_filter
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox

@@ -13,7 +13,7 @@ import fakesnow
 import pytest
 
 from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
-from servers.ai_memory.embedder import Embedder, MiniLMEmbedder, make_embedder
+from embedding.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.service import MemoryService
 
 
