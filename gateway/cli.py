@@ -188,10 +188,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-        code = anyio.run(
-            _serve, config, args.transport, args.host, args.port, security, log_format,
-            backend_options=_loop_options(),
-        )
+        refused: ConfigError | None = None
+        try:
+            code = anyio.run(
+                _serve, config, args.transport, args.host, args.port, security, log_format,
+                backend_options=_loop_options(),
+            )
+        except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)
+            refused = group.exceptions[0]  # type: ignore[assignment]
+            while isinstance(refused, BaseExceptionGroup):  # task groups nest: the first leaf
+                refused = refused.exceptions[0]
+        if refused is not None:
+            print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
     elif args.command == "check":
         code = anyio.run(_check, config, security)
     elif args.command == "tools":

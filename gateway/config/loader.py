@@ -14,6 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.config.features import (
+    DiscoverySettings,
+    ProfileSettings,
+    ToolOverride,
+    check_profile_names,
+)
 from gateway.config.resilience import (
     BreakerSettings,
     BulkheadSettings,
@@ -57,6 +63,7 @@ class ServerConfig(_Strict):
     disabled: bool = False
     timeout: float | None = Field(default=None, gt=0)
     namespace: str | None = None  # prefix of exposed names; None: the server's name, "": no prefix
+    tools: dict[str, ToolOverride] = Field(default_factory=dict)  # rename, re-describe or hide backend tools
 
     @field_validator("namespace")
     @classmethod
@@ -237,6 +244,11 @@ class GatewaySettings(_Strict):
     # security (docs/security.md)
     auth: AuthSettings | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    # features (docs/features.md)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    profiles: dict[str, ProfileSettings] = Field(default_factory=dict)
+
+    _profile_names = field_validator("profiles")(check_profile_names)
 
     @field_validator("name_separator")
     @classmethod
@@ -285,7 +297,7 @@ def expand_env(value: Any, environ: dict[str, str] | os._Environ[str], file: str
     return value
 
 
-_SECTIONS = frozenset({"auth", "audit"})  # objects, not env-overridable scalars
+_SECTIONS = frozenset({"auth", "audit", "profiles"})  # objects, not env-overridable scalars
 NESTING = "__"  # MCP_GATEWAY_BREAKER__FAIL_MAX=3 sets gateway.breaker.fail_max
 
 

@@ -17,6 +17,7 @@ from gateway.guard.clients import Client
 from gateway.guard.ratelimit import MemoryBuckets, RedisBuckets
 from gateway.guard.redaction import Redactor
 from gateway.ops import metrics
+from gateway.routing import discovery
 from gateway.routing.hub import Hub
 
 RETRY_AFTER_META = "mcp-gateway/retryAfterSeconds"
@@ -51,6 +52,8 @@ class Guard:
         self._quoted: dict[str, str] = {}
 
     def tools(self, client: Client | None) -> list[dict[str, Any]]:
+        if self.hub.discovery is not None:  # search mode: the meta-tools stand in for the catalog
+            return [] if client is None and self.require_client else discovery.DEFINITIONS
         if client is None:
             return [] if self.require_client else self.hub.catalog.tools
         return client.tools(self.hub)
@@ -76,10 +79,20 @@ class Guard:
         meta: dict[str, Any] | None = None,
         on_progress: Any = None,
     ) -> dict[str, Any]:
-        """Authorize, rate-limit, route through the hub, scrub an error, write the audit line."""
+        """Authorize, rate-limit, route through the hub, scrub an error, write the audit line. In search mode
+        `search_tools` is answered here and `call_tool` is unwrapped: its inner call is this same path."""
         began = time.perf_counter()
         outcome = "exception"
         try:
+            if self.hub.discovery is not None and name in discovery.META_TOOLS:
+                if name == discovery.SEARCH_TOOLS:
+                    result, outcome = await self._search(client, arguments)
+                    return result
+                unwrapped = discovery.parse_call(arguments)
+                if isinstance(unwrapped, str):
+                    outcome = "invalid_arguments"
+                    return tool_error(unwrapped)
+                name, arguments = unwrapped
             result, outcome = await self._call(client, name, arguments, meta, on_progress)
             if result.get("isError"):
                 self.redactor.result(result)
@@ -97,15 +110,9 @@ class Guard:
         if client is None:
             result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress)
             return result, "error" if result.get("isError") else "ok"
-        if client.rate_limit is not None:
-            limit = client.rate_limit
-            wait = await self.buckets.take(client.name, limit.per_minute / 60, limit.capacity)
-            if wait > 0:
-                metrics.CALLS.labels(name, "rate_limited").inc()
-                seconds = math.ceil(wait * 10) / 10
-                result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
-                result["_meta"] = {RETRY_AFTER_META: seconds}
-                return result, "rate_limited"
+        refused = await self._rate_limited(client, name)
+        if refused is not None:
+            return refused, "rate_limited"
         route = self.hub.catalog.resolve(name) if self.memory_servers else None
         if route is not None and route.backend.name in self.memory_servers:
             refused, arguments = await self._memory_scope(client, route.tool, name, arguments or {})
@@ -123,6 +130,37 @@ class Guard:
                 name, arguments, meta=meta, on_progress=on_progress, identity=client.name
             )
         return result, "error" if result.get("isError") else "ok"
+
+    async def _rate_limited(self, client: Client, name: str) -> dict[str, Any] | None:
+        """The refusal when `client` is over its rate limit, else None (a token is taken)."""
+        if client.rate_limit is None:
+            return None
+        limit = client.rate_limit
+        wait = await self.buckets.take(client.name, limit.per_minute / 60, limit.capacity)
+        if wait <= 0:
+            return None
+        metrics.CALLS.labels(name, "rate_limited").inc()
+        seconds = math.ceil(wait * 10) / 10
+        result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
+        result["_meta"] = {RETRY_AFTER_META: seconds}
+        return result
+
+    async def _search(self, client: Client | None, arguments: Any) -> tuple[dict[str, Any], str]:
+        """`search_tools`: rate-limited like any call; only tools `client` may call are ever found."""
+        assert self.hub.discovery is not None
+        if client is None and self.require_client:
+            return tool_error(f"Unknown tool: '{discovery.SEARCH_TOOLS}'"), "denied"
+        parsed = discovery.parse_search(arguments)
+        if isinstance(parsed, str):
+            return tool_error(parsed), "invalid_arguments"
+        if client is not None and (refused := await self._rate_limited(client, discovery.SEARCH_TOOLS)):
+            return refused, "rate_limited"
+        query, limit = parsed
+        catalog = self.hub.catalog
+        found = await self.hub.discovery.search(
+            catalog.tools, catalog.version, query, limit, lambda tool: self.permits(client, tool)
+        )
+        return discovery.search_result(found), "ok"
 
     def _audit(
         self, client: Client | None, name: str, outcome: str, began: float, arguments: dict[str, Any] | None

@@ -17,11 +17,13 @@ from opentelemetry.trace import SpanKind
 from gateway.backends.messages import RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
 from gateway.backends.session import Backend, BackendUnavailable
-from gateway.config.loader import GatewayConfig
+from gateway.config.features import META_TOOLS
+from gateway.config.loader import ConfigError, GatewayConfig
 from gateway.ops import metrics, tracing
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
 from gateway.routing.catalog import Catalog, Route
+from gateway.routing.discovery import ToolSearch
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -35,7 +37,9 @@ class Hub:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.settings = config.gateway
-        self.catalog = Catalog(self.settings.name_separator)
+        search = self.settings.discovery.mode == "search"
+        self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
+        self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self.backends = [
             Backend(name, server, self.settings, on_change=self._backend_changed)
             for name, server in config.enabled_servers.items()
@@ -62,6 +66,11 @@ class Hub:
                 for backend in self.backends:
                     await backend.ready.wait()
             self.catalog.rebuild(self.backends)
+            if self.catalog.conflicts:  # a renamed tool or a meta-tool's name clashes: refuse to start
+                where, problem = self.catalog.conflicts[0]
+                raise ConfigError("config", where, problem)
+            if self.discovery is not None:  # build the search index now, not on the first search
+                group.start_soon(self.discovery.index, self.catalog.tools, self.catalog.version)
             self.started.set()
             task_status.started()
 

@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.guard import Guard
+from gateway.routing import discovery
 from gateway.routing.hub import Hub
 from gateway.transports.components import (
     BackendComponentsProvider,
@@ -95,10 +96,12 @@ class CatalogProvider(Provider):
         catalog = self.hub.catalog
         if catalog.version != self._version:
             tools = {}
-            for route in catalog.routes.values():
-                definition = route.definition
+            definitions = [{**route.definition, "name": route.exposed} for route in catalog.routes.values()]
+            if self.hub.discovery is not None:  # search mode: the meta-tools (listed alone) come first
+                definitions = discovery.DEFINITIONS + definitions
+            for definition in definitions:
                 tool = GatewayTool(
-                    name=route.exposed,
+                    name=definition["name"],
                     title=definition.get("title"),
                     description=definition.get("description"),
                     parameters=definition.get("inputSchema") or {"type": "object"},
@@ -109,12 +112,15 @@ class CatalogProvider(Provider):
                     meta=definition.get("_meta"),
                 )
                 tool._hub, tool._guard = self.hub, self.guard
-                tools[route.exposed] = tool
+                tools.setdefault(tool.name, tool)
             self._tools, self._version = tools, catalog.version
         return self._tools
 
     async def _list_tools(self) -> Sequence[Tool]:
         tools = self._current()
+        if self.hub.discovery is not None:
+            listed = {definition["name"] for definition in self.guard.tools(current_client())}
+            return [tool for name, tool in tools.items() if name in listed]
         if not self.guard.require_client:
             return list(tools.values())
         client = current_client()  # a client sees only the tools it may call
@@ -122,6 +128,8 @@ class CatalogProvider(Provider):
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         tool = self._current().get(name)
+        if self.hub.discovery is not None and name in discovery.META_TOOLS:
+            return tool if self.guard.tools(current_client()) else None
         if tool is None or not self.guard.require_client or self.guard.permits(current_client(), name):
             return tool
         return None  # not this client's: exactly as if it did not exist
