@@ -172,3 +172,16 @@ def test_parsed_meta_arguments_are_well_typed(arguments: dict[str, Any]) -> None
     called = parse_call(arguments)
     if isinstance(called, tuple):
         assert isinstance(called[0], str) and called[0] and isinstance(called[1], dict)
+
+
+async def test_the_benchmark_catalog_holds_every_task_tool() -> None:
+    """`bench.discovery`: ≥ 300 tools, ≥ 100 tasks, and each task names tools that exist."""
+    from bench.discovery.catalog import SPECS, catalog
+    from bench.discovery.tasks import TASKS
+    from gateway.routing.catalog import exposed_name
+
+    if not SPECS.is_dir():
+        pytest.skip(f"the vendors' specs are not at {SPECS}")
+    names = {exposed_name(server, tool["name"]) for server, tools in (await catalog()).items() for tool in tools}
+    assert len(names) >= 300 and len(TASKS) >= 100
+    assert {tool for _, needed in TASKS for tool in needed} <= names
