@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--profile", help="stdio: serve only this gateway.profiles entry (HTTP: /mcp/NAME)")
     serve.add_argument(
         "--insecure-no-auth", action="store_true",
         help="allow binding a non-loopback address without gateway.auth (anyone who can reach it may call every tool)",
@@ -107,14 +108,15 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> 
 
 
 async def _serve(
-    config: GatewayConfig, transport: str, host: str, port: int, security: Security, log_format: str
+    config: GatewayConfig, transport: str, host: str, port: int, security: Security, log_format: str,
+    profile: str | None = None,
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
 
     tracing.configure()
     try:
-        await serve(config, transport, host, port, security, json_logs=log_format == "json")
+        await serve(config, transport, host, port, security, json_logs=log_format == "json", profile=profile)
     finally:
         tracing.shutdown()
     return 0
@@ -153,6 +155,15 @@ def _bind_refusal(host: str, config: GatewayConfig, insecure: bool) -> str | Non
     )
 
 
+def _profile_refusal(profile: str, transport: str, config: GatewayConfig) -> str | None:
+    if transport != "stdio":
+        return f"--profile is for --transport stdio; over HTTP profile {profile!r} is served at /mcp/{profile}"
+    if profile not in config.gateway.profiles:
+        known = ", ".join(sorted(config.gateway.profiles)) or "none configured"
+        return f"unknown profile {profile!r} (gateway.profiles: {known})"
+    return None
+
+
 def _raw_servers(path: str) -> Any:
     try:
         return json.loads(open(path, encoding="utf-8").read()).get("mcpServers")
@@ -188,10 +199,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
+        if args.profile is not None and (refusal := _profile_refusal(args.profile, args.transport, config)):
+            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
         refused: ConfigError | None = None
         try:
             code = anyio.run(
-                _serve, config, args.transport, args.host, args.port, security, log_format,
+                _serve, config, args.transport, args.host, args.port, security, log_format, args.profile,
                 backend_options=_loop_options(),
             )
         except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)

@@ -23,6 +23,7 @@ from gateway.routing.hub import Hub
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, serve_http
+from gateway.transports.profiles import profile_client, with_profiles
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
 
@@ -107,9 +108,11 @@ async def serve(
     security: Security | None = None,
     *,
     json_logs: bool = False,
+    profile: str | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
-    gateway (gateway.ops.shutdown); leaving closes every backend session."""
+    gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
+    tools to that profile's (over HTTP each profile has its own endpoints)."""
     security = security or load_security(config, "config")
     hub = Hub(config)
     settings = config.gateway
@@ -132,6 +135,8 @@ async def serve(
         await group.start(hub.run)
         if transport == "stdio":
             guard = security.guard(hub, http=False)
+            if profile is not None:
+                guard.default_client = profile_client(settings.profiles, profile)
             front, _tracker = build_front(hub, guard)
             stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
@@ -141,8 +146,9 @@ async def serve(
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
+            served = with_profiles(app, security.middleware, settings.profiles)
             await serve_http(
-                security.middleware(app), host, port, settings.max_body_bytes, hub=hub,
+                served, host, port, settings.max_body_bytes, hub=hub,
                 drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
             )
         group.cancel_scope.cancel()

@@ -56,9 +56,21 @@ class Gateway:
         self.port = free_port()
         config = gateway_config(directory, servers, {"discovery": {"mode": mode}, "cache": {"enabled": False}})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http",
-             "--port", str(self.port)],
-            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--transport",
+                "http",
+                "--port",
+                str(self.port),
+            ],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
 
@@ -68,8 +80,11 @@ class Gateway:
             await asyncio.sleep(0.1)
 
     def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
-                   "Mcp-Method": method}
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": method,
+        }
         if method == "tools/call":
             headers["Mcp-Name"] = params["name"] if params else ""
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**(params or {}), "_meta": ENVELOPE}}
@@ -129,8 +144,10 @@ async def run() -> dict[str, Any]:
                 if not set(names) & set(needed):
                     misses.append((sentence, needed[0], names[:3]))
                 target = by_name[needed[0]]
-                call = {"name": "call_tool", "arguments": {"name": target["name"],
-                                                           "arguments": placeholder_arguments(target)}}
+                call = {
+                    "name": "call_tool",
+                    "arguments": {"name": target["name"], "arguments": placeholder_arguments(target)},
+                }
                 session_tokens.append(tokens(meta_listed) + tokens(request) + tokens(answer) + tokens(call))
                 direct_tokens.append(tokens({"name": target["name"], "arguments": placeholder_arguments(target)}))
             elapsed = time.perf_counter() - began
@@ -160,12 +177,16 @@ async def run() -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     print(f"catalog: {report['tools']} tools from {report['backends']} backends; {report['tasks']} tasks")
     print(f"search_tools recall@1 {report['recall@1']:.3f}   recall@5 {report['recall@5']:.3f}")
-    print(f"tokens (cl100k_base): tools/list in all mode {report['tokens_tools_list_all']}; "
-          f"all-mode session {report['tokens_all_mode_session']}; search session mean "
-          f"{report['tokens_search_session_mean']} (max {report['tokens_search_session_max']}); "
-          f"{report['token_ratio']:.1f}x fewer")
-    print(f"search_tools: {report['search_calls_per_s']:.0f} calls/s sequential, "
-          f"{report['search_cpu_ms_per_call']:.2f} ms gateway CPU per call")
+    print(
+        f"tokens (cl100k_base): tools/list in all mode {report['tokens_tools_list_all']}; "
+        f"all-mode session {report['tokens_all_mode_session']}; search session mean "
+        f"{report['tokens_search_session_mean']} (max {report['tokens_search_session_max']}); "
+        f"{report['token_ratio']:.1f}x fewer"
+    )
+    print(
+        f"search_tools: {report['search_calls_per_s']:.0f} calls/s sequential, "
+        f"{report['search_cpu_ms_per_call']:.2f} ms gateway CPU per call"
+    )
     for sentence, needed, got in report["misses"]:
         print(f"  miss: {sentence!r} needs {needed}; top 3: {', '.join(got)}")
 

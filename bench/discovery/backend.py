@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from fastmcp import FastMCP
@@ -23,7 +24,7 @@ class CatalogTool(Tool):
 def main() -> None:
     catalog, server_name = sys.argv[1], sys.argv[2]
     server = FastMCP(server_name)
-    for definition in json.loads(open(catalog, encoding="utf-8").read())[server_name]:
+    for definition in json.loads(Path(catalog).read_text(encoding="utf-8"))[server_name]:
         server.add_tool(
             CatalogTool(
                 name=definition["name"],

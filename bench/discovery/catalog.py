@@ -16,12 +16,19 @@ from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[2]
 # `shared/` lies beside the clone (or, for a worktree under wt/, beside its parent)
-SPECS = next((p for p in (_ROOT.parent / "shared" / "specs", _ROOT.parents[1] / "shared" / "specs") if p.is_dir()),
-             _ROOT.parent / "shared" / "specs")
+SPECS = next(
+    (p for p in (_ROOT.parent / "shared" / "specs", _ROOT.parents[1] / "shared" / "specs") if p.is_dir()),
+    _ROOT.parent / "shared" / "specs",
+)
 METHODS = ("get", "post", "put", "patch", "delete")
 _HUBSPOT_VERBS = {
-    "getPage": "list", "getById": "get", "doSearch": "search", "getAll": "list", "getAudit": "audit",
-    "request": "report", "purge": "gdpr_delete",
+    "getPage": "list",
+    "getById": "get",
+    "doSearch": "search",
+    "getAll": "list",
+    "getAudit": "audit",
+    "request": "report",
+    "purge": "gdpr_delete",
 }
 _HUBSPOT_OBJECTS = {"0-3": "deals"}
 _SKIP_PARAMETERS = {"token"}  # Slack's auth token parameter: the server holds the credential
@@ -95,7 +102,8 @@ def _name(vendor: str, path: str, method: str, operation: dict[str, Any]) -> str
         verb = operation_id.rsplit("_", 1)[-1]
         verb = _HUBSPOT_VERBS.get(verb, _snake(verb)) if not verb.startswith("/") else "list"
         segments = [
-            _HUBSPOT_OBJECTS.get(part, part) for part in path.split("/")
+            _HUBSPOT_OBJECTS.get(part, part)
+            for part in path.split("/")
             if part and not part.startswith("{") and part not in ("crm", "v3", "v4", "objects")
         ]
         return "_".join(_dedupe([_snake(part) for part in segments] + [verb]))[:60]
@@ -114,9 +122,10 @@ def _plain(text: Any) -> str:
 def _description(operation: dict[str, Any]) -> str:
     summary = _plain(operation.get("summary"))
     description = _plain(operation.get("description"))
-    text = summary if not description or description.startswith(summary) and summary == description else (
-        f"{summary}. {description}" if summary else description
-    )
+    if not description or description == summary:
+        text = summary
+    else:
+        text = f"{summary}. {description}" if summary else description
     return text[:MAX_DESCRIPTION]
 
 

@@ -38,8 +38,10 @@ class Guard:
         *,
         require_client: bool = False,
         audit_arguments: bool = False,
+        default_client: Client | None = None,
     ) -> None:
         self.hub = hub
+        self.default_client = default_client  # who a transport without clients speaks for (stdio --profile)
         self.auth = auth
         self.redactor = redactor or Redactor()
         self.buckets = buckets or MemoryBuckets()
@@ -52,6 +54,7 @@ class Guard:
         self._quoted: dict[str, str] = {}
 
     def tools(self, client: Client | None) -> list[dict[str, Any]]:
+        client = client or self.default_client
         if self.hub.discovery is not None:  # search mode: the meta-tools stand in for the catalog
             return [] if client is None and self.require_client else discovery.DEFINITIONS
         if client is None:
@@ -59,6 +62,7 @@ class Guard:
         return client.tools(self.hub)
 
     def permits(self, client: Client | None, name: str) -> bool:
+        client = client or self.default_client
         if client is None:
             return not self.require_client
         return client.permits(self.hub, name)
@@ -66,6 +70,7 @@ class Guard:
     def shows(self, client: Client | None, exposed: str) -> bool:
         """Whether `client` may see a backend's prompt or resource, by its exposed name
         (`<server>_<name>`): the same allow/deny patterns as for tools."""
+        client = client or self.default_client
         if client is None:
             return not self.require_client
         return client.matches(exposed)
@@ -83,6 +88,7 @@ class Guard:
         `search_tools` is answered here and `call_tool` is unwrapped: its inner call is this same path."""
         began = time.perf_counter()
         outcome = "exception"
+        client = client or self.default_client
         try:
             if self.hub.discovery is not None and name in discovery.META_TOOLS:
                 if name == discovery.SEARCH_TOOLS:

@@ -86,6 +86,7 @@ class Catalog:
         """Recompute routes from the backends (in config order); return True if the exposed list changed."""
         routes: dict[str, Route] = {}
         conflicts: list[tuple[str, str]] = []
+        renamed: set[str] = set()  # names given by an override: no silent `_2` suffix for these
         for backend in backends:
             overrides = backend.config.tools
             # A backend that went down keeps its last-known tools: calls get a clear "down" error.
@@ -103,21 +104,29 @@ class Catalog:
                     conflicts.append((where, f"tool {backend.name}.{tool} would be exposed as {name!r}, the "
                                              "name of a tool-search meta-tool; rename it in mcpServers"))
                     continue
-                if name in routes and override is not None and override.name:
+                renamed_here = override is not None and override.name is not None
+                if name in routes and (renamed_here or name in renamed):
                     taken = routes[name]
-                    conflicts.append((where, f"the new name {name!r} is taken by {taken.backend.name}.{taken.tool}"))
+                    first, second = (backend, tool), (taken.backend, taken.tool)
+                    if not renamed_here:  # the override is the earlier tool's: point at it
+                        first, second = second, first
+                        where = f"$.mcpServers.{taken.backend.name}.tools.{taken.tool}"
+                    conflicts.append((where, f"{first[0].name}.{first[1]} and {second[0].name}.{second[1]} would "
+                                             f"both be exposed as {name!r}"))
                     continue
+                if renamed_here:
+                    renamed.add(name)
                 if name in routes:
                     base, suffix = name[:61], 2
                     while f"{base}_{suffix}" in routes:
                         suffix += 1
-                    renamed = f"{base}_{suffix}"
+                    suffixed = f"{base}_{suffix}"
                     logger.warning(
                         "tool name collision: %s.%s would be %r (taken by %s.%s); exposed as %r",
                         backend.name, tool, name,
-                        routes[name].backend.name, routes[name].tool, renamed,
+                        routes[name].backend.name, routes[name].tool, suffixed,
                     )
-                    name = renamed
+                    name = suffixed
                 routes[name] = Route(name, backend, tool, definition)
         for where, problem in conflicts:
             if (where, problem) not in self.conflicts:
