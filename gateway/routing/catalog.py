@@ -77,6 +77,7 @@ class Catalog:
         self.separator = separator
         self.reserved = reserved
         self.routes: dict[str, Route] = {}
+        self.by_tool: dict[tuple[str, str], Route] = {}  # (backend, backend's tool name) -> route
         self.tools: list[dict[str, Any]] = []
         self.tools_json = b"[]"
         self.version = 0
@@ -96,13 +97,19 @@ class Catalog:
                 if override is not None and override.disabled:
                     continue  # hidden: neither listed nor callable
                 where = f"$.mcpServers.{backend.name}.tools.{tool}"
-                name = exposed_name(backend.namespace, override.name if override and override.name else tool,
-                                    self.separator)
+                name = exposed_name(
+                    backend.namespace, override.name if override and override.name else tool, self.separator
+                )
                 if override is not None and override.description is not None:
                     definition = {**definition, "description": override.description}
                 if name in self.reserved:
-                    conflicts.append((where, f"tool {backend.name}.{tool} would be exposed as {name!r}, the "
-                                             "name of a tool-search meta-tool; rename it in mcpServers"))
+                    conflicts.append(
+                        (
+                            where,
+                            f"tool {backend.name}.{tool} would be exposed as {name!r}, the "
+                            "name of a tool-search meta-tool; rename it in mcpServers",
+                        )
+                    )
                     continue
                 renamed_here = override is not None and override.name is not None
                 if name in routes and (renamed_here or name in renamed):
@@ -111,8 +118,13 @@ class Catalog:
                     if not renamed_here:  # the override is the earlier tool's: point at it
                         first, second = second, first
                         where = f"$.mcpServers.{taken.backend.name}.tools.{taken.tool}"
-                    conflicts.append((where, f"{first[0].name}.{first[1]} and {second[0].name}.{second[1]} would "
-                                             f"both be exposed as {name!r}"))
+                    conflicts.append(
+                        (
+                            where,
+                            f"{first[0].name}.{first[1]} and {second[0].name}.{second[1]} would "
+                            f"both be exposed as {name!r}",
+                        )
+                    )
                     continue
                 if renamed_here:
                     renamed.add(name)
@@ -123,8 +135,12 @@ class Catalog:
                     suffixed = f"{base}_{suffix}"
                     logger.warning(
                         "tool name collision: %s.%s would be %r (taken by %s.%s); exposed as %r",
-                        backend.name, tool, name,
-                        routes[name].backend.name, routes[name].tool, suffixed,
+                        backend.name,
+                        tool,
+                        name,
+                        routes[name].backend.name,
+                        routes[name].tool,
+                        suffixed,
                     )
                     name = suffixed
                 routes[name] = Route(name, backend, tool, definition)
@@ -135,6 +151,7 @@ class Catalog:
         tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
         changed = tools != self.tools
         self.routes = routes
+        self.by_tool = {(route.backend.name, route.tool): route for route in routes.values()}
         self.tools = tools
         self.tools_json = json.dumps(tools, separators=(",", ":")).encode()
         if changed:

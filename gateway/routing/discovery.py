@@ -25,6 +25,8 @@ from gateway.config.features import META_TOOLS, DiscoverySettings
 
 logger = logging.getLogger("mcp_gateway.discovery")
 
+__all__ = ["CALL_TOOL", "DEFINITIONS", "META_TOOLS", "SEARCH_TOOLS", "ToolIndex", "ToolSearch"]
+
 SEARCH_TOOLS, CALL_TOOL = META_TOOLS
 MAX_LIMIT = 50
 

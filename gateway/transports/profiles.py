@@ -14,6 +14,7 @@ A profile is a view, not a security boundary: what a client may call is decided 
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -74,7 +75,7 @@ def _endpoint_with_profile(send: Send, name: str) -> Send:
     pending = True
     marker = b"?session_id="
 
-    async def sending(message: dict[str, Any]) -> None:
+    async def sending(message: MutableMapping[str, Any]) -> None:
         nonlocal pending
         if pending and message["type"] == "http.response.body":
             body: bytes = message.get("body", b"")
@@ -114,7 +115,7 @@ def profile_client(profiles: dict[str, ProfileSettings], name: str) -> Client:
     return Client(ANONYMOUS).within(tuple(profiles[name].tools))
 
 
-def with_profiles(app: ASGIApp, secure: Any, profiles: dict[str, ProfileSettings]) -> ASGIApp:
+def with_profiles(app: ASGIApp, secure: Callable[[ASGIApp], ASGIApp], profiles: dict[str, ProfileSettings]) -> ASGIApp:
     """`secure(app)` (the authentication middleware around the app) with the profile endpoints around it;
     just `secure(app)` when no profile is configured."""
     if not profiles:

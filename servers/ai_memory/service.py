@@ -22,9 +22,9 @@ import anyio
 import numpy as np
 from fastmcp.exceptions import ToolError
 
+from embedding.embedder import Embedder, make_embedder
 from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
 from servers.ai_memory.config import MemoryConfig
-from embedding.embedder import Embedder, make_embedder
 from servers.ai_memory.filters import FilterError, parse_filter
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox
