@@ -29,6 +29,13 @@ class DiscoverySettings(_Strict):
     )
 
 
+class CacheHintSettings(_Strict):
+    """`gateway.cache_hints`: the `ttlMs` of the gateway's own merged lists for 2026-07-28 clients (changes are
+    announced with `list_changed` as well)."""
+
+    list_ttl_ms: int = Field(default=60_000, ge=0, description="ttlMs of tools/list")
+
+
 class ProfileSettings(_Strict):
     """`gateway.profiles.<name>`: the tools (glob patterns over exposed names) served at `/mcp/<name>`."""
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from gateway.config.features import (
+    CacheHintSettings,
     DiscoverySettings,
     ProfileSettings,
     ToolOverride,
@@ -265,6 +266,7 @@ class GatewaySettings(_Strict):
     # features (docs/features.md)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     profiles: dict[str, ProfileSettings] = Field(default_factory=dict)
+    cache_hints: CacheHintSettings = Field(default_factory=CacheHintSettings)
 
     _profile_names = field_validator("profiles")(check_profile_names)
 

@@ -57,6 +57,14 @@ class Guard:
             return [] if self.require_client else self.hub.catalog.tools
         return client.tools(self.hub)
 
+    def list_hints(self, client: Client | None) -> dict[str, Any]:
+        """`ttlMs`/`cacheScope` of `tools/list` for 2026-07-28 clients: `public` only when the list is the same
+        for every caller (no per-client allow list, no profile), else `private`."""
+        client = client or self.default_client
+        shared = client is None and not self.require_client
+        ttl = self.hub.settings.cache_hints.list_ttl_ms
+        return {"ttlMs": ttl, "cacheScope": "public" if shared else "private"}
+
     def permits(self, client: Client | None, name: str) -> bool:
         client = client or self.default_client
         if client is None:
