@@ -61,21 +61,15 @@ def used_metrics() -> set[str]:
 def test_every_metric_used_is_exported(tmp_path: Path) -> None:
     gateway = GatewayProcess(write_config(tmp_path, {"local": stdio_echo_server()}))
     try:
-        body = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": "local_echo", "arguments": {"text": "x"}},
-        }
+        modern = "2026-07-28"
+        envelope = {"io.modelcontextprotocol/protocolVersion": modern, "io.modelcontextprotocol/clientCapabilities": {}}
+        params = {"name": "local_echo", "arguments": {"text": "x"}, "_meta": envelope}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
         headers = {
             "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28",
+            "MCP-Protocol-Version": modern,
             "Mcp-Method": "tools/call",
             "Mcp-Name": "local_echo",
-        }
-        body["params"]["_meta"] = {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",  # type: ignore[index]
-            "io.modelcontextprotocol/clientCapabilities": {},
         }
         httpx.post(gateway.base + "/mcp", json=body, headers=headers, timeout=30)
         exported = httpx.get(gateway.base + "/metrics", timeout=10).text
