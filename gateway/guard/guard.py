@@ -109,6 +109,7 @@ class Guard:
                 self.redactor.result(result)
             return result
         finally:
+            self.hub.recent.record(name, client.name if client is not None else None, outcome, began)
             if self.audit.enabled:
                 self.audit.record(client.name if client is not None else None, name, outcome, began, arguments)
 

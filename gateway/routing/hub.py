@@ -18,6 +18,7 @@ from gateway.backends.session import Backend, BackendUnavailable
 from gateway.config.features import META_TOOLS
 from gateway.config.loader import ConfigError, GatewayConfig
 from gateway.ops import metrics, tracing
+from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
 from gateway.routing.call import Answered, ToolCall
@@ -43,6 +44,7 @@ class Hub:
         self.tracer = tracer  # the call path's stage hooks: spans when tracing is on
         self.settings = config.gateway
         search = self.settings.discovery.mode == "search"
+        self.recent = CallLog()  # the status page's recent calls (the guard records each)
         self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
         self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self.backends = [
