@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,14 @@ _ENVELOPE_META = frozenset({"progressToken"})  # progress is re-tokened on the b
 ChangeListener = Callable[[], Awaitable[None]]
 
 
+def loaded_config(config: GatewayConfig) -> dict[str, str]:
+    """The SHA-256 of the validated config (after `${VAR}` and env overrides, canonical JSON) and the UTC
+    time it was loaded: two replicas with the same hash run the same configuration."""
+    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    loaded_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"hash": hashlib.sha256(canonical.encode()).hexdigest(), "loaded_at": loaded_at}
+
+
 class Hub:
     """Owns the backends and routes tool calls to them."""
 
@@ -45,6 +55,7 @@ class Hub:
         self.settings = config.gateway
         search = self.settings.discovery.mode == "search"
         self.recent = CallLog()  # the status page's recent calls (the guard records each)
+        self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
         self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
         self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self.backends = [
@@ -125,6 +136,7 @@ class Hub:
                 for backend in self.backends
             },
             **self.resilience.health(),
+            "config": self.loaded,
             "version": __version__,
         }
 
