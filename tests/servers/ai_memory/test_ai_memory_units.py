@@ -72,6 +72,6 @@ async def test_local_lru_is_bounded_and_expires(monkeypatch):
     assert await c.get("b") is None and await c.get("a") == 1
     t[0] += 11
     assert await c.get("a") is None
-    await c.incr("g")
-    await c.incr("g")
+    await c.raise_to("g", 2)
+    await c.raise_to("g", 1)  # a signal only ever raises
     assert await c.get_int("g") == 2
