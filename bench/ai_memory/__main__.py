@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.ai_memory.eval_data import build
+from embedding.embedder import Embedder, make_embedder
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder, make_embedder
 from servers.ai_memory.filters import parse_filter
 from servers.ai_memory.records import MemoryRecord, content_hash, now
 from servers.ai_memory.service import MemoryService

@@ -24,9 +24,9 @@ from typing import Any
 import anyio
 import numpy as np
 
+from embedding.embedder import Embedder
 from servers.ai_memory.coherence import LiveIndexes, version_key
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder
 from servers.ai_memory.outbox import Outbox
 from servers.ai_memory.records import MemoryRecord, now
 from servers.ai_memory.store import Store, StoreRejected, StoreUnavailable, embed_op

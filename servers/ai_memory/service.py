@@ -22,10 +22,10 @@ import anyio
 import numpy as np
 from fastmcp.exceptions import ToolError
 
+from embedding.embedder import Embedder, make_embedder
 from servers.ai_memory.cache import LocalLRUCache, RedisCache
 from servers.ai_memory.coherence import LiveIndexes, version_key
 from servers.ai_memory.config import MemoryConfig
-from servers.ai_memory.embedder import Embedder, make_embedder
 from servers.ai_memory.maintenance import Drainer, Indexer, Purger
 from servers.ai_memory.outbox import Outbox
 from servers.ai_memory.reads import ReadPath, Recall, view

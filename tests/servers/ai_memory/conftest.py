@@ -13,8 +13,8 @@ from typing import Any
 import fakesnow
 import pytest
 
+from embedding.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
-from servers.ai_memory.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.service import MemoryService
 
 

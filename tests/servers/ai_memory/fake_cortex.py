@@ -24,7 +24,7 @@ from duckdb.sqltypes import DOUBLE, VARCHAR
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
-from servers.ai_memory.embedder import Embedder
+from embedding.embedder import Embedder
 
 
 def install_rendering() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from servers.ai_memory.embedder import HashEmbedder
+from embedding.embedder import HashEmbedder
 
 REPO = Path(__file__).resolve().parents[3]
 

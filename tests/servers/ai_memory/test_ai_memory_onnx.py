@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servers.ai_memory.embedder import MiniLMEmbedder, OnnxMiniLMEmbedder, make_embedder
-from servers.ai_memory.onnx_graph import quantize_columns
+from embedding.embedder import MiniLMEmbedder, OnnxMiniLMEmbedder, make_embedder
+from embedding.onnx_graph import quantize_columns
 
 TEXTS = [
     "x",

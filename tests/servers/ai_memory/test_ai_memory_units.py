@@ -44,7 +44,7 @@ def test_filter_semantics():
 def test_numpy_minilm_matches_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 
-    from servers.ai_memory.embedder import default_model_dir
+    from embedding.embedder import default_model_dir
 
     texts = ["The cat sat on the mat.", "Order ORD-4821 shipped to Lisbon", "word " * 400, "é ü ß 東京"]
     ref = SentenceTransformer(str(default_model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
