@@ -1,9 +1,18 @@
-"""Fixtures shared by every test module."""
+"""Fixtures shared by every test module, and the `slow` mark.
+
+A test is marked `slow` when it starts real processes (a gateway, a backend, redis-server, npx): its module
+imports the process helpers (`tests.helpers.*`, `subprocess`, a stdio MCP transport), directly or through
+another test module, or one of its fixtures uses them. `./dev test -m "not slow"` runs the rest, the unit subset.
+"""
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -24,3 +33,53 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.kill()
+
+
+PROCESS_MODULES = frozenset(
+    {
+        "subprocess",
+        "multiprocessing",
+        "fastmcp.client.transports.stdio",  # StdioTransport starts the server it talks to
+        "tests.helpers.procs",
+        "tests.helpers.redis_proc",
+        "tests.helpers.redis_cluster",
+    }
+)
+
+
+def _origin(value: Any) -> str:
+    """The module a global of a test module comes from."""
+    return value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None) or ""
+
+
+def _starts_processes(module: ModuleType, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether `module` uses the process helpers, itself or through the test modules it imports from."""
+    for value in vars(module).values():
+        origin = _origin(value)
+        if origin in PROCESS_MODULES:
+            return True
+        if origin.startswith("tests.") and origin != module.__name__ and origin not in seen:
+            imported = sys.modules.get(origin)
+            if imported is not None and _starts_processes(imported, seen | {module.__name__}):
+                return True
+    return False
+
+
+def _fixture_starts_processes(conftest: ModuleType, name: str) -> bool:
+    """Whether fixture `name` of `conftest` names a process helper in its body."""
+    fixture = getattr(conftest, name, None)
+    if fixture is None:
+        return False
+    code = inspect.unwrap(fixture).__code__
+    return any(_origin(conftest.__dict__.get(used)) in PROCESS_MODULES for used in code.co_names)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    conftests = [m for name, m in sys.modules.items() if name.startswith("tests") and name.endswith("conftest")]
+    for item in items:
+        module = getattr(item, "module", None)
+        slow = module is not None and _starts_processes(module)
+        fixtures = getattr(item, "fixturenames", ())
+        slow = slow or any(_fixture_starts_processes(c, f) for c in conftests for f in fixtures)
+        if slow:
+            item.add_marker(pytest.mark.slow)
