@@ -38,6 +38,7 @@ def free_port() -> int:
 
 
 def gateway_config(directory: Path, servers: dict[str, Any], gateway: dict[str, Any] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mcp.json"
     path.write_text(json.dumps({"mcpServers": servers, "gateway": gateway or {}}))
     return path
