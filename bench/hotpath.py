@@ -132,8 +132,8 @@ def print_report(report: dict[str, Any]) -> None:
         if "skipped" in row:
             print(f"| {row['label']} | skipped: {row['skipped']} | | |")
             continue
-        ratio = f"{row['calls_per_s'] / echo:.2f}×" if echo else ""
+        ratio = f"{row['calls_per_s'] / echo:.2f}x" if echo else ""
         failed = f" ({row['failures']} failed)" if row["failures"] else ""
         print(f"| {row['label']} | {row['calls_per_s']:,.0f}{failed} | {row['cpu_us_per_call']:,.0f} | {ratio} |")
     if l1_cpu and "cpu_us_per_call" in rows.get("l2", {}):
-        print(f"L2 hit / L1 hit CPU per call: {rows['l2']['cpu_us_per_call'] / l1_cpu:.2f}×")
+        print(f"L2 hit / L1 hit CPU per call: {rows['l2']['cpu_us_per_call'] / l1_cpu:.2f}x")
