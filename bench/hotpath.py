@@ -44,8 +44,18 @@ class Target:
 
 
 def _gateway_argv(config: Path, port: int) -> list[str]:
-    return [sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port", str(port),
-            "--config", str(config)]
+    return [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--transport",
+        "http",
+        "--port",
+        str(port),
+        "--config",
+        str(config),
+    ]
 
 
 def targets(directory: Path, redis_url: str | None) -> list[Target]:
@@ -54,27 +64,66 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
     cached = gateway_config(directory / "l1", {"bench": STDIO_BENCH})
     uncached = gateway_config(directory / "uncached", {"bench": STDIO_BENCH}, UNCACHED)
     found = [
-        Target("echo", "bare ASGI JSON-RPC echo (uvicorn + uvloop + httptools): the Python limit",
-               [sys.executable, "-m", "bench.echo_asgi", str(port := next(ports))], port, "echo"),
-        Target("l1", "the gateway, cached read-only tool (L1 hit)", _gateway_argv(cached, port := next(ports)), port,
-               "bench_echo"),
+        Target(
+            "echo",
+            "bare ASGI JSON-RPC echo (uvicorn + uvloop + httptools): the Python limit",
+            [sys.executable, "-m", "bench.echo_asgi", str(port := next(ports))],
+            port,
+            "echo",
+        ),
+        Target(
+            "l1",
+            "the gateway, cached read-only tool (L1 hit)",
+            _gateway_argv(cached, port := next(ports)),
+            port,
+            "bench_echo",
+        ),
     ]
     if redis_url is not None:
-        l2 = gateway_config(directory / "l2", {"bench": STDIO_BENCH},
-                            {"redis_url": redis_url, "cache": {"max_entries": 1}})
-        found.append(Target("l2", "the gateway, cached, Redis L2 hit (L1 of one entry, 64 keys)",
-                            _gateway_argv(l2, port := next(ports)), port, "bench_echo", variants=64))
+        l2 = gateway_config(
+            directory / "l2", {"bench": STDIO_BENCH}, {"redis_url": redis_url, "cache": {"max_entries": 1}}
+        )
+        found.append(
+            Target(
+                "l2",
+                "the gateway, cached, Redis L2 hit (L1 of one entry, 64 keys)",
+                _gateway_argv(l2, port := next(ports)),
+                port,
+                "bench_echo",
+                variants=64,
+            )
+        )
     found += [
-        Target("uncached", "the gateway, uncached, stdio backend behind it",
-               _gateway_argv(uncached, port := next(ports)), port, "bench_echo"),
-        Target("fastmcp", "FastMCP serving the tool directly", [*BACKEND, "--http", str(port := next(ports))], port,
-               "echo"),
+        Target(
+            "uncached",
+            "the gateway, uncached, stdio backend behind it",
+            _gateway_argv(uncached, port := next(ports)),
+            port,
+            "bench_echo",
+        ),
+        Target(
+            "fastmcp", "FastMCP serving the tool directly", [*BACKEND, "--http", str(port := next(ports))], port, "echo"
+        ),
     ]
     if shutil.which("mcp-proxy"):
-        found.append(Target("mcp_proxy", "sparfenyuk/mcp-proxy, same backend",
-                            ["mcp-proxy", "--port", str(port := next(ports)), "--", *BACKEND], port, "echo"))
-    found.append(Target("create_proxy", "FastMCP `create_proxy` over a connected client, same backend",
-                        [sys.executable, "-m", "bench.fastmcp_proxy", str(port := next(ports))], port, "echo"))
+        found.append(
+            Target(
+                "mcp_proxy",
+                "sparfenyuk/mcp-proxy, same backend",
+                ["mcp-proxy", "--port", str(port := next(ports)), "--", *BACKEND],
+                port,
+                "echo",
+            )
+        )
+    found.append(
+        Target(
+            "create_proxy",
+            "FastMCP `create_proxy` over a connected client, same backend",
+            [sys.executable, "-m", "bench.fastmcp_proxy", str(port := next(ports))],
+            port,
+            "echo",
+        )
+    )
     return found
 
 
@@ -95,8 +144,12 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
             rates.append(load.rate)
             cpu.append(meter.seconds / max(1, load.requests) * 1e6)
             failures += load.failures
-        return {"calls_per_s": statistics.median(rates), "cpu_us_per_call": statistics.median(cpu),
-                "failures": failures, "generator": load.generator}
+        return {
+            "calls_per_s": statistics.median(rates),
+            "cpu_us_per_call": statistics.median(cpu),
+            "failures": failures,
+            "generator": load.generator,
+        }
     finally:
         proc.terminate()
         try:
@@ -105,16 +158,19 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
             proc.kill()
 
 
-async def run(directory: Path, redis_url: str | None, seconds: float, rounds: int,
-              only: Sequence[str] | None = None) -> dict[str, Any]:
+async def run(
+    directory: Path, redis_url: str | None, seconds: float, rounds: int, only: Sequence[str] | None = None
+) -> dict[str, Any]:
     report: dict[str, Any] = {"generator": generator(), "targets": {}}
     for target in targets(directory, redis_url):
         if only and target.key not in only:
             continue
         report["targets"][target.key] = {"label": target.label, **await measure(target, seconds, rounds)}
     if not shutil.which("mcp-proxy"):
-        report["targets"]["mcp_proxy"] = {"label": "sparfenyuk/mcp-proxy, same backend",
-                                          "skipped": "not installed (pip install mcp-proxy)"}
+        report["targets"]["mcp_proxy"] = {
+            "label": "sparfenyuk/mcp-proxy, same backend",
+            "skipped": "not installed (pip install mcp-proxy)",
+        }
     if redis_url is None:
         report["targets"]["l2"] = {"label": "the gateway, cached, Redis L2 hit", "skipped": "no redis-server"}
     return report
@@ -124,8 +180,10 @@ def print_report(report: dict[str, Any]) -> None:
     rows = report["targets"]
     echo = rows.get("echo", {}).get("calls_per_s")
     l1_cpu = rows.get("l1", {}).get("cpu_us_per_call")
-    print(f"Streamable HTTP, 16 connections ({report['generator']}), stateless 2026-07-28 tools/call, "
-          "every response checked")
+    print(
+        f"Streamable HTTP, 16 connections ({report['generator']}), stateless 2026-07-28 tools/call, "
+        "every response checked"
+    )
     print("| target | calls/s | CPU µs per call | vs echo |")
     print("|---|---|---|---|")
     for row in rows.values():

@@ -32,8 +32,9 @@ def generator() -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
-async def drive(port: int, tool: str, *, variants: int, seconds: float, connections: int = 16,
-                path: str = "/mcp") -> Load:
+async def drive(
+    port: int, tool: str, *, variants: int, seconds: float, connections: int = 16, path: str = "/mcp"
+) -> Load:
     """Load `tool` at 127.0.0.1:`port` for `seconds`, cycling `variants` distinct arguments."""
     if generator() == "wrk":
         return await _wrk(port, tool, variants, seconds, connections, path)
@@ -42,9 +43,19 @@ async def drive(port: int, tool: str, *, variants: int, seconds: float, connecti
 
 async def _wrk(port: int, tool: str, variants: int, seconds: float, connections: int, path: str) -> Load:
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(SCRIPT),
-        f"http://127.0.0.1:{port}{path}", "--", tool, str(variants),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(SCRIPT),
+        f"http://127.0.0.1:{port}{path}",
+        "--",
+        tool,
+        str(variants),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     for line in out.decode().splitlines():

@@ -22,7 +22,7 @@ from gateway.ops.shutdown import stop_on_signal
 from gateway.routing.hub import Hub
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
-from gateway.transports.http import GatewayHTTP, serve_http
+from gateway.transports.http import GatewayHTTP, HTTPEntry, serve_http
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
 
@@ -62,7 +62,9 @@ class Security:
 
 
 def load_security(
-    config: GatewayConfig, file: str, raw_servers: Mapping[str, Any] | None = None,
+    config: GatewayConfig,
+    file: str,
+    raw_servers: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Security:
     """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2)."""
@@ -141,9 +143,15 @@ async def serve(
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
+            entry = HTTPEntry(app, security.middleware(app), settings.max_body_bytes)
             await serve_http(
-                security.middleware(app), host, port, settings.max_body_bytes, hub=hub,
-                drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
+                entry,
+                host,
+                port,
+                hub=hub,
+                drain_seconds=settings.drain_seconds,
+                shutdown_timeout=settings.shutdown_timeout,
+                json_logs=json_logs,
             )
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

@@ -77,8 +77,8 @@ def setup_audit(settings: AuditSettings) -> None:
     if not settings.enabled:
         return
     writer: logging.Handler
-    writer = logging.FileHandler(settings.file, encoding="utf-8") if settings.file else logging.StreamHandler(
-        sys.stderr
+    writer = (
+        logging.FileHandler(settings.file, encoding="utf-8") if settings.file else logging.StreamHandler(sys.stderr)
     )
     writer.setFormatter(logging.Formatter("%(message)s"))
     audit_logger.addHandler(writer)

@@ -2,8 +2,9 @@
 request id that ties an HTTP request's log lines together.
 
 The request id comes from the client's `X-Request-Id` header when it is a sane token, else a new one is
-made; it is echoed in the response's `X-Request-Id` header and carried, through a context variable, on
-every log line written while the request is handled (the fast path and the hub run in its context; calls
+made (`accept_request_id`; the HTTP entry, gateway/transports/http.py, echoes it in the response's
+`X-Request-Id` header); it is carried, through a context variable, on every log line written while the
+request is handled (the fast path and the hub run in its context; calls
 that FastMCP's session task runs for a stateful session log without it).
 """
 
@@ -17,19 +18,12 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 request_id: ContextVar[str | None] = ContextVar("mcp_gateway_request_id", default=None)
 
-HEADER = b"x-request-id"
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -121,40 +115,12 @@ def backend_errlog(name: str) -> TextIO:
     return pipe
 
 
-def _new_id() -> str:
+def accept_request_id(value: bytes | None) -> str:
+    """The request id for a request whose `X-Request-Id` header is `value`: that one when it is a sane
+    token, else a new one (the HTTP entry sets it in `request_id` and echoes it in the response)."""
+    if value is not None and _VALID_ID.match(value):
+        return value.decode("ascii")
     return secrets.token_hex(8)
-
-
-class RequestId:
-    """ASGI middleware: take or make the request id, expose it to logs, echo it in the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                if _VALID_ID.match(value):
-                    rid = value.decode("ascii")
-                break
-        if rid is None:
-            rid = _new_id()
-        encoded = rid.encode("ascii")
-        token = request_id.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (HEADER, encoded)]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
 
 
 # ---------------------------------------------------------------------------------------------- redaction
