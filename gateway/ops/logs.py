@@ -10,6 +10,7 @@ that FastMCP's session task runs for a stateful session log without it).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -120,7 +121,11 @@ def accept_request_id(value: bytes | None) -> str:
     token, else a new one (the HTTP entry sets it in `request_id` and echoes it in the response)."""
     if value is not None and _VALID_ID.match(value):
         return value.decode("ascii")
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"  # unique, not secret: no random draw per request
+
+
+_ID_PREFIX = secrets.token_hex(4)  # per process, so replicas' ids do not collide
+_ID_COUNTER = itertools.count()
 
 
 # ---------------------------------------------------------------------------------------------- redaction
