@@ -2,9 +2,9 @@
 with the standard library behind it for the few values orjson refuses to encode (lone surrogates, integers
 past 64 bits), so an answer is never lost to the codec.
 
-`loads` takes bytes or str and raises `DecodeError` (a `ValueError`, like `json.JSONDecodeError`) for
-anything that is not JSON orjson accepts: NaN and Infinity, integers past 64 bits, invalid UTF-8 or
-surrogate escapes, nesting past 1024. Callers treat such a body as doubtful and hand it to the framework.
+`loads` takes bytes or str. What orjson refuses but is JSON all the same (NaN and Infinity, integers past
+64 bits, surrogate escapes) is decoded by the standard library, as before; anything else raises
+`DecodeError` (`ValueError`), nesting too deep included (the standard library would raise RecursionError).
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ from typing import Any
 
 import orjson
 
-DecodeError = orjson.JSONDecodeError
+DecodeError = ValueError
 
 
 def loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
 
 
 def dumps(value: Any) -> bytes:
