@@ -51,6 +51,7 @@ class StdioPipe:
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
         self.closed = False
         self._outgoing: list[bytes] = []
+        self.grace = 2.0  # seconds the child has to exit after stdin closes, before SIGTERM (and as much again)
 
     # ------------------------------------------------------------------ hot path
 
@@ -173,12 +174,12 @@ class StdioPipe:
         with contextlib.suppress(Exception):
             assert self.proc.stdin is not None
             self.proc.stdin.close()
-        with anyio.move_on_after(2):
+        with anyio.move_on_after(self.grace):
             await self.proc.wait()
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        with anyio.move_on_after(2):
+        with anyio.move_on_after(max(self.grace, 2)):
             await self.proc.wait()
             return
         with contextlib.suppress(ProcessLookupError):

@@ -89,6 +89,20 @@ def setup(environ: Mapping[str, str] | None = None) -> str:
 
 _format = "text"
 _stderr_pipes: dict[str, TextIO] = {}
+_last_lines: dict[str, str] | None = None  # kept by `keep_backend_stderr`
+
+
+def keep_backend_stderr() -> None:
+    """From now on give each stdio backend its own stderr pipe (its lines logged as records of
+    `mcp_gateway.backend.<name>`) and remember its last line, for `last_backend_stderr` (`mcp-gateway check`)."""
+    global _last_lines
+    if _last_lines is None:
+        _last_lines = {}
+
+
+def last_backend_stderr(name: str) -> str | None:
+    """The last non-empty line backend `name` wrote to stderr, once `keep_backend_stderr` was called."""
+    return None if _last_lines is None else _last_lines.get(name)
 
 
 def backend_errlog(name: str) -> TextIO:
@@ -98,7 +112,7 @@ def backend_errlog(name: str) -> TextIO:
     scrubs them like any record).
 
     One pipe and one reader thread per backend for the life of the process, reused across restarts."""
-    if _format != "json":
+    if _format != "json" and _last_lines is None:
         return redacting_relay()
     pipe = _stderr_pipes.get(name)
     if pipe is None:
@@ -110,6 +124,8 @@ def backend_errlog(name: str) -> TextIO:
             with os.fdopen(read_fd, "r", errors="replace") as lines:
                 for line in lines:
                     if line.strip():
+                        if _last_lines is not None:
+                            _last_lines[name] = line.strip()
                         log.info(line.rstrip(), extra={"stream": "stderr"})
 
         threading.Thread(target=relay, name=f"stderr-{name}", daemon=True).start()
