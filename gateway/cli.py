@@ -215,16 +215,10 @@ async def _check(config: GatewayConfig, security: Security) -> int:
 
     async def report(backend: Any) -> None:
         await backend.ready.wait()
+        state, tools, error = backend.state, len(backend.tools), backend.last_error  # before any restart
         startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
-        cause = ""
-        if backend.state != "up":
-            cause = await _cause(backend, logs)
-        print(
-            _ROW.format(
-                backend.name, backend.transport, backend.state, len(backend.tools), startup, security.redactor(cause)
-            ),
-            flush=True,
-        )
+        cause = "" if state == "up" else await _cause(backend, error or "failed", logs)
+        print(_ROW.format(backend.name, backend.transport, state, tools, startup, security.redactor(cause)), flush=True)
 
     async with anyio.create_task_group() as group:
         group.start_soon(hub.run)
@@ -235,9 +229,8 @@ async def _check(config: GatewayConfig, security: Security) -> int:
     return 0 if hub.healthy else 1
 
 
-async def _cause(backend: Any, logs: Any) -> str:
+async def _cause(backend: Any, error: str, logs: Any) -> str:
     """Why a backend failed to start: a stdio child's last stderr line, else the error, naming the URL."""
-    error = backend.last_error or "failed"
     if backend.transport == "stdio":
         with anyio.move_on_after(0.5):  # the child's last words may still be in the pipe
             while logs.last_backend_stderr(backend.name) is None:
