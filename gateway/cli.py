@@ -20,6 +20,7 @@ import anyio
 
 if TYPE_CHECKING:
     from gateway.config.loader import GatewayConfig
+    from gateway.ops.logs import BackendStderr
     from gateway.routing.hub import Hub
     from gateway.serve import Security
 
@@ -65,19 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging() -> str:
-    from gateway.ops import logs
-
-    return logs.setup()
-
-
 @asynccontextmanager
-async def running_hub(config: GatewayConfig, exit_grace: float = 2.0) -> AsyncIterator[Hub]:
+async def running_hub(config: GatewayConfig, stderr: BackendStderr, exit_grace: float = 2.0) -> AsyncIterator[Hub]:
     """Start every backend of `config` at once, yield the hub once each is up or has failed, stop them on exit
     (a stdio child gets `exit_grace` seconds to exit on its own before it is terminated)."""
     from gateway.routing.hub import Hub
 
-    hub = Hub(config)
+    hub = Hub(config, stderr=stderr)
     for backend in hub.backends:
         backend.exit_grace = exit_grace
     async with anyio.create_task_group() as group:
@@ -183,8 +178,8 @@ def _print_result(result: dict[str, Any]) -> int:
     return 1 if result.get("isError") else 0
 
 
-async def _tools(config: GatewayConfig) -> int:
-    async with running_hub(config, exit_grace=READ_ONLY_GRACE) as hub:
+async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
+    async with running_hub(config, stderr, exit_grace=READ_ONLY_GRACE) as hub:
         _print_tools(hub.catalog.tools)
         down = [backend.name for backend in hub.backends if backend.state != "up"]
         if down:
@@ -192,9 +187,9 @@ async def _tools(config: GatewayConfig) -> int:
         return 0
 
 
-async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> int:
+async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any], stderr: BackendStderr) -> int:
     """Start only the backend(s) that may expose `tool`, and call it."""
-    async with running_hub(needed_by(config, tool)) as hub:
+    async with running_hub(needed_by(config, tool), stderr) as hub:
         return _print_result(await hub.call_tool(tool, arguments))
 
 
@@ -202,13 +197,13 @@ READ_ONLY_GRACE = 0.2  # `tools` and `check` wrote nothing: their backends need 
 _ROW = "{:<16} {:<11} {:<8} {:>5} {:>11}  {}"
 
 
-async def _check(config: GatewayConfig, security: Security) -> int:
+async def _check(config: GatewayConfig, security: Security, log_format: str) -> int:
     """Start every backend at once; print each one's row as soon as it is up or has failed."""
-    from gateway.ops import logs
+    from gateway.ops.logs import BackendStderr
     from gateway.routing.hub import Hub
 
-    logs.keep_backend_stderr()  # a failed backend's row shows the last line it wrote to stderr
-    hub = Hub(config)
+    stderr = BackendStderr(log_format, security.redactor, keep_last=True)  # a failed row shows its last line
+    hub = Hub(config, stderr=stderr)
     for backend in hub.backends:
         backend.exit_grace = READ_ONLY_GRACE
     print(_ROW.format("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR"), flush=True)
@@ -217,7 +212,7 @@ async def _check(config: GatewayConfig, security: Security) -> int:
         await backend.ready.wait()
         state, tools, error = backend.state, len(backend.tools), backend.last_error  # before any restart
         startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
-        cause = "" if state == "up" else await _cause(backend, error or "failed", logs)
+        cause = "" if state == "up" else await _cause(backend, error or "failed", stderr)
         print(_ROW.format(backend.name, backend.transport, state, tools, startup, security.redactor(cause)), flush=True)
 
     async with anyio.create_task_group() as group:
@@ -229,29 +224,39 @@ async def _check(config: GatewayConfig, security: Security) -> int:
     return 0 if hub.healthy else 1
 
 
-async def _cause(backend: Any, error: str, logs: Any) -> str:
+async def _cause(backend: Any, error: str, stderr: BackendStderr) -> str:
     """Why a backend failed to start: a stdio child's last stderr line, else the error, naming the URL."""
     if backend.transport == "stdio":
         with anyio.move_on_after(0.5):  # the child's last words may still be in the pipe
-            while logs.last_backend_stderr(backend.name) is None:
+            while stderr.last_line(backend.name) is None:
                 await anyio.sleep(0.02)
-        line = logs.last_backend_stderr(backend.name)
+        line = stderr.last_line(backend.name)
         return f"{line} ({error})" if line and line not in error else error
     url = backend.config.url
     return error if not url or url in error else f"{url}: {error}"
 
 
 async def _serve(
-    config: GatewayConfig, transport: str, host: str, port: int, security: Security, log_format: str
+    config: GatewayConfig, transport: str, host: str, port: int, security: Security, stderr: BackendStderr
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
 
-    tracing.configure()
+    tracer = tracing.configure(os.environ)
     try:
-        await serve(config, transport, host, port, security, json_logs=log_format == "json")
+        await serve(
+            config,
+            transport,
+            host,
+            port,
+            security,
+            json_logs=stderr.log_format == "json",
+            tracer=tracer or tracing.NO_TRACING,
+            stderr=stderr,
+        )
     finally:
-        tracing.shutdown()
+        if tracer is not None:
+            tracer.shutdown()
     return 0
 
 
@@ -352,18 +357,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     from gateway.config.loader import ConfigError, load_config
     from gateway.guard.audit import setup_audit
-    from gateway.ops.logs import install_log_redaction
+    from gateway.ops import logs
     from gateway.serve import load_security
 
-    log_format = _setup_logging()
+    log_format = logs.setup(os.environ)
     try:
-        config = load_config(args.config)
-        security = load_security(config, args.config, _raw_servers(args.config))
+        config = load_config(args.config, os.environ)
+        security = load_security(config, args.config, os.environ, _raw_servers(args.config))
     except ConfigError as error:
         print(f"mcp-gateway: config error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    install_log_redaction(security.redactor)
-    setup_audit(config.gateway.audit)
+    logs.install_log_redaction(security.redactor)
+    setup_audit(security.audit, config.gateway.audit)
+    stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
     if args.command == "serve":
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
@@ -379,9 +385,9 @@ def main(argv: list[str] | None = None) -> None:
             backend_options=_loop_options(),
         )
     elif args.command == "check":
-        code = anyio.run(_check, config, security)
+        code = anyio.run(_check, config, security, log_format)
     elif args.command == "tools":
-        code = anyio.run(_tools, config)
+        code = anyio.run(_tools, config, stderr)
     else:
-        code = anyio.run(_call, config, args.tool, arguments)
+        code = anyio.run(_call, config, args.tool, arguments, stderr)
     sys.exit(code)

@@ -84,7 +84,10 @@ class _Listener(pybreaker.CircuitBreakerListener):
         if new.name == pybreaker.STATE_OPEN:
             logger.warning(
                 "breaker %s: %s -> open (%s); failing fast for %g s",
-                cb.name, before, self.owner.last_failure or "opened by another replica", cb.reset_timeout,
+                cb.name,
+                before,
+                self.owner.last_failure or "opened by another replica",
+                cb.reset_timeout,
             )
         elif new.name == pybreaker.STATE_CLOSED:
             logger.warning("breaker %s: %s -> closed; backend calls resume", cb.name, before)

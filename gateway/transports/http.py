@@ -8,9 +8,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastmcp import FastMCP
-from fastmcp.server.http import HostOriginGuardMiddleware
 
-from gateway.auth.middleware import SecurityMiddleware, protects
+from gateway.auth.middleware import SecurityMiddleware, host_guard, protects
 from gateway.ops import metrics
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
 from gateway.ops.logs import accept_request_id, request_id
@@ -106,9 +105,9 @@ class _TooLarge(Exception):
 
 class HostGuard:
     """DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback address,
-    a request whose Host is not local is refused (421). The verdict is FastMCP's `HostOriginGuardMiddleware`
-    (Origin is checked against the configured allow-list by gateway/auth/middleware.py, so here every Origin
-    passes); it depends only on the Host header and the bound address, so it is asked once per such pair."""
+    a request whose Host is not local is refused (421). The verdict is `gateway.auth.middleware.host_guard`'s;
+    it depends only on the Host header and the bound address, so it is asked once per such pair, not per
+    request."""
 
     def __init__(self) -> None:
         self._verdicts: dict[tuple[bytes, Any], bool] = {}
@@ -144,7 +143,7 @@ class HostGuard:
             "method": scope.get("method", "GET"),
             "query_string": b"",
         }
-        await HostOriginGuardMiddleware(through, mode="auto", allowed_origins=["*"])(probe, _no_body, discard)
+        await host_guard(through)(probe, _no_body, discard)
         return passed
 
 

@@ -10,6 +10,7 @@ FastMCP, which owns the protocol's error answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
@@ -19,12 +20,12 @@ from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.middleware import CLIENT_SCOPE_KEY
-from gateway.backends.inflight import CURRENT_PEER, Peer
+from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.ops.codec import DecodeError, dumps, loads
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
-from gateway.transports.peers import Replies, client_log_level, has_capability
+from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -32,7 +33,8 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no
 
 
 def _session_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
         if name == b"mcp-session-id":
             return value.decode("latin-1")
     return None
@@ -55,29 +57,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class _HTTPPeer(Peer):
-    """A fast-path call of a session: relayed messages go out on the call's response stream, and the
-    client's answers to relayed requests come back as POSTs that `StreamableFront` picks off."""
-
-    def __init__(self, front: StreamableFront, session_id: str, reply: _Reply) -> None:
-        self.key = session_id
-        self._front = front
-        self._reply = reply
-
-    @property
-    def log_level(self) -> str | None:
-        return client_log_level(self._front.server, self.key)
-
-    def capable(self, method: str) -> bool:
-        return has_capability(self._front.client_capabilities.get(self.key), method)
-
-    def post(self, message: dict[str, Any]) -> None:
-        self._reply.post(message)
-
-    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        return await self._front.replies.ask(self.key, self.post, method, params, timeout)
 
 
 class StreamableFront:
@@ -136,8 +115,7 @@ class StreamableFront:
             return send
         if not isinstance(message, dict) or message.get("method") != "initialize":
             return send
-        params = message.get("params")
-        capabilities = params.get("capabilities") if isinstance(params, dict) else None
+        capabilities = declared_capabilities(message)
 
         async def capturing_send(event: Message) -> None:
             if event["type"] == "http.response.start":
@@ -209,11 +187,13 @@ class StreamableFront:
         scope = self.fast.track(key) if key is not None else anyio.CancelScope()
         token = None
         if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
-            token = CURRENT_PEER.set(_HTTPPeer(self, session_id, reply))
+            capabilities = self.client_capabilities.get(session_id)
+            ask = functools.partial(self.replies.ask, session_id, reply.post)  # answered by POSTs, see _take_reply
+            token = CURRENT_PEER.set(ClientPeer(session_id, reply.post, ask, capabilities, self.server, session_id))
         watch = _DisconnectWatch(receive, scope)
         try:
             response = await self.fast.answer_tracked(
-                scope, key, message, modern=modern, notify=reply.notify, client=client
+                scope, key, message, modern=modern, post=reply.post, client=client
             )
         finally:
             watch.close()
@@ -253,7 +233,7 @@ class _Reply:
     """The response to one fast-path POST: a JSON body when the answer comes first, else an SSE stream of the
     notifications and relayed requests that came before it, then the answer. Messages posted while the call
     runs (from this task or the backend's) are written in order by one writer task, started only when the
-    first of them arrives."""
+    first of them arrives; after the answer a straggler has nowhere to go."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -264,13 +244,10 @@ class _Reply:
 
     def post(self, item: dict[str, Any]) -> None:
         if self._done:
-            return  # after the answer a straggler has nowhere to go
+            return
         self._pending.append(item)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_pending())
-
-    async def notify(self, notification: dict[str, Any]) -> None:
-        self.post(notification)
 
     async def _write_pending(self) -> None:
         while self._pending:

@@ -65,8 +65,11 @@ async def test_crashed_backend_opens_its_breaker_until_it_is_back(tmp_path: Path
     config = write_config(
         tmp_path,
         {"faulty": faulty_server(), "healthy": stdio_echo_server()},
-        gateway={"restart_backoff_initial": 1.5, "breaker": {"fail_max": 2, "reset_timeout": 0.5},
-                 "retry": {"initial_backoff": 0.01, "max_backoff": 0.02}},
+        gateway={
+            "restart_backoff_initial": 1.5,
+            "breaker": {"fail_max": 2, "reset_timeout": 0.5},
+            "retry": {"initial_backoff": 0.01, "max_backoff": 0.02},
+        },
     )
     gateway = GatewayProcess(config)
     try:
@@ -119,8 +122,15 @@ async def test_garbage_answers_are_errors_that_open_the_breaker(tmp_path: Path) 
     config = write_config(
         tmp_path,
         {"garbage": garbage_server(), "healthy": stdio_echo_server()},
-        gateway={"servers": {"garbage": {"breaker": {"fail_max": 3, "reset_timeout": 60}, "retry": {"attempts": 1},
-                                         "tools": {"not_json": {"timeout": 0.5}}}}},
+        gateway={
+            "servers": {
+                "garbage": {
+                    "breaker": {"fail_max": 3, "reset_timeout": 60},
+                    "retry": {"attempts": 1},
+                    "tools": {"not_json": {"timeout": 0.5}},
+                }
+            }
+        },
     )
     gateway = GatewayProcess(config)
     try:
@@ -148,8 +158,11 @@ async def test_half_failing_reads_are_retried_and_never_trip_the_breaker(tmp_pat
     config = write_config(
         tmp_path,
         {"faulty": faulty_server()},
-        gateway={"breaker": {"fail_max": 2}, "retry": {"initial_backoff": 0.01, "max_backoff": 0.05},
-                 "servers": {"faulty": {"cache": {"enabled": False}}}},
+        gateway={
+            "breaker": {"fail_max": 2},
+            "retry": {"initial_backoff": 0.01, "max_backoff": 0.05},
+            "servers": {"faulty": {"cache": {"enabled": False}}},
+        },
     )
     gateway = GatewayProcess(config)
     try:
@@ -172,11 +185,15 @@ async def test_bulkhead_bounds_in_flight_and_queued_calls(tmp_path: Path) -> Non
     config = write_config(
         tmp_path,
         {"slow": faulty_server(), "healthy": stdio_echo_server()},
-        gateway={"servers": {"slow": {
-            "bulkhead": {"max_concurrent": 2, "max_queue": 2, "queue_timeout": 30},
-            "breaker": {"enabled": False},
-            "tools": {"hang": {"timeout": 2}},
-        }}},
+        gateway={
+            "servers": {
+                "slow": {
+                    "bulkhead": {"max_concurrent": 2, "max_queue": 2, "queue_timeout": 30},
+                    "breaker": {"enabled": False},
+                    "tools": {"hang": {"timeout": 2}},
+                }
+            }
+        },
     )
     gateway = GatewayProcess(config)
     try:
