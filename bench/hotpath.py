@@ -39,6 +39,7 @@ class Target:
     port: int
     tool: str
     variants: int = 16
+    generator: str | None = None  # force one (FastMCP's own server stalls wrk's pipelined keep-alive)
     note: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -102,7 +103,12 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
             "bench_echo",
         ),
         Target(
-            "fastmcp", "FastMCP serving the tool directly", [*BACKEND, "--http", str(port := next(ports))], port, "echo"
+            "fastmcp",
+            "FastMCP serving the tool directly",
+            [*BACKEND, "--http", str(port := next(ports))],
+            port,
+            "echo",
+            generator="python",
         ),
     ]
     if shutil.which("mcp-proxy"):
@@ -110,7 +116,7 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
             Target(
                 "mcp_proxy",
                 "sparfenyuk/mcp-proxy, same backend",
-                ["mcp-proxy", "--port", str(port := next(ports)), "--", *BACKEND],
+                ["mcp-proxy", "--stateless", "--port", str(port := next(ports)), *BACKEND],
                 port,
                 "echo",
             )
@@ -134,13 +140,13 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
         port = target.port
         await wait_port(port, proc)
         await asyncio.sleep(1.5 if target.key not in ("echo",) else 0.3)  # backends finish their handshake
-        warm = await drive(port, target.tool, variants=target.variants, seconds=1)
+        warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
         if warm.requests == 0 or warm.failures > warm.requests // 2:
             return {"skipped": f"answers failed during warm-up ({warm.failures} of {warm.requests})"}
         rates, cpu, failures = [], [], 0
         for _ in range(rounds):
             with CpuMeter(proc.pid) as meter:
-                load = await drive(port, target.tool, variants=target.variants, seconds=seconds)
+                load = await drive(port, target.tool, variants=target.variants, seconds=seconds, using=target.generator)
             rates.append(load.rate)
             cpu.append(meter.seconds / max(1, load.requests) * 1e6)
             failures += load.failures

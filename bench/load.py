@@ -33,10 +33,18 @@ def generator() -> str:
 
 
 async def drive(
-    port: int, tool: str, *, variants: int, seconds: float, connections: int = 16, path: str = "/mcp"
+    port: int,
+    tool: str,
+    *,
+    variants: int,
+    seconds: float,
+    connections: int = 16,
+    path: str = "/mcp",
+    using: str | None = None,
 ) -> Load:
-    """Load `tool` at 127.0.0.1:`port` for `seconds`, cycling `variants` distinct arguments."""
-    if generator() == "wrk":
+    """Load `tool` at 127.0.0.1:`port` for `seconds`, cycling `variants` distinct arguments (`using`: "wrk" or
+    "python", default the best installed)."""
+    if (using or generator()) == "wrk":
         return await _wrk(port, tool, variants, seconds, connections, path)
     return await _python(port, tool, variants, seconds, connections, path)
 

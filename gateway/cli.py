@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
             args.host,
             args.port,
             security,
-            log_format,
+            stderr,
             backend_options=_loop_options(),
         )
     elif args.command == "check":
