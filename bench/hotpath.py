@@ -116,7 +116,7 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
             Target(
                 "mcp_proxy",
                 "sparfenyuk/mcp-proxy, same backend",
-                ["mcp-proxy", "--stateless", "--port", str(port := next(ports)), *BACKEND],
+                ["mcp-proxy", "--stateless", "--port", str(port := next(ports)), "--", *BACKEND],
                 port,
                 "echo",
             )
@@ -142,7 +142,10 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
         await asyncio.sleep(1.5 if target.key not in ("echo",) else 0.3)  # backends finish their handshake
         warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
         if warm.requests == 0 or warm.failures > warm.requests // 2:
-            return {"skipped": f"answers failed during warm-up ({warm.failures} of {warm.requests})"}
+            return {
+                "skipped": f"its answers failed during warm-up ({warm.failures} of {warm.requests}): "
+                "it does not serve stateless 2026-07-28 requests"
+            }
         rates, cpu, failures = [], [], 0
         for _ in range(rounds):
             with CpuMeter(proc.pid) as meter:
