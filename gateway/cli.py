@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--profile", help="stdio: serve only this gateway.profiles entry (HTTP: /mcp/NAME)")
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -237,7 +238,13 @@ async def _cause(backend: Any, error: str, stderr: BackendStderr) -> str:
 
 
 async def _serve(
-    config: GatewayConfig, transport: str, host: str, port: int, security: Security, stderr: BackendStderr
+    config: GatewayConfig,
+    transport: str,
+    host: str,
+    port: int,
+    security: Security,
+    stderr: BackendStderr,
+    profile: str | None = None,
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
@@ -253,6 +260,7 @@ async def _serve(
             json_logs=stderr.log_format == "json",
             tracer=tracer or tracing.NO_TRACING,
             stderr=stderr,
+            profile=profile,
         )
     finally:
         if tracer is not None:
@@ -298,6 +306,15 @@ def _bind_refusal(host: str, config: GatewayConfig, insecure: bool) -> str | Non
         "see docs/security.md), bind 127.0.0.1, or pass --insecure-no-auth if something in front of the "
         "gateway authenticates."
     )
+
+
+def _profile_refusal(profile: str, transport: str, config: GatewayConfig) -> str | None:
+    if transport != "stdio":
+        return f"--profile is for --transport stdio; over HTTP profile {profile!r} is served at /mcp/{profile}"
+    if profile not in config.gateway.profiles:
+        known = ", ".join(sorted(config.gateway.profiles)) or "none configured"
+        return f"unknown profile {profile!r} (gateway.profiles: {known})"
+    return None
 
 
 def _raw_servers(path: str) -> Any:
@@ -374,16 +391,29 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-        code = anyio.run(
-            _serve,
-            config,
-            args.transport,
-            args.host,
-            args.port,
-            security,
-            stderr,
-            backend_options=_loop_options(),
-        )
+        if args.profile is not None and (refusal := _profile_refusal(args.profile, args.transport, config)):
+            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        refused: BaseException | None = None
+        try:
+            code = anyio.run(
+                _serve,
+                config,
+                args.transport,
+                args.host,
+                args.port,
+                security,
+                stderr,
+                args.profile,
+                backend_options=_loop_options(),
+            )
+        except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)
+            refused = group.exceptions[0]
+            while isinstance(refused, BaseExceptionGroup):  # task groups nest: the first leaf
+                refused = refused.exceptions[0]
+        if isinstance(refused, ConfigError):
+            print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
     elif args.command == "check":
         code = anyio.run(_check, config, security, log_format)
     elif args.command == "tools":

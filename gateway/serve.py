@@ -26,6 +26,7 @@ from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, HTTPEntry, serve_http
+from gateway.transports.profiles import profile_client, with_profiles
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
 
@@ -99,9 +100,11 @@ async def serve(
     json_logs: bool = False,
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
+    profile: str | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
-    gateway (gateway.ops.shutdown); leaving closes every backend session."""
+    gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
+    tools to that profile's (over HTTP each profile has its own endpoints)."""
     hub = Hub(config, tracer, stderr)
     settings = config.gateway
     stdio: StdioFront | None = None
@@ -123,6 +126,8 @@ async def serve(
         await group.start(hub.run)
         if transport == "stdio":
             guard = security.guard(hub, http=False)
+            if profile is not None:
+                guard.default_client = profile_client(settings.profiles, profile)
             front, _tracker = build_front(hub, guard)
             stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
@@ -132,7 +137,12 @@ async def serve(
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
-            entry = HTTPEntry(app, security.middleware(app), settings.max_body_bytes)
+            if settings.profiles:  # the profile endpoints keep their own layers around authentication
+                entry = HTTPEntry(
+                    with_profiles(app, security.middleware, settings.profiles), None, settings.max_body_bytes
+                )
+            else:  # one pass: request id, body limit, Origin and authentication
+                entry = HTTPEntry(app, security.middleware(app), settings.max_body_bytes)
             await serve_http(
                 entry,
                 host,

@@ -55,7 +55,7 @@ def _normalize_pattern(pattern: str) -> str:
     return pattern
 
 
-PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics"})
+PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics", "/status"})
 MESSAGES_PREFIX = "/messages/"
 
 
