@@ -1,5 +1,5 @@
-"""Gateway overhead: added latency over calling a stdio backend directly, and Streamable HTTP
-throughput next to the same backend served directly by FastMCP."""
+"""Gateway overhead: added latency over calling a stdio backend directly (both protocol eras), and the helpers
+the other benchmark modules share (config files, ports, the backend command)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ def free_port() -> int:
 
 
 def gateway_config(directory: Path, servers: dict[str, Any], gateway: dict[str, Any] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mcp.json"
     path.write_text(json.dumps({"mcpServers": servers, "gateway": gateway or {}}))
     return path
@@ -122,76 +121,12 @@ async def load(port: int, tool: str, clients: int, seconds: float) -> float:
     return done / elapsed
 
 
-async def throughput(clients: int, seconds: float, rounds: int, directory: Path) -> dict[str, Any]:
-    """Streamable HTTP calls/s: FastMCP serving the backend directly vs the gateway in front of it."""
-    direct_port, gateway_port = free_port(), free_port()
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}}, UNCACHED)
-    servers = [
-        subprocess.Popen(
-            [*BACKEND, "--http", str(direct_port)],
-            env=env(),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--transport",
-                "http",
-                "--port",
-                str(gateway_port),
-                "--config",
-                str(config),
-            ],
-            env=env(),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
-    try:
-        await wait_port(direct_port, servers[0])
-        await wait_port(gateway_port, servers[1])
-        await asyncio.sleep(2)  # backends finish their handshake
-        figures: dict[str, list[float]] = {"direct": [], "gateway": []}
-        for _ in range(rounds):
-            figures["direct"].append(await load(direct_port, "echo", clients, seconds))
-            figures["gateway"].append(await load(gateway_port, "bench_echo", clients, seconds))
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(10)
-    direct, gateway = statistics.mean(figures["direct"]), statistics.mean(figures["gateway"])
-    return {"clients": clients, "direct_calls_per_s": direct, "gateway_calls_per_s": gateway, "ratio": gateway / direct}
-
-
-Section = Callable[[Path], Awaitable[dict[str, Any]]]
-
-
-async def run(quick: bool = False) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        report = {"latency": await latency(1000 if quick else 3000, directory)}
-        report["throughput"] = await throughput(16, 2.0 if quick else 5.0, 1 if quick else 2, directory)
-    return report
-
-
-def print_report(report: dict[str, Any]) -> None:
+def print_latency(latency: dict[str, Any]) -> None:
     print("Added latency of a tool call through the gateway (stdio client -> stdio backend), sequential calls")
-    for era, row in report["latency"].items():
+    for era, row in latency.items():
         print(
             f"  {era}: direct p50 {row['direct_p50_ms']:.3f} ms p99 {row['direct_p99_ms']:.3f} ms | "
             f"gateway p50 {row['gateway_p50_ms']:.3f} ms p99 {row['gateway_p99_ms']:.3f} ms | "
             f"added p50 {row['added_p50_ms']:+.3f} ms p99 {row['added_p99_ms']:+.3f} ms | "
             f"ratio p50 {row['ratio_p50']:.2f}x"
         )
-    row = report["throughput"]
-    print(f"Streamable HTTP throughput, {row['clients']} concurrent clients (stateless 2026-07-28 requests)")
-    print(
-        f"  FastMCP direct {row['direct_calls_per_s']:.0f} calls/s | gateway (stdio backend) "
-        f"{row['gateway_calls_per_s']:.0f} calls/s | ratio {row['ratio']:.2f}x"
-    )

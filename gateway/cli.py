@@ -1,4 +1,10 @@
-"""`mcp-gateway`: serve, check, list tools, call a tool."""
+"""`mcp-gateway`: serve, check, list tools, call a tool.
+
+`tools` and `call` ask the gateway running at `--url` (default http://127.0.0.1:8080/mcp) when one answers
+there, and otherwise start only the backend(s) they need; `check` starts every backend at once and prints
+each as it comes up. The gateway's stack is imported only by the commands that run it, so asking a running
+gateway costs no more than an HTTP client.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,19 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from gateway.auth.keys import auth_enabled, hash_token, is_loopback
-from gateway.config.loader import ConfigError, GatewayConfig, load_config
-from gateway.guard.audit import setup_audit
-from gateway.ops import logs
-from gateway.ops.logs import BackendStderr
-from gateway.routing.hub import Hub
-from gateway.serve import Security, load_security
+if TYPE_CHECKING:
+    from gateway.config.loader import GatewayConfig
+    from gateway.ops.logs import BackendStderr
+    from gateway.routing.hub import Hub
+    from gateway.serve import Security
 
 DEFAULT_CONFIG = "config/mcp.json"
+DEFAULT_URL = "http://127.0.0.1:8080/mcp"
+TOKEN_ENV = "MCP_GATEWAY_TOKEN"
 EXIT_CONFIG = 2
 
 
@@ -30,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        return sub
+
+    def with_url(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--url",
+            default=DEFAULT_URL,
+            help=f"a running gateway to ask first (default {DEFAULT_URL}; bearer token from ${TOKEN_ENV}); "
+            "when none answers, the backends are started here",
+        )
         return sub
 
     serve = with_config(commands.add_parser("serve", help="serve MCP over stdio or HTTP"))
@@ -45,17 +60,22 @@ def _parser() -> argparse.ArgumentParser:
     hash_token = commands.add_parser("hash-token", help="make a client API token and the hash to put in config")
     hash_token.add_argument("--stdin", action="store_true", help="hash a token read from stdin instead of a new one")
     with_config(commands.add_parser("check", help="start every backend and report its state"))
-    with_config(commands.add_parser("tools", help="list every exposed tool"))
-    call = with_config(commands.add_parser("call", help="call one tool and print its result"))
+    with_url(with_config(commands.add_parser("tools", help="list every exposed tool")))
+    call = with_url(with_config(commands.add_parser("call", help="call one tool and print its result")))
     call.add_argument("tool")
     call.add_argument("--args", default="{}", help="the arguments as a JSON object")
     return parser
 
 
 @asynccontextmanager
-async def running_hub(config: GatewayConfig, stderr: BackendStderr) -> AsyncIterator[Hub]:
-    """Start every backend, yield the hub, stop everything on exit."""
+async def running_hub(config: GatewayConfig, stderr: BackendStderr, exit_grace: float = 2.0) -> AsyncIterator[Hub]:
+    """Start every backend of `config` at once, yield the hub once each is up or has failed, stop them on exit
+    (a stdio child gets `exit_grace` seconds to exit on its own before it is terminated)."""
+    from gateway.routing.hub import Hub
+
     hub = Hub(config, stderr=stderr)
+    for backend in hub.backends:
+        backend.exit_grace = exit_grace
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         try:
@@ -64,32 +84,104 @@ async def running_hub(config: GatewayConfig, stderr: BackendStderr) -> AsyncIter
             group.cancel_scope.cancel()
 
 
-async def _check(config: GatewayConfig, security: Security, stderr: BackendStderr) -> int:
-    async with running_hub(config, stderr) as hub:
-        rows = [("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR")]
-        for backend in hub.backends:
-            startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
-            rows.append(
-                (
-                    backend.name,
-                    backend.transport,
-                    backend.state,
-                    str(len(backend.tools)),
-                    startup,
-                    security.redactor(backend.last_error or ""),
-                )
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
-        return 0 if hub.healthy else 1
+def needed_by(config: GatewayConfig, tool: str) -> GatewayConfig:
+    """`config` with only the servers that may expose `tool` (by their namespace prefix); all when none does."""
+    separator = config.gateway.name_separator
+    wanted = {
+        name: server
+        for name, server in config.enabled_servers.items()
+        if tool.startswith(f"{name if server.namespace is None else server.namespace}{separator}")
+        or server.namespace == ""
+    }
+    if not wanted:
+        return config
+    return config.model_copy(update={"mcp_servers": wanted})
+
+
+# ------------------------------------------------------------------ a running gateway
+
+
+class NoGateway(Exception):
+    """Nothing that speaks MCP answers at the URL."""
+
+
+async def _ask(url: str, method: str, params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """One stateless (2026-07-28) request to the gateway at `url`; its JSON-RPC result.
+
+    `NoGateway` when nothing answers there like an MCP server; `RuntimeError` for a refusal (e.g. 401)."""
+    import httpx
+
+    version = "2026-07-28"
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientInfo": {"name": "mcp-gateway-cli", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": version, "Mcp-Method": method}
+    if name is not None:
+        headers["Mcp-Name"] = name
+    if token := os.environ.get(TOKEN_ENV):
+        headers["Authorization"] = f"Bearer {token}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, connect=1)) as client:
+            response = await client.post(url, json=body, headers=headers)
+    except httpx.TransportError as error:
+        raise NoGateway(str(error)) from None
+    if response.status_code in (401, 403):
+        raise RuntimeError(
+            f"the gateway at {url} refused the request ({response.status_code}): "
+            f"set {TOKEN_ENV} to a client token, or pass --url of another gateway"
+        )
+    try:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+            message = next(event for event in events if event.get("id") == 1)
+        else:
+            message = response.json()
+    except (ValueError, StopIteration):
+        raise NoGateway(f"{url} answered HTTP {response.status_code} without a JSON-RPC answer") from None
+    if not isinstance(message, dict) or ("result" not in message and "error" not in message):
+        raise NoGateway(f"{url} answered HTTP {response.status_code} without a JSON-RPC answer")
+    if "error" in message:
+        raise RuntimeError(f"the gateway at {url} answered: {message['error'].get('message')}")
+    return message["result"]
+
+
+async def _remote_tools(url: str) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    params: dict[str, Any] = {}
+    while True:
+        result = await _ask(url, "tools/list", params)
+        tools.extend(result.get("tools", []))
+        if not result.get("nextCursor"):
+            return tools
+        params = {"cursor": result["nextCursor"]}
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def _print_tools(tools: list[dict[str, Any]]) -> None:
+    for tool in tools:
+        description = (tool.get("description") or "").strip().splitlines()
+        print(f"{tool['name']}\t{description[0] if description else ''}")
+
+
+def _print_result(result: dict[str, Any]) -> int:
+    for block in result.get("content", []):
+        if block.get("type") == "text":
+            print(block["text"])
+        else:
+            print(json.dumps(block))
+    if result.get("structuredContent") is not None and not result.get("content"):
+        print(json.dumps(result["structuredContent"], indent=2))
+    return 1 if result.get("isError") else 0
 
 
 async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
-    async with running_hub(config, stderr) as hub:
-        for tool in hub.catalog.tools:
-            description = (tool.get("description") or "").strip().splitlines()
-            print(f"{tool['name']}\t{description[0] if description else ''}")
+    async with running_hub(config, stderr, exit_grace=READ_ONLY_GRACE) as hub:
+        _print_tools(hub.catalog.tools)
         down = [backend.name for backend in hub.backends if backend.state != "up"]
         if down:
             print(f"backends down: {', '.join(down)}", file=sys.stderr)
@@ -97,16 +189,52 @@ async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
 
 
 async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any], stderr: BackendStderr) -> int:
-    async with running_hub(config, stderr) as hub:
-        result = await hub.call_tool(tool, arguments)
-        for block in result.get("content", []):
-            if block.get("type") == "text":
-                print(block["text"])
-            else:
-                print(json.dumps(block))
-        if result.get("structuredContent") is not None and not result.get("content"):
-            print(json.dumps(result["structuredContent"], indent=2))
-        return 1 if result.get("isError") else 0
+    """Start only the backend(s) that may expose `tool`, and call it."""
+    async with running_hub(needed_by(config, tool), stderr) as hub:
+        return _print_result(await hub.call_tool(tool, arguments))
+
+
+READ_ONLY_GRACE = 0.2  # `tools` and `check` wrote nothing: their backends need no time to wind down
+_ROW = "{:<16} {:<11} {:<8} {:>5} {:>11}  {}"
+
+
+async def _check(config: GatewayConfig, security: Security, log_format: str) -> int:
+    """Start every backend at once; print each one's row as soon as it is up or has failed."""
+    from gateway.ops.logs import BackendStderr
+    from gateway.routing.hub import Hub
+
+    stderr = BackendStderr(log_format, security.redactor, keep_last=True)  # a failed row shows its last line
+    hub = Hub(config, stderr=stderr)
+    for backend in hub.backends:
+        backend.exit_grace = READ_ONLY_GRACE
+    print(_ROW.format("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR"), flush=True)
+
+    async def report(backend: Any) -> None:
+        await backend.ready.wait()
+        state, tools, error = backend.state, len(backend.tools), backend.last_error  # before any restart
+        startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
+        cause = "" if state == "up" else await _cause(backend, error or "failed", stderr)
+        print(_ROW.format(backend.name, backend.transport, state, tools, startup, security.redactor(cause)), flush=True)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(hub.run)
+        async with anyio.create_task_group() as reports:
+            for backend in hub.backends:
+                reports.start_soon(report, backend)
+        group.cancel_scope.cancel()
+    return 0 if hub.healthy else 1
+
+
+async def _cause(backend: Any, error: str, stderr: BackendStderr) -> str:
+    """Why a backend failed to start: a stdio child's last stderr line, else the error, naming the URL."""
+    if backend.transport == "stdio":
+        with anyio.move_on_after(0.5):  # the child's last words may still be in the pipe
+            while stderr.last_line(backend.name) is None:
+                await anyio.sleep(0.02)
+        line = stderr.last_line(backend.name)
+        return f"{line} ({error})" if line and line not in error else error
+    url = backend.config.url
+    return error if not url or url in error else f"{url}: {error}"
 
 
 async def _serve(
@@ -145,6 +273,8 @@ MIN_TOKEN_LENGTH = 32
 
 def _hash_token(from_stdin: bool) -> int:
     """Print a new high-entropy token (or hash one from stdin) and the config entry for it."""
+    from gateway.auth.keys import hash_token
+
     if from_stdin:
         token = sys.stdin.readline().strip()
         if len(token) < MIN_TOKEN_LENGTH:
@@ -166,6 +296,8 @@ def _hash_token(from_stdin: bool) -> int:
 
 
 def _bind_refusal(host: str, config: GatewayConfig, insecure: bool) -> str | None:
+    from gateway.auth.keys import auth_enabled, is_loopback
+
     if is_loopback(host) or insecure or auth_enabled(config.gateway.auth):
         return None
     return (
@@ -203,10 +335,48 @@ def _loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
+def _arguments(text: str) -> dict[str, Any]:
+    """`--args` as a JSON object, or exit 2 saying what is wrong with it."""
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as error:
+        print(f"mcp-gateway: --args is not valid JSON: {error.msg}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    if not isinstance(arguments, dict):
+        print("mcp-gateway: --args must be a JSON object", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    return arguments
+
+
+async def _from_running(command: str, url: str, tool: str | None, arguments: dict[str, Any]) -> int | None:
+    """Run `tools` / `call` on the gateway at `url`: the exit code, or None when no gateway answers there."""
+    try:
+        if command == "tools":
+            _print_tools(await _remote_tools(url))
+            return 0
+        assert tool is not None
+        return _print_result(await _ask(url, "tools/call", {"name": tool, "arguments": arguments}, name=tool))
+    except NoGateway:
+        return None
+    except RuntimeError as error:
+        print(f"mcp-gateway: {error}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "hash-token":
         sys.exit(_hash_token(args.stdin))
+    arguments = _arguments(args.args) if args.command == "call" else {}
+    if args.command in ("tools", "call"):
+        code = anyio.run(_from_running, args.command, args.url, getattr(args, "tool", None), arguments)
+        if code is not None:
+            sys.exit(code)
+    from gateway.config.loader import ConfigError, load_config
+    from gateway.guard.audit import setup_audit
+    from gateway.ops import logs
+    from gateway.serve import load_security
+
     log_format = logs.setup(os.environ)
     try:
         config = load_config(args.config, os.environ)
@@ -245,17 +415,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
     elif args.command == "check":
-        code = anyio.run(_check, config, security, stderr)
+        code = anyio.run(_check, config, security, log_format)
     elif args.command == "tools":
         code = anyio.run(_tools, config, stderr)
     else:
-        try:
-            arguments = json.loads(args.args)
-        except json.JSONDecodeError as error:
-            print(f"mcp-gateway: --args is not valid JSON: {error.msg}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
-        if not isinstance(arguments, dict):
-            print("mcp-gateway: --args must be a JSON object", file=sys.stderr)
-            sys.exit(EXIT_CONFIG)
         code = anyio.run(_call, config, args.tool, arguments, stderr)
     sys.exit(code)

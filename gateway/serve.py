@@ -25,7 +25,7 @@ from gateway.routing.hub import Hub
 from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
-from gateway.transports.http import GatewayHTTP, serve_http
+from gateway.transports.http import GatewayHTTP, HTTPEntry, serve_http
 from gateway.transports.profiles import profile_client, with_profiles
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
@@ -137,12 +137,16 @@ async def serve(
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
-            served = with_profiles(app, security.middleware, settings.profiles)
+            if settings.profiles:  # the profile endpoints keep their own layers around authentication
+                entry = HTTPEntry(
+                    with_profiles(app, security.middleware, settings.profiles), None, settings.max_body_bytes
+                )
+            else:  # one pass: request id, body limit, Origin and authentication
+                entry = HTTPEntry(app, security.middleware(app), settings.max_body_bytes)
             await serve_http(
-                served,
+                entry,
                 host,
                 port,
-                settings.max_body_bytes,
                 hub=hub,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,

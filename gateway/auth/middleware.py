@@ -70,11 +70,7 @@ class SecurityMiddleware:
         self.sessions = SessionOwners() if self.authenticator is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        if path not in PROTECTED_PATHS and not path.startswith(MESSAGES_PREFIX):
+        if scope["type"] != "http" or not protects(scope["path"]):
             await self.app(scope, receive, send)
             return
         origin = authorization = None
@@ -83,9 +79,19 @@ class SecurityMiddleware:
                 origin = value.decode("latin-1")
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
+        admitted = await self.admit(scope, send, origin, authorization)
+        if admitted is not None:
+            await self.app(admitted[0], receive, admitted[1])
+
+    async def admit(
+        self, scope: Scope, send: Send, origin: str | None, authorization: str | None
+    ) -> tuple[Scope, Send] | None:
+        """The request's (scope, send) to go on with, or None once it has been refused (403 or 401 sent).
+
+        For a caller that has already read the headers (`gateway.transports.http.HTTPEntry` reads them once)."""
         if origin is not None and not _origin_allowed(origin, self.origins):
             await send_error(send, 403, "forbidden_origin", "the Origin of this request is not allowed", [])
-            return
+            return None
         if self.authenticator is not None:
             client = None
             scheme, _, token = (authorization or "").partition(" ")
@@ -97,13 +103,18 @@ class SecurityMiddleware:
                     challenge += ', error="invalid_token", error_description="the token is not valid"'
                 message = "a valid bearer token is required (Authorization: Bearer <token>)"
                 await send_error(send, 401, "unauthorized", message, [(b"www-authenticate", challenge.encode())])
-                return
+                return None
             scope[CLIENT_SCOPE_KEY] = client
             scope["user"] = _authenticated_user(client)
-            if self.sessions is not None and path.startswith("/mcp"):
+            if self.sessions is not None and scope["path"].startswith("/mcp"):
                 scope = self.sessions.guard(scope, client.name)
                 send = self.sessions.learning(scope, client.name, send)
-        await self.app(scope, receive, send)
+        return scope, send
+
+
+def protects(path: str) -> bool:
+    """Whether requests to `path` pass the Origin check and authentication."""
+    return path in PROTECTED_PATHS or path.startswith(MESSAGES_PREFIX)
 
 
 def _authenticated_user(client: Client) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,8 @@ import mcp_types
 from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+
+from gateway.ops.codec import DecodeError, dumps, loads
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -50,6 +51,8 @@ class StdioPipe:
         # picked off this loop (so it reaches the call's client ahead of the result); False: not taken.
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
         self.closed = False
+        self._outgoing: list[bytes] = []
+        self.grace = 2.0  # seconds the child has to exit after stdin closes, before SIGTERM (and as much again)
 
     # ------------------------------------------------------------------ hot path
 
@@ -98,8 +101,21 @@ class StdioPipe:
         return result
 
     def _write(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self._send_line(dumps(message))
+
+    def _send_line(self, line: bytes) -> None:
+        """Queue one line for the child's stdin; the lines queued during one turn of the event loop go out
+        in one write (concurrent calls cost one system call and one wake-up of the child, not one each)."""
+        self._outgoing.append(line)
+        if len(self._outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        lines, self._outgoing = self._outgoing, []
+        if self.proc.stdin is None or self.proc.stdin.is_closing():
+            return
+        lines.append(b"")
+        self.proc.stdin.write(b"\n".join(lines))
 
     # ------------------------------------------------------------------ read loop
 
@@ -109,8 +125,8 @@ class StdioPipe:
         try:
             while line := await self.proc.stdout.readline():
                 try:
-                    message = json.loads(line)
-                except ValueError:
+                    message = loads(line)
+                except DecodeError:
                     logger.warning("backend wrote a line that is not JSON: %.200r", line)
                     continue
                 if isinstance(message, dict) and self._take(message):
@@ -157,8 +173,7 @@ class StdioPipe:
         async with from_session:
             async for session_message in from_session:
                 data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(data.encode() + b"\n")
+                self._send_line(data.encode())
 
     async def stop(self) -> None:
         """Close stdin, give the process a moment to exit, then terminate it (and its group)."""
@@ -167,12 +182,12 @@ class StdioPipe:
         with contextlib.suppress(Exception):
             assert self.proc.stdin is not None
             self.proc.stdin.close()
-        with anyio.move_on_after(2):
+        with anyio.move_on_after(self.grace):
             await self.proc.wait()
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        with anyio.move_on_after(2):
+        with anyio.move_on_after(max(self.grace, 2)):
             await self.proc.wait()
             return
         with contextlib.suppress(ProcessLookupError):

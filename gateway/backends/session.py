@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import shutil
 import sys
 import time
@@ -119,6 +120,7 @@ class Backend:
         self.in_flight = InFlight()  # the calls being served, for relaying the backend's requests and logs
         self.on_resource_updated: ResourceUpdatedCallback | None = None
         self.ready = anyio.Event()
+        self.exit_grace = 2.0  # a stdio child's time to exit on its own when the session closes
         self._refresh_requested = anyio.Event()
 
     @property
@@ -142,6 +144,7 @@ class Backend:
                 command, config.args, config.env or None, config.cwd, stderr=self.stderr(self.name)
             ) as (pipe, reads, writes):
                 self._pipe = pipe
+                pipe.grace = self.exit_grace
                 pipe.on_log = self.in_flight.forward_notification
                 try:
                     yield _WatchedStream(reads, closed), writes
@@ -169,7 +172,10 @@ class Backend:
         if self.config.kind == "in-process":
             from fastmcp.client.transports import FastMCPTransport
 
-            module = importlib.import_module(f"{self.config.module}.server")
+            # The server reads its settings from the environment, as it would as a child process.
+            os.environ.update({key: value for key, value in self.config.env.items() if value})
+            # Imported in a thread: the event loop keeps serving (and other backends keep starting) meanwhile.
+            module = await anyio.to_thread.run_sync(importlib.import_module, f"{self.config.module}.server")
             transport = FastMCPTransport(module.create_server())
             async with transport.connect_session(**self._session_callbacks()) as session:
                 yield session

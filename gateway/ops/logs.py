@@ -2,13 +2,15 @@
 request id that ties an HTTP request's log lines together.
 
 The request id comes from the client's `X-Request-Id` header when it is a sane token, else a new one is
-made; it is echoed in the response's `X-Request-Id` header and carried, through a context variable, on
-every log line written while the request is handled (the fast path and the hub run in its context; calls
+made (`accept_request_id`); the HTTP entry (gateway/transports/http.py) echoes it in the response's
+`X-Request-Id` header, and it is carried, through a context variable, on every log line written while the
+request is handled (the fast path and the hub run in its context; calls
 that FastMCP's session task runs for a stateful session log without it).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -17,19 +19,12 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 request_id: ContextVar[str | None] = ContextVar("mcp_gateway_request_id", default=None)
 
-HEADER = b"x-request-id"
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -89,40 +84,17 @@ def setup(environ: Mapping[str, str]) -> str:
     return fmt
 
 
-def _new_id() -> str:
-    return secrets.token_hex(8)
+def accept_request_id(value: bytes | None) -> str:
+    """The request id for a request whose `X-Request-Id` header is `value`: that one when it is a sane
+    token, else a new one (the HTTP entry, gateway/transports/http.py, sets it in `request_id` and echoes it
+    in the response)."""
+    if value is not None and _VALID_ID.match(value):
+        return value.decode("ascii")
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"  # unique, not secret: no random draw per request
 
 
-class RequestId:
-    """ASGI middleware: take or make the request id, expose it to logs, echo it in the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                if _VALID_ID.match(value):
-                    rid = value.decode("ascii")
-                break
-        if rid is None:
-            rid = _new_id()
-        encoded = rid.encode("ascii")
-        token = request_id.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (HEADER, encoded)]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id.reset(token)
+_ID_PREFIX = secrets.token_hex(4)  # per process, so replicas' ids do not collide
+_ID_COUNTER = itertools.count()
 
 
 # ---------------------------------------------------------------------------------------------- redaction
@@ -171,14 +143,20 @@ class BackendStderr:
     `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON; the redacting record factory
     scrubs them like any record). Pipes and threads live as long as the process, reused across restarts."""
 
-    def __init__(self, log_format: str = "text", scrub: Scrub | None = None) -> None:
+    def __init__(self, log_format: str = "text", scrub: Scrub | None = None, *, keep_last: bool = False) -> None:
         self.log_format = log_format
         self.scrub = scrub
         self._pipes: dict[str, TextIO] = {}
         self._relay: TextIO | None = None
+        # `keep_last` (`mcp-gateway check`): a pipe per backend in either format, and its last line kept
+        self._last: dict[str, str] | None = {} if keep_last else None
+
+    def last_line(self, name: str) -> str | None:
+        """The last non-empty line backend `name` wrote to stderr (with `keep_last`)."""
+        return None if self._last is None else self._last.get(name)
 
     def __call__(self, name: str) -> TextIO:
-        if self.log_format == "json":
+        if self.log_format == "json" or self._last is not None:
             return self._records(name)
         if self.scrub is None:
             return sys.stderr
@@ -197,6 +175,8 @@ class BackendStderr:
                 with os.fdopen(read_fd, "r", errors="replace") as lines:
                     for line in lines:
                         if line.strip():
+                            if self._last is not None:
+                                self._last[name] = line.strip()
                             log.info(line.rstrip(), extra={"stream": "stderr"})
 
             threading.Thread(target=relay, name=f"stderr-{name}", daemon=True).start()

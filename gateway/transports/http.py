@@ -9,10 +9,11 @@ from typing import Any
 
 from fastmcp import FastMCP
 
-from gateway.auth.middleware import CLIENT_SCOPE_KEY, host_guard
+from gateway.auth.middleware import CLIENT_SCOPE_KEY, SecurityMiddleware, host_guard, protects
 from gateway.guard.clients import Client
 from gateway.ops import metrics, status
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
+from gateway.ops.logs import accept_request_id, request_id
 from gateway.routing.hub import Hub
 
 MCP_PATH = "/mcp"
@@ -20,35 +21,72 @@ SSE_PATH = "/sse"
 MESSAGE_PATH = "/messages/"
 
 
-class BodyLimit:
-    """Reject request bodies over `max_bytes` with 413, whether or not they declare a length."""
+class HTTPEntry:
+    """The one ASGI layer in front of `GatewayHTTP`, one pass per request: the request id (taken from
+    `X-Request-Id` or made, set for the logs, echoed in the response), the body limit (a declared
+    `Content-Length` over `max_bytes` is refused at once with 413; a chunked body is counted as it is
+    read), and for the MCP endpoints and `/metrics` the Origin check and authentication
+    (`SecurityMiddleware.admit`). One pass over the headers and one `send` wrapper, where these used to
+    be three stacked middlewares each wrapping `send`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, security: SecurityMiddleware | None, max_bytes: int) -> None:
         self.app = app
+        self.security = security
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rid = length = origin = authorization = None
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await send_error(send, 400, "bad_request", "Content-Length is not a number")
-                    return
-                if declared > self.max_bytes:
-                    await send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
-                    return
-        received = 0
+                length = value
+            elif name == b"x-request-id":
+                rid = value
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        encoded = accept_request_id(rid).encode("ascii")
+        token = request_id.set(encoded.decode("ascii"))
         started = False
 
-        async def guarded_send(message: Message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded)]
             await send(message)
+
+        try:
+            if length is not None:
+                try:
+                    declared = int(length)
+                except ValueError:
+                    await send_error(send_with_id, 400, "bad_request", "Content-Length is not a number")
+                    return
+                if declared > self.max_bytes:
+                    message = f"request body over {self.max_bytes} bytes"
+                    await send_error(send_with_id, 413, "payload_too_large", message)
+                    return
+            else:  # chunked: count what arrives (with a length, the server reads no more than declared)
+                receive = self._counting(receive)
+            inner_send: Send = send_with_id
+            if self.security is not None and protects(scope["path"]):
+                admitted = await self.security.admit(scope, send_with_id, origin, authorization)
+                if admitted is None:
+                    return
+                scope, inner_send = admitted
+            await self.app(scope, receive, inner_send)
+        except _TooLarge:
+            if not started:
+                await send_error(send_with_id, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+        finally:
+            request_id.reset(token)
+
+    def _counting(self, receive: Receive) -> Receive:
+        received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -59,15 +97,59 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except _TooLarge:
-            if not started:
-                await send_error(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+        return counting_receive
 
 
 class _TooLarge(Exception):
     pass
+
+
+class HostGuard:
+    """DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback address,
+    a request whose Host is not local is refused (421). The verdict is `gateway.auth.middleware.host_guard`'s;
+    it depends only on the Host header and the bound address, so it is asked once per such pair, not per
+    request."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[tuple[bytes, Any], bool] = {}
+
+    async def allows(self, scope: Scope) -> bool:
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        key = (host, scope.get("server"))
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = await self._ask(scope, host)
+            if len(self._verdicts) > 1024:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
+
+    @staticmethod
+    async def _ask(scope: Scope, host: bytes) -> bool:
+        passed = False
+
+        async def through(*_: Any) -> None:
+            nonlocal passed
+            passed = True
+
+        async def discard(_message: Message) -> None:
+            pass
+
+        probe = {
+            "type": "http",
+            "path": scope["path"],
+            "headers": [(b"host", host)],
+            "server": scope.get("server"),
+            "scheme": scope.get("scheme", "http"),
+            "method": scope.get("method", "GET"),
+            "query_string": b"",
+        }
+        await host_guard(through)(probe, _no_body, discard)
+        return passed
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 class GatewayHTTP:
@@ -80,13 +162,7 @@ class GatewayHTTP:
         self.mcp_handler = mcp_handler or self.streamable
         self.redact: Callable[[str], str] | None = None  # scrubs secrets from /health's error texts
         self._exit_stack: AsyncExitStack | None = None
-        self.guarded = host_guard(self._mcp)  # DNS-rebinding protection for every MCP endpoint
-
-    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
-            await self.sse(scope, receive, send)
-        else:
-            await self.mcp_handler(scope, receive, send)
+        self.hosts = HostGuard()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -97,7 +173,12 @@ class GatewayHTTP:
             return
         path: str = scope["path"]
         if path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH):
-            await self.guarded(scope, receive, send)
+            if not await self.hosts.allows(scope):
+                await send_error(send, 421, "misdirected_request", "the Host of this request is not this server")
+            elif path.startswith((SSE_PATH, MESSAGE_PATH)):
+                await self.sse(scope, receive, send)
+            else:
+                await self.mcp_handler(scope, receive, send)
         elif path in ("/health", "/ready", "/metrics", "/status"):
             if scope["method"] not in ("GET", "HEAD"):
                 await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
@@ -164,7 +245,6 @@ async def serve_http(
     app: ASGIApp,
     host: str,
     port: int,
-    max_body_bytes: int,
     *,
     hub: Hub | None = None,
     drain_seconds: float = 0.0,
@@ -174,16 +254,16 @@ async def serve_http(
     """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown)."""
     import uvicorn
 
-    from gateway.ops.logs import RequestId
     from gateway.ops.shutdown import STREAM_GRACE_SECONDS, GracefulServer
 
     config = uvicorn.Config(
-        RequestId(BodyLimit(app, max_body_bytes)),
+        app,
         host=host,
         port=port,
         log_level="warning",
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: uvicorn logs through ours
         lifespan="on",
+        access_log=False,  # the audit log has a line per call; an access line per request costs the hot path
         timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
     server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)

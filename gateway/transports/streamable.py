@@ -9,10 +9,9 @@ FastMCP, which owns the protocol's error answers.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import functools
-import json
-import math
+from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
 
@@ -24,6 +23,7 @@ from gateway.auth.middleware import CLIENT_SCOPE_KEY
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.ops.codec import DecodeError, dumps, loads
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
@@ -102,16 +102,16 @@ class StreamableFront:
         if session_id is None:
             return False
         try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            message = loads(body)
+        except (DecodeError, UnicodeDecodeError):
             return False
         return self.replies.take(session_id, message)
 
     def _capture_capabilities(self, body: bytes, send: Send) -> Send:
         """Remember the client capabilities an `initialize` declares, under the session id FastMCP assigns."""
         try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            message = loads(body)
+        except (DecodeError, UnicodeDecodeError):
             return send
         if not isinstance(message, dict) or message.get("method") != "initialize":
             return send
@@ -135,8 +135,8 @@ class StreamableFront:
             return False
         session_id = _session_id(scope)
         try:
-            request_id = cancelled_request_id(json.loads(body))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            request_id = cancelled_request_id(loads(body))
+        except (DecodeError, UnicodeDecodeError):
             return False
         return session_id is not None and request_id is not None and self.fast.cancel((session_id, request_id))
 
@@ -154,8 +154,8 @@ class StreamableFront:
         if not headers.get("content-type", "").startswith("application/json"):
             return None
         try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            message = loads(body)
+        except (DecodeError, UnicodeDecodeError):
             return None
         if not is_fast_candidate(message):
             return None
@@ -180,51 +180,97 @@ class StreamableFront:
         session_id: str | None,
         client: Client | None = None,
     ) -> None:
-        """Run the call; answer JSON, or SSE once a notification or relayed request comes first."""
-        outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        streaming = False
+        """Run the call in this request's own task; answer JSON, or SSE once a notification or relayed request
+        comes first. A client that disconnects cancels the call (the backend is told)."""
+        reply = _Reply(send)
+        key = (session_id, message["id"]) if session_id is not None else None  # cancellable by the session
+        scope = self.fast.track(key) if key is not None else anyio.CancelScope()
+        token = None
+        if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
+            capabilities = self.client_capabilities.get(session_id)
+            ask = functools.partial(self.replies.ask, session_id, reply.post)  # answered by POSTs, see _take_reply
+            token = CURRENT_PEER.set(ClientPeer(session_id, reply.post, ask, capabilities, self.server, session_id))
+        watch = _DisconnectWatch(receive, scope)
+        try:
+            response = await self.fast.answer_tracked(
+                scope, key, message, modern=modern, post=reply.post, client=client
+            )
+        finally:
+            watch.close()
+            if token is not None:
+                CURRENT_PEER.reset(token)
+        await reply.finish(response if response is not None else _cancelled(message["id"]))
 
-        def post(item: dict[str, Any]) -> None:
-            # Relayed messages and progress go out on the call's response stream; after the call has
-            # answered, a straggler has nowhere to go.
-            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                outbox.send_nowait(item)
 
-        key = (session_id, message["id"]) if session_id is not None else object()
-        scope = self.fast.track(key)
+class _DisconnectWatch:
+    """Cancels `scope` when the client disconnects. The watching task is started on the loop's next turn,
+    and only if the call is still running then: a cache hit is answered before that turn comes, so the
+    hot path spawns no task per request (the gateway serves HTTP on asyncio: uvicorn)."""
 
-        async def run() -> None:
-            if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
-                capabilities = self.client_capabilities.get(session_id)
-                ask = functools.partial(self.replies.ask, session_id, post)  # answered by POSTs, see _take_reply
-                peer = ClientPeer(session_id, post, ask, capabilities, self.server, session_id)
-                CURRENT_PEER.set(peer)  # this task's own context
-            async with outbox:
-                response = await self.fast.answer_tracked(scope, key, message, modern=modern, post=post, client=client)
-                await outbox.send(response if response is not None else _cancelled(message["id"]))
+    def __init__(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        self._receive = receive
+        self._scope = scope
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        asyncio.get_running_loop().call_soon(self._start)
 
-        async def watch_disconnect(scope: anyio.CancelScope) -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()  # the client went away: cancel the call (the backend is told)
+    def _start(self) -> None:
+        if not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(run)
-            group.start_soon(watch_disconnect, group.cancel_scope)
-            async with inbox:
-                async for item in inbox:
-                    final = "id" in item and "method" not in item  # the answer, not a relayed request
-                    if final and not streaming:
-                        payload = json.dumps(item, separators=(",", ":")).encode()
-                        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-                        await send({"type": "http.response.start", "status": 200, "headers": headers})
-                        await send({"type": "http.response.body", "body": payload})
-                        break
-                    if not streaming:
-                        streaming = True
-                        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-                    event = b"event: message\ndata: " + json.dumps(item, separators=(",", ":")).encode() + b"\n\n"
-                    await send({"type": "http.response.body", "body": event, "more_body": not final})
-                    if final:
-                        break
-            group.cancel_scope.cancel()
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._scope.cancel()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+
+
+class _Reply:
+    """The response to one fast-path POST: a JSON body when the answer comes first, else an SSE stream of the
+    notifications and relayed requests that came before it, then the answer. Messages posted while the call
+    runs (from this task or the backend's) are written in order by one writer task, started only when the
+    first of them arrives; after the answer a straggler has nowhere to go."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: deque[dict[str, Any]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._streaming = False
+        self._done = False
+
+    def post(self, item: dict[str, Any]) -> None:
+        if self._done:
+            return
+        self._pending.append(item)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            await self._event(self._pending.popleft(), final=False)
+        self._writer = None
+
+    async def _event(self, item: dict[str, Any], *, final: bool) -> None:
+        if not self._streaming:
+            self._streaming = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        event = b"event: message\ndata: " + dumps(item) + b"\n\n"
+        await self._send({"type": "http.response.body", "body": event, "more_body": not final})
+
+    async def finish(self, response: dict[str, Any]) -> None:
+        self._done = True
+        if self._writer is not None:
+            await self._writer
+        if self._pending:
+            await self._write_pending()
+        if self._streaming:
+            await self._event(response, final=True)
+            return
+        payload = dumps(response)
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._send({"type": "http.response.body", "body": payload})

@@ -1,4 +1,5 @@
-"""The `mcp-gateway` commands: check, tools, call; and a built-in server mounted in-process."""
+"""The `mcp-gateway` commands: check, tools, call (through a running gateway, or starting only the backends they
+need); and a built-in server mounted in-process."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.procs import ROOT, child_env, stdio_echo_server, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+
+NOWHERE = "http://127.0.0.1:1/mcp"  # nothing listens on port 1: the commands start their own backends
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
+    if args[0] in ("tools", "call") and "--url" not in args:
+        args = (*args, "--url", NOWHERE)  # not whatever gateway may be serving on this machine's port 8080
     env = child_env()
     for name in ("SLACK_BOT_TOKEN", "SLACK_USER_TOKEN"):
         env.pop(name, None)
@@ -69,3 +74,57 @@ def test_call_with_bad_args_json(config: Path) -> None:
     done = run("call", "local_add", "--args", "{not json", "--config", str(config))
     assert done.returncode == 2
     assert "--args is not valid JSON" in done.stderr
+
+
+def test_check_shows_the_last_stderr_line_of_a_backend_that_died_at_start(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {
+            "local": stdio_echo_server(),
+            "notion": {"command": "python", "args": ["-m", "servers.notion"]},
+        },
+    )
+    done = run("check", "--config", str(config))
+    assert done.returncode == 1
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert rows["local"].split()[1:3] == ["stdio", "up"]
+    assert "down" in rows["notion"] and "No module named servers.notion" in rows["notion"]
+
+
+def test_check_names_the_url_of_an_unreachable_backend(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"remote": {"url": "http://127.0.0.1:1/mcp"}}, {"startup_timeout": 5})
+    done = run("check", "--config", str(config))
+    assert done.returncode == 1
+    row = next(line for line in done.stdout.splitlines() if line.startswith("remote"))
+    assert "down" in row and "http://127.0.0.1:1/mcp" in row
+
+
+def test_call_starts_only_the_backend_that_has_the_tool(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    config = write_config(
+        tmp_path,
+        {
+            "local": stdio_echo_server(),
+            "other": {"command": sys.executable, "args": ["-c", f"open({str(marker)!r}, 'w')"]},
+        },
+    )
+    done = run("call", "local_add", "--args", '{"a": 2, "b": 3}', "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5"
+    assert not marker.exists()
+
+
+def test_tools_and_call_use_a_running_gateway_at_url(config: Path, tmp_path: Path) -> None:
+    gateway = GatewayProcess(config)
+    try:
+        missing = str(tmp_path / "no-such-config.json")  # the commands never read it: the gateway answers
+        listed = run("tools", "--url", gateway.base + "/mcp", "--config", missing)
+        called = run(
+            "call", "local_add", "--args", '{"a": 4, "b": 5}', "--url", gateway.base + "/mcp", "--config", missing
+        )
+    finally:
+        gateway.stop()
+    assert listed.returncode == 0, listed.stderr
+    assert {"local_echo", "slack_post_message"} <= {line.split("\t")[0] for line in listed.stdout.splitlines()}
+    assert called.returncode == 0, called.stderr
+    assert called.stdout.strip() == "9"
