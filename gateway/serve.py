@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 
 from gateway.auth.keys import auth_enabled, load_keys
-from gateway.auth.middleware import SecurityMiddleware
-from gateway.config.loader import AuditSettings, AuthSettings, GatewayConfig
+from gateway.auth.middleware import SecurityMiddleware, parse_allowed_origins
+from gateway.config.loader import AuditSettings, AuthSettings, ConfigError, GatewayConfig
 from gateway.guard.guard import Guard
 from gateway.guard.ratelimit import MemoryBuckets, RedisBuckets, make_buckets
 from gateway.guard.redaction import Redactor, collect_secrets
@@ -62,12 +62,19 @@ class Security:
 
 
 def load_security(
-    config: GatewayConfig, file: str, raw_servers: Mapping[str, Any] | None = None,
+    config: GatewayConfig,
+    file: str,
+    raw_servers: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Security:
     """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2)."""
     environ = os.environ if environ is None else environ
     auth = config.gateway.auth
+    if auth is not None:
+        try:
+            parse_allowed_origins(auth.allowed_origins)
+        except ValueError as error:
+            raise ConfigError(f"gateway.auth.allowed_origins: {error}") from None
     keys = load_keys(auth, file, environ) if auth is not None else {}
     redactor = Redactor(collect_secrets(config, raw_servers, environ))
     redis_url = getattr(config.gateway, "redis_url", None) or environ.get("REDIS_URL") or None
@@ -142,8 +149,14 @@ async def serve(
             watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
             await anyio.lowlevel.checkpoint()
             await serve_http(
-                security.middleware(app), host, port, settings.max_body_bytes, hub=hub,
-                drain_seconds=settings.drain_seconds, shutdown_timeout=settings.shutdown_timeout, json_logs=json_logs,
+                security.middleware(app),
+                host,
+                port,
+                settings.max_body_bytes,
+                hub=hub,
+                drain_seconds=settings.drain_seconds,
+                shutdown_timeout=settings.shutdown_timeout,
+                json_logs=json_logs,
             )
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

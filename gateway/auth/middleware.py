@@ -4,9 +4,10 @@ and a missing or unknown bearer token (401), and puts the authenticated `Client`
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import ipaddress
+import re
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from gateway.auth.authenticate import Authenticator
 from gateway.auth.keys import auth_enabled
@@ -18,30 +19,80 @@ from gateway.ops.asgi import ASGIApp, Receive, Scope, Send, send_error
 CLIENT_SCOPE_KEY = "mcp_gateway.client"
 
 
-def _origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
-    origin = origin.strip().rstrip("/").lower()
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(?:\[[0-9a-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A parsed `scheme://host:port`; `port` None in an allow entry means any port (`:*`)."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+
+def parse_origin(text: str, *, wildcard_port: bool = False) -> Origin | None:
+    """`scheme://host[:port]` exactly (no userinfo, path, query or fragment), or None. IPv6 hosts are
+    bracketed; a missing port is the scheme's default; `:*` is allowed only where `wildcard_port`."""
+    text = text.strip().lower().removesuffix("/")
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in _DEFAULT_PORTS or not rest or any(c in rest for c in "/?#@\\ \t"):
+        return None
+    if rest.startswith("["):
+        host, bracket, tail = rest.partition("]")
+        host += bracket
+        if not bracket or (tail and not tail.startswith(":")):
+            return None
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text = rest.partition(":")
+        port_text = port_text if colon else None
+    if not _HOST.match(host) or (host.startswith("[") and not _valid_ipv6(host[1:-1])):
+        return None
+    if port_text is None:
+        return Origin(scheme, host, _DEFAULT_PORTS[scheme])
+    if port_text == "*" and wildcard_port:
+        return Origin(scheme, host, None)
+    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+        return None
+    return Origin(scheme, host, int(port_text))
+
+
+def _valid_ipv6(text: str) -> bool:
     try:
-        parts = urlsplit(origin)
-        if parts.hostname is None or parts.path or parts.query:
-            return False
-        if parts.port is None:
-            origin = f"{origin}:{443 if parts.scheme == 'https' else 80}"
+        ipaddress.IPv6Address(text)
     except ValueError:
         return False
-    return any(pattern == "*" or fnmatchcase(origin, pattern) for pattern in patterns)
+    return True
 
 
-def _normalize_pattern(pattern: str) -> str:
-    pattern = pattern.strip().rstrip("/").lower()
-    if pattern == "*" or pattern.endswith(":*"):
-        return pattern
-    try:
-        parts = urlsplit(pattern)
-        if parts.port is None and parts.scheme in ("http", "https"):
-            return f"{pattern}:{443 if parts.scheme == 'https' else 80}"
-    except ValueError:
-        pass
-    return pattern
+def _origin_allowed(origin: str, allowed: tuple[Origin, ...] | None) -> bool:
+    """`allowed` None means every origin (`"*"` in the config)."""
+    if allowed is None:
+        return True
+    parsed = parse_origin(origin)
+    if parsed is None:
+        return False
+    return any(
+        entry.scheme == parsed.scheme and entry.host == parsed.host and entry.port in (None, parsed.port)
+        for entry in allowed
+    )
+
+
+def parse_allowed_origins(patterns: list[str]) -> tuple[Origin, ...] | None:
+    """The configured allow entries, parsed (None: `"*"`, any origin); an entry that is not
+    `scheme://host[:port|:*]` is a `ValueError` naming it."""
+    if any(pattern.strip() == "*" for pattern in patterns):
+        return None
+    parsed = []
+    for pattern in patterns:
+        entry = parse_origin(pattern, wildcard_port=True)
+        if entry is None:
+            raise ValueError(f"allowed origin {pattern!r} is not scheme://host[:port] (port may be *)")
+        parsed.append(entry)
+    return tuple(parsed)
 
 
 PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics"})
@@ -54,7 +105,7 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, auth: AuthSettings | None, keys: dict[str, str] | None = None) -> None:
         self.app = app
         origins = auth.allowed_origins if auth is not None else AuthSettings().allowed_origins
-        self.origins = tuple(_normalize_pattern(p) for p in origins)
+        self.origins = parse_allowed_origins(origins)
         self.authenticator = Authenticator(auth, keys or {}) if auth is not None and auth_enabled(auth) else None
         self.sessions = SessionOwners() if self.authenticator is not None else None
 
