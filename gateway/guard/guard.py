@@ -10,7 +10,7 @@ import time
 from fnmatch import fnmatchcase
 from typing import Any
 
-from gateway.backends.messages import tool_error
+from gateway.backends.messages import invalid_unicode, tool_error
 from gateway.config.loader import AuthSettings
 from gateway.guard.audit import audit_log
 from gateway.guard.clients import Client
@@ -94,6 +94,9 @@ class Guard:
         if not self.permits(client, name):
             metrics.CALLS.labels("_unknown", "unknown_tool").inc()
             return tool_error(f"Unknown tool: '{name}'"), "denied"  # exactly what an unknown tool gets
+        if arguments and invalid_unicode(arguments):
+            message = f"Invalid arguments for tool '{name}': a string is not valid Unicode (a lone surrogate)"
+            return tool_error(message), "invalid_arguments"
         if client is None:
             result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress)
             return result, "error" if result.get("isError") else "ok"
@@ -111,17 +114,15 @@ class Guard:
             refused, arguments = await self._memory_scope(client, route.tool, name, arguments or {})
             if refused is not None:
                 return refused, "denied"
-            result = await self.hub.call_tool(
-                name, arguments, meta=meta, on_progress=on_progress, identity=client.name
-            )
-            if route.tool == "get_memory" and not result.get("isError") and not self._owns(
-                client, _namespace_of(result)
+            result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress, identity=client.name)
+            if (
+                route.tool == "get_memory"
+                and not result.get("isError")
+                and not self._owns(client, _namespace_of(result))
             ):
                 return tool_error(_not_found(arguments)), "denied"
         else:
-            result = await self.hub.call_tool(
-                name, arguments, meta=meta, on_progress=on_progress, identity=client.name
-            )
+            result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress, identity=client.name)
         return result, "error" if result.get("isError") else "ok"
 
     def _audit(

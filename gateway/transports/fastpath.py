@@ -36,7 +36,7 @@ def modern_version(message: dict[str, Any]) -> str | None:
     if not isinstance(meta, dict):
         return None
     version = meta.get(PROTOCOL_VERSION_META)
-    return version if version in MODERN_VERSIONS else None
+    return version if isinstance(version, str) and version in MODERN_VERSIONS else None
 
 
 def cancelled_request_id(message: Any) -> Any:
@@ -111,9 +111,9 @@ class FastPath:
         if modern:
             result["resultType"] = "complete"
             meta = result.get("_meta")
-            result["_meta"] = {**meta, SERVER_INFO_META: self.server_info} if meta else {
-                SERVER_INFO_META: self.server_info
-            }
+            result["_meta"] = (
+                {**meta, SERVER_INFO_META: self.server_info} if meta else {SERVER_INFO_META: self.server_info}
+            )
         return result
 
     async def answer(
@@ -147,7 +147,10 @@ class FastPath:
                 await notify({"jsonrpc": "2.0", "method": "notifications/progress", "params": payload})
 
         result = await self.guard.call_tool(
-            client, params["name"], params.get("arguments"), meta=meta if isinstance(meta, dict) else None,
+            client,
+            params["name"],
+            params.get("arguments"),
+            meta=meta if isinstance(meta, dict) else None,
             on_progress=on_progress,
         )
         return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}

@@ -23,6 +23,7 @@ from gateway.auth.middleware import CLIENT_SCOPE_KEY
 from gateway.backends.inflight import CURRENT_PEER, Peer
 from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.transports import jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import Replies, client_log_level, has_capability
 
@@ -106,38 +107,37 @@ class StreamableFront:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if self._cancels_fast_request(scope, body) or (self.replies and self._take_reply(scope, body)):
+        try:
+            message = jsonrpc.decode(body)
+        except jsonrpc.Malformed as error:
+            if error.code == jsonrpc.PARSE_ERROR:  # not JSON at all: the SDK answers (415/406/400 as due)
+                await self.fallback(scope, _replay(body, receive), send)
+                return
+            payload = json.dumps(error.response, separators=(",", ":")).encode()
+            headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        if self._cancels_fast_request(scope, message) or (self.replies and self._take_reply(scope, message)):
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        request = self._eligible(scope, body)
+        request = self._eligible(scope, message)
         if request is None:
-            if b'"initialize"' in body:
-                send = self._capture_capabilities(body, send)
+            if isinstance(message, dict) and message.get("method") == "initialize":
+                send = self._capture_capabilities(message, send)
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
         await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
 
-    def _take_reply(self, scope: Scope, body: bytes) -> bool:
+    def _take_reply(self, scope: Scope, message: Any) -> bool:
         """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
         session_id = _session_id(scope)
-        if session_id is None:
-            return False
-        try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return False
-        return self.replies.take(session_id, message)
+        return session_id is not None and self.replies.take(session_id, message)
 
-    def _capture_capabilities(self, body: bytes, send: Send) -> Send:
+    def _capture_capabilities(self, message: dict[str, Any], send: Send) -> Send:
         """Remember the client capabilities an `initialize` declares, under the session id FastMCP assigns."""
-        try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return send
-        if not isinstance(message, dict) or message.get("method") != "initialize":
-            return send
         params = message.get("params")
         capabilities = params.get("capabilities") if isinstance(params, dict) else None
 
@@ -153,18 +153,15 @@ class StreamableFront:
 
         return capturing_send
 
-    def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
+    def _cancels_fast_request(self, scope: Scope, message: Any) -> bool:
         """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
-        if b"notifications/cancelled" not in body:
+        request_id = cancelled_request_id(message)
+        if request_id is None:
             return False
         session_id = _session_id(scope)
-        try:
-            request_id = cancelled_request_id(json.loads(body))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return False
-        return session_id is not None and request_id is not None and self.fast.cancel((session_id, request_id))
+        return session_id is not None and self.fast.cancel((session_id, request_id))
 
-    def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
+    def _eligible(self, scope: Scope, message: Any) -> tuple[bool, dict[str, Any]] | None:
         """(modern?, request) when this POST may take the fast path, else None."""
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -176,10 +173,6 @@ class StreamableFront:
         if "application/json" not in accept or "text/event-stream" not in accept:
             return None
         if not headers.get("content-type", "").startswith("application/json"):
-            return None
-        try:
-            message = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
             return None
         if not is_fast_candidate(message):
             return None
