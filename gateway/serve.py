@@ -136,7 +136,7 @@ async def serve(
                 await stop_on_signal(on_signal)
 
         group.start_soon(watch_signals)
-        await group.start(hub.run)
+        group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
         if transport == "stdio":
             guard = security.guard(hub, http=False)
             front, _tracker = build_front(hub, guard)

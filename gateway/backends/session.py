@@ -54,6 +54,11 @@ class BackendUnavailable(Exception):
     """The backend has no live session right now, or lost it during the call."""
 
 
+class BackendRestarting(BackendUnavailable):
+    """The backend is down and its supervisor is bringing it back: the call was not sent (not a failure of
+    the backend that a circuit breaker should count)."""
+
+
 class _WatchedStream:
     """A receive stream that sets an event when the transport closes (EOF)."""
 
@@ -108,6 +113,7 @@ class Backend:
         self.last_error: str | None = None
         self.startup_ms: float | None = None
         self.restarts = 0
+        self.sessions_opened = 0  # sessions that completed their handshake and lists (1 after the first start)
         self.tools: list[dict[str, Any]] = []
         self.resources: list[mcp_types.Resource] = []
         self.resource_templates: list[mcp_types.ResourceTemplate] = []
@@ -117,7 +123,8 @@ class Backend:
         self._pipe: StdioPipe | None = None
         self.in_flight = InFlight()  # the calls being served, for relaying the backend's requests and logs
         self.on_resource_updated: ResourceUpdatedCallback | None = None
-        self.ready = anyio.Event()
+        self.ready = anyio.Event()  # set once the first start has succeeded or failed
+        self._up = anyio.Event()  # set while the session is up
         self._refresh_requested = anyio.Event()
 
     @property
@@ -213,8 +220,9 @@ class Backend:
         return mcp_types.ErrorData(code=mcp_types.INTERNAL_ERROR, message=f"the client's '{method}' result is invalid")
 
     async def _on_sampling(self, context: ClientRequestContext, params: mcp_types.CreateMessageRequestParams) -> Any:
-        return await self._relay("sampling/createMessage", params, mcp_types.CreateMessageResult,
-                                 mcp_types.CreateMessageResultWithTools)
+        return await self._relay(
+            "sampling/createMessage", params, mcp_types.CreateMessageResult, mcp_types.CreateMessageResultWithTools
+        )
 
     async def _on_elicitation(self, context: ClientRequestContext, params: mcp_types.ElicitRequestParams) -> Any:
         return await self._relay("elicitation/create", params, mcp_types.ElicitResult)
@@ -223,8 +231,11 @@ class Backend:
         return await self._relay("roots/list", None, mcp_types.ListRootsResult)
 
     async def _on_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
-        message = {"jsonrpc": "2.0", "method": "notifications/message",
-                   "params": params.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        message = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": params.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
         if not self.in_flight.forward_notification(message):
             logger.debug("backend %s log (no client to relay it to): %s", self.name, params.data)
 
@@ -265,10 +276,12 @@ class Backend:
                     self.session = session
                     self.modern = session.discover_result is not None  # negotiated the 2026 era
                     self.state = "up"
+                    self.sessions_opened += 1
                     self.last_error = None
                     self.startup_ms = (time.perf_counter() - began) * 1000
                     backoff = self.settings.restart_backoff_initial
                     logger.info("backend %s up (%d tools, %.0f ms)", self.name, len(self.tools), self.startup_ms)
+                    self._up.set()
                     self.ready.set()
                     if not started:
                         started = True
@@ -311,6 +324,8 @@ class Backend:
 
     def _mark_down(self, error: BaseException) -> None:
         self.session = None
+        if self._up.is_set():
+            self._up = anyio.Event()
         self.state = "down"
         self.last_error = _describe_error(error)
         logger.warning("backend %s down: %s", self.name, self.last_error)
@@ -321,12 +336,20 @@ class Backend:
 
     # ------------------------------------------------------------------ calls
 
-    def _live_session(self) -> ClientSession:
+    async def _live_session(self) -> ClientSession:
+        """The session; during the first start, wait for it (bounded by `startup_timeout`); while the
+        supervisor restarts the backend, `BackendRestarting` at once."""
         session = self.session
-        if session is None or self.state != "up":
-            detail = f": {self.last_error}" if self.last_error else ""
-            raise BackendUnavailable(f"backend '{self.name}' is {self.state}{detail}")
-        return session
+        if session is not None and self.state == "up":
+            return session
+        if not self.ready.is_set():  # still starting for the first time: the call waits for it
+            with anyio.move_on_after(self.settings.startup_timeout):
+                await self._up.wait()
+            session = self.session
+            if session is not None and self.state == "up":
+                return session
+        detail = f" (last error: {self.last_error})" if self.last_error else ""
+        raise BackendRestarting(f"backend '{self.name}' is restarting{detail}")
 
     async def request(
         self,
@@ -341,7 +364,7 @@ class Backend:
         This is the hot path: no model round-trips, just the SDK dispatcher's id correlation.
         Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
         """
-        session = self._live_session()
+        session = await self._live_session()
         data: dict[str, Any] = {"method": method, "params": dict(params) if params else {}}
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
         session._stamp(data, options)  # the negotiated era's _meta and headers
@@ -392,8 +415,10 @@ class Backend:
         for key, request in requests.items():
             asked = request.get("method") if isinstance(request, dict) else None
             if peer is None or not isinstance(asked, str) or not peer.capable(asked):
-                raise MCPError(mcp_types.INVALID_REQUEST,
-                               f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here")
+                raise MCPError(
+                    mcp_types.INVALID_REQUEST,
+                    f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here",
+                )
             responses[key] = await peer.request(asked, strip_reserved(request.get("params")), timeout)
         retry = {**params, "inputResponses": responses}
         retry.pop("requestState", None)

@@ -78,6 +78,8 @@ class Guard:
     ) -> dict[str, Any]:
         """Authorize, rate-limit, route through the hub, scrub an error, write the audit line."""
         began = time.perf_counter()
+        if self.hub.joining and self.hub.catalog.resolve(name) is None:
+            await self.hub.wait_for_tool(name)  # its backend may still be starting
         outcome = "exception"
         try:
             result, outcome = await self._call(client, name, arguments, meta, on_progress)

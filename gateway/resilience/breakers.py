@@ -84,7 +84,10 @@ class _Listener(pybreaker.CircuitBreakerListener):
         if new.name == pybreaker.STATE_OPEN:
             logger.warning(
                 "breaker %s: %s -> open (%s); failing fast for %g s",
-                cb.name, before, self.owner.last_failure or "opened by another replica", cb.reset_timeout,
+                cb.name,
+                before,
+                self.owner.last_failure or "opened by another replica",
+                cb.reset_timeout,
             )
         elif new.name == pybreaker.STATE_CLOSED:
             logger.warning("breaker %s: %s -> closed; backend calls resume", cb.name, before)
@@ -164,6 +167,12 @@ class Breaker:
         finally:
             if probe:
                 self.probing = False
+
+    def close(self) -> None:
+        """Close the breaker (the backend was restarted and answered its handshake and lists)."""
+        self.probing = False
+        if self.cb.state.name != pybreaker.STATE_CLOSED or self.storage.counter:
+            self.cb.close()
 
     def release_probe(self, probe: bool) -> None:
         """The call was abandoned (cancelled) before it had an outcome."""

@@ -1,8 +1,8 @@
 """The resilient call path the hub runs every tool call through.
 
-    cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
-    bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
-    invalidate-on-write
+cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
+bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
+invalidate-on-write
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class Route(Protocol):
 
     @property
     def server(self) -> str: ...
-REFUSED = ("breaker_open", "overloaded")  # outcomes of calls that never reached the backend
+
+
+REFUSED = ("breaker_open", "overloaded", "restarting")  # outcomes of calls that never reached the backend
 
 
 class _Flight:
@@ -61,8 +63,9 @@ class Resilience:
     def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward) -> None:
         self.forward = forward
         self.servers = {
-            name: ServerPolicy.build(settings.breaker, settings.retry, settings.bulkhead, settings.cache,
-                                     settings.servers.get(name))
+            name: ServerPolicy.build(
+                settings.breaker, settings.retry, settings.bulkhead, settings.cache, settings.servers.get(name)
+            )
             for name in servers
         }
         self.breakers = Breakers()
@@ -183,6 +186,7 @@ class Resilience:
         attempts = sp.retry.attempts if policy.retry else 1
         deadline = time.monotonic() + sp.retry.max_total
         attempt = 0
+        failed: str | None = None  # the failure of the previous attempt, counted once when the call ends
         while True:
             attempt += 1
             probe = False
@@ -190,6 +194,8 @@ class Resilience:
                 try:
                     probe = breaker.admit()
                 except BreakerOpen as error:
+                    if failed is not None:
+                        breaker.record(failed, False)
                     return tool_error(str(error)), "breaker_open", "breaker_open"
             if bulkhead is not None:
                 try:
@@ -211,18 +217,41 @@ class Resilience:
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
+            if outcome == "restarting":  # the supervisor is on it: neither a failure nor a success
+                if breaker is not None:
+                    breaker.release_probe(probe)
+                    if failed is not None:
+                        breaker.record(failed, False)
+                return result, outcome, None
             failure = None if outcome == "ok" else failure_kind(outcome, result, sp)
+            retry = failure is not None and attempt < attempts and failure in sp.retry.on
+            delay = backoff(sp.retry, attempt) if retry else 0.0
+            if retry and time.monotonic() + delay >= deadline:
+                retry = False
             if breaker is not None:
-                breaker.record(failure, probe)
-            if failure is None or attempt >= attempts or failure not in sp.retry.on:
+                if retry:  # one client call counts once, however many attempts it makes
+                    breaker.release_probe(probe)
+                else:
+                    breaker.record(failure, probe)
+            if not retry:
                 return result, outcome, failure
-            delay = backoff(sp.retry, attempt)
-            if time.monotonic() + delay >= deadline:
-                return result, outcome, failure
+            failed = failure
             self.retries += 1
-            logger.info("retrying %s in %.2f s after %s (attempt %d of %d)",
-                        route.exposed, delay, failure, attempt + 1, attempts)
+            logger.info(
+                "retrying %s in %.2f s after %s (attempt %d of %d)",
+                route.exposed,
+                delay,
+                failure,
+                attempt + 1,
+                attempts,
+            )
             await anyio.sleep(delay)
+
+    def backend_up(self, server: str) -> None:
+        """The supervisor (re)started `server` (handshake and lists done): close its breakers."""
+        for name, breaker in self.breakers.by_name.items():
+            if name == server or name.startswith(server + "/"):
+                breaker.close()
 
     # ------------------------------------------------------------------ replicas
 
@@ -257,8 +286,13 @@ class Resilience:
         doc: dict[str, Any] = {
             "breakers": {name: breaker.snapshot() for name, breaker in sorted(self.breakers.by_name.items())},
             "bulkheads": {
-                name: {"active": b.active, "queued": b.queued, "max_concurrent": b.max_concurrent,
-                       "max_queue": b.max_queue, "rejected": b.rejected}
+                name: {
+                    "active": b.active,
+                    "queued": b.queued,
+                    "max_concurrent": b.max_concurrent,
+                    "max_queue": b.max_queue,
+                    "rejected": b.rejected,
+                }
                 for name, b in self.bulkheads.items()
             },
             "cache": self.cache.snapshot(),

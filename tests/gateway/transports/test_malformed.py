@@ -6,12 +6,8 @@ answer well-formed (hypothesis)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
 from typing import Any
 
 import httpx
@@ -19,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+from tests.helpers.stdio import StdioGateway, check_jsonrpc
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -48,82 +45,6 @@ SURROGATE = (
 )
 
 
-class StdioGateway:
-    """`mcp-gateway serve` over stdio, initialized; lines read on a thread into a queue."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd=ROOT,
-            env=child_env(),
-        )
-        self.lines: Queue[bytes] = Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.next_id = 1000
-        self.send(
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 0,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-06-18",
-                        "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "1"},
-                    },
-                }
-            )
-        )
-        assert "result" in self.answer(0)
-        self.send('{"jsonrpc":"2.0","method":"notifications/initialized"}')
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode("utf-8", "surrogatepass") + b"\n")
-        self.proc.stdin.flush()
-
-    def read(self, timeout: float = 60) -> dict[str, Any]:
-        try:
-            return json.loads(self.lines.get(timeout=timeout))
-        except Empty:
-            raise AssertionError(f"no answer (process exit code {self.proc.poll()})") from None
-
-    def answer(self, request_id: Any) -> dict[str, Any]:
-        """Read lines up to the answer to `request_id` (checking each) and return it."""
-        while True:
-            message = self.read()
-            check_jsonrpc(message)
-            if message.get("id") == request_id and "method" not in message:
-                return message
-
-    def ping(self) -> None:
-        self.next_id += 1
-        self.send(json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": "ping"}))
-        assert self.answer(self.next_id)["result"] == {}
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-def check_jsonrpc(item: Any) -> None:
-    assert isinstance(item, dict), item
-    assert item.get("jsonrpc") == "2.0", item
-    if "method" in item:
-        return
-    assert ("result" in item) != ("error" in item), item
-    if "error" in item:
-        assert isinstance(item["error"]["code"], int) and isinstance(item["error"]["message"], str), item
-
-
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_config(tmp_path_factory.mktemp("malformed"), {"local": stdio_echo_server()})
@@ -132,6 +53,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stdio(config: Path) -> Iterator[StdioGateway]:
     gateway = StdioGateway(config)
+    gateway.initialize()
     try:
         yield gateway
     finally:
