@@ -17,7 +17,7 @@ from gateway.config.loader import ConfigError, GatewayConfig, load_config
 from gateway.guard.audit import setup_audit
 from gateway.ops.logs import install_log_redaction
 from gateway.routing.hub import Hub
-from gateway.serve import Security, load_security
+from gateway.serve import BindError, Security, load_security
 
 DEFAULT_CONFIG = "config/mcp.json"
 EXIT_CONFIG = 2
@@ -188,10 +188,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-        code = anyio.run(
-            _serve, config, args.transport, args.host, args.port, security, log_format,
-            backend_options=_loop_options(),
-        )
+        try:
+            code = anyio.run(
+                _serve, config, args.transport, args.host, args.port, security, log_format,
+                backend_options=_loop_options(),
+            )
+        except BindError as error:
+            print(f"mcp-gateway: {error}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
     elif args.command == "check":
         code = anyio.run(_check, config, security)
     elif args.command == "tools":

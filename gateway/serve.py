@@ -3,8 +3,10 @@ the hub and the guard, and serve one client-facing transport."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,32 @@ def load_security(
     return Security(auth, keys, redactor, config.gateway.audit, redis_url, config.gateway.redis.prefix)
 
 
+class BindError(Exception):
+    """The HTTP address cannot be served (invalid, or in use): one line naming the address and the problem."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`, made before any backend starts so a bad address fails at once."""
+    where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    if not 0 < port < 65536:
+        raise BindError(f"cannot serve on {where}: the port must be between 1 and 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as error:
+        raise BindError(f"cannot serve on {where}: the host does not resolve ({error})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        problem = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror or error
+        raise BindError(f"cannot serve on {where}: {problem}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     """The ASGI app: FastMCP's transports with the fast path in front of `/mcp`."""
     guard = security.guard(hub, http=True) if security is not None else None
@@ -118,6 +146,7 @@ async def serve(
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session."""
     security = security or load_security(config, "config")
+    listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
     hub = Hub(config)
     settings = config.gateway
     stdio: StdioFront | None = None
@@ -154,6 +183,7 @@ async def serve(
                 port,
                 settings.max_body_bytes,
                 hub=hub,
+                sock=listening,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
                 json_logs=json_logs,

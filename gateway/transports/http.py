@@ -3,6 +3,7 @@ transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metric
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -154,8 +155,10 @@ async def serve_http(
     drain_seconds: float = 0.0,
     shutdown_timeout: float = 10.0,
     json_logs: bool = False,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown)."""
+    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown);
+    on `sock` when given (already bound and listening), else on `host:port`."""
     import uvicorn
 
     from gateway.ops.logs import RequestId
@@ -171,4 +174,4 @@ async def serve_http(
         timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
     server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)
-    await server.serve()
+    await server.serve(sockets=[sock] if sock is not None else None)
