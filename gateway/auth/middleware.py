@@ -96,6 +96,7 @@ def parse_allowed_origins(patterns: list[str]) -> tuple[Origin, ...] | None:
 
 
 PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics"})
+OPTIONAL_AUTH_PATHS = frozenset({"/health"})  # a valid token narrows the details to that client's view
 MESSAGES_PREFIX = "/messages/"
 
 
@@ -114,6 +115,12 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path in OPTIONAL_AUTH_PATHS and self.authenticator is not None:
+            scheme, _, token = _header(scope, b"authorization").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                client = await self.authenticator.authenticate(token.strip())
+                if client is not None:
+                    scope[CLIENT_SCOPE_KEY] = client
         if path not in PROTECTED_PATHS and not path.startswith(MESSAGES_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -144,6 +151,10 @@ class SecurityMiddleware:
                 scope = self.sessions.guard(scope, client.name)
                 send = self.sessions.learning(scope, client.name, send)
         await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), "")
 
 
 def _authenticated_user(client: Client) -> Any:

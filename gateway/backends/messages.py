@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 RESERVED_META = "io.modelcontextprotocol/"  # the era envelope: each hop stamps its own
+FRAMEWORK_META = "fastmcp"  # FastMCP's internal result `_meta` (e.g. `wrap_result`): never for clients
 
 
 def tool_error(message: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 
-from gateway.backends.messages import RESERVED_META, tool_error
+from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
 from gateway.backends.session import Backend, BackendRestarting, BackendUnavailable
 from gateway.config.loader import GatewayConfig
@@ -296,7 +296,11 @@ class Hub:
             return tool_error(message), "bad_response"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):
-            cleaned = {key: value for key, value in result_meta.items() if not key.startswith(RESERVED_META)}
+            cleaned = {
+                key: value
+                for key, value in result_meta.items()
+                if not key.startswith(RESERVED_META) and key != FRAMEWORK_META
+            }
             if cleaned:
                 result["_meta"] = cleaned
             else:

@@ -3,13 +3,17 @@ transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metric
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from fastmcp import FastMCP
 from fastmcp.server.http import HostOriginGuardMiddleware
 
+from gateway.auth.middleware import CLIENT_SCOPE_KEY
+from gateway.guard.clients import Client
 from gateway.ops import metrics
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
 from gateway.routing.hub import Hub
@@ -69,6 +73,38 @@ class _TooLarge(Exception):
     pass
 
 
+_LABEL = re.compile(rb'(tool|backend|breaker)="([^"]*)"')
+
+
+def _visible_backends(hub: Hub, client: Client) -> set[str]:
+    """The backends `client` can see: those with at least one tool its allow list lets it call."""
+    return {route.backend.name for name, route in hub.catalog.routes.items() if client.matches(name)}
+
+
+def _visible_metrics(body: bytes, client: Client, backends: set[str]) -> bytes:
+    """The exposition without the samples of tools and backends hidden from `client`."""
+    kept = []
+    for line in body.split(b"\n"):
+        for label, value in _LABEL.findall(line):
+            name = value.decode(errors="replace")
+            if label == b"tool" and name != "_unknown" and not client.matches(name):
+                break
+            if label != b"tool" and name.partition("/")[0] not in backends:
+                break
+        else:
+            kept.append(line)
+    return b"\n".join(kept)
+
+
+def _visible_health(health: dict[str, Any], backends: set[str]) -> dict[str, Any]:
+    """`/health` without the backends (and their breakers and bulkheads) hidden from the client."""
+    health = dict(health)
+    for section in ("backends", "bulkheads", "breakers"):
+        if isinstance(health.get(section), dict):
+            health[section] = {name: doc for name, doc in health[section].items() if name.partition("/")[0] in backends}
+    return health
+
+
 class GatewayHTTP:
     """Routes by path to the MCP transports and the operational endpoints."""
 
@@ -83,6 +119,7 @@ class GatewayHTTP:
         # address, a request whose Host is not local is refused (421). Origin is checked against the
         # configured allow-list by gateway/auth/middleware.py, so this guard lets every Origin through.
         self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto", allowed_origins=["*"])
+        self.ops_guarded: ASGIApp = HostOriginGuardMiddleware(self._ops, mode="auto", allowed_origins=["*"])
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
@@ -101,31 +138,37 @@ class GatewayHTTP:
         if path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH):
             await self.guarded(scope, receive, send)
         elif path in ("/health", "/ready", "/metrics"):
-            if scope["method"] not in ("GET", "HEAD"):
-                await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
-            elif path == "/health":
-                health = self.hub.health()
-                if self.redact is not None:
-                    for backend in health["backends"].values():
-                        if backend.get("last_error"):
-                            backend["last_error"] = self.redact(backend["last_error"])
-                await send_json(send, 200, health)
-            elif path == "/ready":
-                ready = self.hub.ready
-                await send_json(send, 200 if ready else 503, {"ready": ready})
-            else:
-                body, content_type = metrics.render(self.hub.collector)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [(b"content-type", content_type.encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+            await self.ops_guarded(scope, receive, send)
         else:
             message = f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}"
             await send_error(send, 404, "not_found", message)
+
+    async def _ops(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`/health`, `/ready`, `/metrics`; an authenticated client sees only the backends and tools its
+        allow list lets it see."""
+        path: str = scope["path"]
+        client = scope.get(CLIENT_SCOPE_KEY)
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
+        elif path == "/health":
+            health = self.hub.health()
+            if client is not None:
+                health = _visible_health(health, _visible_backends(self.hub, client))
+            if self.redact is not None:
+                for backend in health["backends"].values():
+                    if backend.get("last_error"):
+                        backend["last_error"] = self.redact(backend["last_error"])
+            await send_json(send, 200, health)
+        elif path == "/ready":
+            ready = self.hub.ready
+            await send_json(send, 200 if ready else 503, {"ready": ready})
+        else:
+            body, content_type = metrics.render(self.hub.collector)
+            if client is not None:
+                body = _visible_metrics(body, client, _visible_backends(self.hub, client))
+            headers = [(b"content-type", content_type.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
