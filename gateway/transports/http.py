@@ -76,6 +76,15 @@ class _TooLarge(Exception):
 _LABEL = re.compile(rb'(tool|backend|breaker)="([^"]*)"')
 
 
+def _accepts_event_stream(scope: Scope) -> bool:
+    """No Accept header, or one that admits `text/event-stream`."""
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+    if accept is None:
+        return True
+    types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
+    return bool(types & {b"text/event-stream", b"text/*", b"*/*", b""})
+
+
 def _visible_backends(hub: Hub, client: Client) -> set[str]:
     """The backends `client` can see: those with at least one tool its allow list lets it call."""
     return {route.backend.name for name, route in hub.catalog.routes.items() if client.matches(name)}
@@ -122,6 +131,9 @@ class GatewayHTTP:
         self.ops_guarded: ASGIApp = HostOriginGuardMiddleware(self._ops, mode="auto", allowed_origins=["*"])
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == SSE_PATH and scope["method"] == "GET" and not _accepts_event_stream(scope):
+            await send_error(send, 406, "not_acceptable", f"{SSE_PATH} answers with text/event-stream only")
+            return
         if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
             await self.sse(scope, receive, send)
         else:

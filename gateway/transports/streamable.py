@@ -39,6 +39,18 @@ def _session_id(scope: Scope) -> str | None:
     return None
 
 
+_TRIMMED = frozenset({b"mcp-method", b"mcp-name"})
+
+
+def _trimmed(scope: Scope) -> Scope:
+    """`scope` with surrounding whitespace removed from the `Mcp-Method` and `Mcp-Name` values (SEP-2243:
+    a server accepts it), copied only when there is some."""
+    headers = scope["headers"]
+    if not any(name in _TRIMMED and value != value.strip() for name, value in headers):
+        return scope
+    return {**scope, "headers": [(n, v.strip() if n in _TRIMMED else v) for n, v in headers]}
+
+
 def _cancelled(request_id: Any) -> dict[str, Any]:
     """What the POST of a cancelled request gets (HTTP must answer; the client has stopped waiting)."""
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32800, "message": "Request cancelled"}}
@@ -95,6 +107,7 @@ class StreamableFront:
         self.client_capabilities: dict[str, Any] = {}  # session id -> capabilities from its `initialize`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = _trimmed(scope)
         if scope["method"] != "POST":
             await self.fallback(scope, receive, send)
             return
