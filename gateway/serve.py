@@ -130,7 +130,9 @@ def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
                 return manager._server_instances
         return ()
 
-    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids)
+    auth = security.auth if security is not None and security.enabled else None
+    per_client = auth.max_sessions_per_client if auth is not None else None
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids, per_client)
     return app
 
 

@@ -74,7 +74,7 @@ class ServerConfig(_Strict):
         if self.command is not None and self.transport not in (None, "stdio"):
             raise ValueError("a 'command' server speaks stdio; 'transport' may only be 'stdio' here")
         if self.in_process and self.module is None:
-            raise ValueError("'inProcess' needs a Python module server: \"args\": [\"-m\", \"package.module\"]")
+            raise ValueError('\'inProcess\' needs a Python module server: "args": ["-m", "package.module"]')
         return self
 
     @property
@@ -185,6 +185,9 @@ class AuthSettings(_Strict):
     jwt: JWTConfig | None = None
     allowed_origins: list[str] = Field(default_factory=lambda: list(LOOPBACK_ORIGINS))
     rate_limit: RateLimitConfig | None = None
+    max_sessions_per_client: int = Field(
+        default=100, gt=0, description="Streamable HTTP sessions one client may hold open; over it, initialize is 429"
+    )
     memory: MemoryIsolation = Field(default_factory=MemoryIsolation)
 
     @field_validator("clients")

@@ -90,6 +90,15 @@ class Guard:
             if audit_log.enabled:
                 self._audit(client, name, outcome, began, arguments)
 
+    async def rate_limited(self, client: Client) -> float | None:
+        """Take one of `client`'s rate-limit tokens (tool calls and `initialize` both do): None if it got
+        one, else the seconds until one is available."""
+        limit = client.rate_limit
+        if limit is None:
+            return None
+        wait = await self.buckets.take(client.name, limit.per_minute / 60, limit.capacity)
+        return math.ceil(wait * 10) / 10 if wait > 0 else None
+
     async def _call(
         self, client: Client | None, name: str, arguments: dict[str, Any] | None, meta: Any, on_progress: Any
     ) -> tuple[dict[str, Any], str]:
@@ -102,15 +111,11 @@ class Guard:
         if client is None:
             result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress)
             return result, "error" if result.get("isError") else "ok"
-        if client.rate_limit is not None:
-            limit = client.rate_limit
-            wait = await self.buckets.take(client.name, limit.per_minute / 60, limit.capacity)
-            if wait > 0:
-                metrics.CALLS.labels(name, "rate_limited").inc()
-                seconds = math.ceil(wait * 10) / 10
-                result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
-                result["_meta"] = {RETRY_AFTER_META: seconds}
-                return result, "rate_limited"
+        if (seconds := await self.rate_limited(client)) is not None:
+            metrics.CALLS.labels(name, "rate_limited").inc()
+            result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
+            result["_meta"] = {RETRY_AFTER_META: seconds}
+            return result, "rate_limited"
         route = self.hub.catalog.resolve(name) if self.memory_servers else None
         if route is not None and route.backend.name in self.memory_servers:
             refused, arguments = await self._memory_scope(client, route.tool, name, arguments or {})

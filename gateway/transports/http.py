@@ -3,6 +3,7 @@ transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metric
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import Callable
@@ -200,6 +201,54 @@ class GatewayHTTP:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request's complete headers before it is closed."""
+
+
+def _header_timeout_protocol() -> type:
+    """uvicorn's httptools protocol, closing a connection whose request headers are not complete within
+    `HEADER_TIMEOUT` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
+    client could hold connections open forever by never finishing its headers). Idle keep-alive connections
+    are closed by uvicorn's own `timeout_keep_alive`."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_timed_out)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_timed_out(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+    return HeaderTimeoutProtocol
+
+
 async def serve_http(
     app: ASGIApp,
     host: str,
@@ -226,6 +275,7 @@ async def serve_http(
         log_level="warning",
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: uvicorn logs through ours
         lifespan="on",
+        http=_header_timeout_protocol(),
         timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
     server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)

@@ -56,6 +56,18 @@ def _cancelled(request_id: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32800, "message": "Request cancelled"}}
 
 
+RATE_LIMITED = -32029  # JSON-RPC server error: the client is over one of its limits (answered with HTTP 429)
+
+
+async def _send_jsonrpc(
+    send: Send, status: int, document: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(document, separators=(",", ":")).encode()
+    all_headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that yields the already-read body once, then defers to the real one."""
     sent = False
@@ -98,13 +110,21 @@ class _HTTPPeer(Peer):
 class StreamableFront:
     """The ASGI handler mounted at `/mcp`."""
 
-    def __init__(self, fast: FastPath, fallback: ASGIApp, session_ids: Callable[[], Container[str]]) -> None:
+    def __init__(
+        self,
+        fast: FastPath,
+        fallback: ASGIApp,
+        session_ids: Callable[[], Container[str]],
+        max_sessions_per_client: int | None = None,
+    ) -> None:
         self.fast = fast
         self.fallback = fallback
         self.session_ids = session_ids  # FastMCP's live session table
         self.server = getattr(getattr(fallback, "state", None), "fastmcp_server", None)  # the FastMCP front
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: dict[str, Any] = {}  # session id -> capabilities from its `initialize`
+        self.max_sessions_per_client = max_sessions_per_client  # with auth: `gateway.auth.max_sessions_per_client`
+        self.session_clients: dict[str, str] = {}  # session id -> the authenticated client that opened it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope = _trimmed(scope)
@@ -126,10 +146,7 @@ class StreamableFront:
             if error.code == jsonrpc.PARSE_ERROR:  # not JSON at all: the SDK answers (415/406/400 as due)
                 await self.fallback(scope, _replay(body, receive), send)
                 return
-            payload = json.dumps(error.response, separators=(",", ":")).encode()
-            headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": payload})
+            await _send_jsonrpc(send, 400, error.response)
             return
         if self._cancels_fast_request(scope, message) or (self.replies and self._take_reply(scope, message)):
             await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -138,7 +155,12 @@ class StreamableFront:
         request = self._eligible(scope, message)
         if request is None:
             if isinstance(message, dict) and message.get("method") == "initialize":
-                send = self._capture_capabilities(message, send)
+                client = scope.get(CLIENT_SCOPE_KEY)
+                if client is not None and (refusal := await self._refuse_initialize(client, message)) is not None:
+                    status, error, headers = refusal
+                    await _send_jsonrpc(send, status, error, headers)
+                    return
+                send = self._capture_capabilities(message, send, client)
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
@@ -149,8 +171,46 @@ class StreamableFront:
         session_id = _session_id(scope)
         return session_id is not None and self.replies.take(session_id, message)
 
-    def _capture_capabilities(self, message: dict[str, Any], send: Send) -> Send:
-        """Remember the client capabilities an `initialize` declares, under the session id FastMCP assigns."""
+    async def _refuse_initialize(
+        self, client: Client, message: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None:
+        """429 when `client` is over its rate limit or already holds `max_sessions_per_client` sessions."""
+        request_id = message.get("id")
+        if (seconds := await self.fast.guard.rate_limited(client)) is not None:
+            text = f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s"
+            error = {"code": RATE_LIMITED, "message": text, "data": {"retryAfterSeconds": seconds}}
+            return (
+                429,
+                {"jsonrpc": "2.0", "id": request_id, "error": error},
+                [(b"retry-after", b"%d" % max(1, seconds))],
+            )
+        limit = self.max_sessions_per_client
+        if limit is None:
+            return None
+        self._forget_closed_sessions()
+        held = sum(1 for owner in self.session_clients.values() if owner == client.name)
+        if held < limit:
+            return None
+        text = (
+            f"Too many sessions: client '{client.name}' already holds {held} open sessions "
+            f"(gateway.auth.max_sessions_per_client is {limit}); close one (DELETE) or reuse it"
+        )
+        error = {
+            "code": RATE_LIMITED,
+            "message": text,
+            "data": {"limit": "gateway.auth.max_sessions_per_client", "max": limit},
+        }
+        return 429, {"jsonrpc": "2.0", "id": request_id, "error": error}, []
+
+    def _forget_closed_sessions(self) -> None:
+        live = self.session_ids()
+        for table in (self.client_capabilities, self.session_clients):
+            for stale in [key for key in table if key not in live]:
+                del table[stale]
+
+    def _capture_capabilities(self, message: dict[str, Any], send: Send, client: Client | None = None) -> Send:
+        """Remember the client capabilities an `initialize` declares (and the client that sent it), under the
+        session id FastMCP assigns."""
         params = message.get("params")
         capabilities = params.get("capabilities") if isinstance(params, dict) else None
 
@@ -158,10 +218,11 @@ class StreamableFront:
             if event["type"] == "http.response.start":
                 for name, value in event.get("headers", ()):
                     if name.lower() == b"mcp-session-id":
-                        live = self.session_ids()
-                        for stale in [key for key in self.client_capabilities if key not in live]:
-                            del self.client_capabilities[stale]
-                        self.client_capabilities[value.decode("latin-1")] = capabilities
+                        self._forget_closed_sessions()
+                        session_id = value.decode("latin-1")
+                        self.client_capabilities[session_id] = capabilities
+                        if client is not None:
+                            self.session_clients[session_id] = client.name
             await send(event)
 
         return capturing_send
