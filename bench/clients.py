@@ -29,12 +29,18 @@ class StdioClient:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=self.env, limit=2**24,
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=self.env,
+            limit=2**24,
         )
         if self.era == LEGACY:
-            await self.request("initialize", {
-                "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}})
+            await self.request(
+                "initialize",
+                {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+            )
             self._write({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -78,8 +84,14 @@ class HTTPClient:
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         self.next_id += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
-                           "params": {"name": tool, "arguments": arguments, "_meta": ENVELOPE}}).encode()
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": self.next_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments, "_meta": ENVELOPE},
+            }
+        ).encode()
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\n"

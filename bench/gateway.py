@@ -64,8 +64,7 @@ async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 6
 
 async def latency(calls: int, directory: Path) -> dict[str, Any]:
     """p50/p99 of sequential calls: stdio backend directly vs the same backend through the gateway."""
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}},
-                            UNCACHED)
+    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}}, UNCACHED)
     gateway_argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     report: dict[str, Any] = {}
     for era in (LEGACY, MODERN):
@@ -87,8 +86,10 @@ async def latency(calls: int, directory: Path) -> dict[str, Any]:
         await through.close()
         d50, g50 = statistics.median(samples["direct"]), statistics.median(samples["gateway"])
         report[era] = {
-            "direct_p50_ms": d50, "direct_p99_ms": pct(samples["direct"], 99),
-            "gateway_p50_ms": g50, "gateway_p99_ms": pct(samples["gateway"], 99),
+            "direct_p50_ms": d50,
+            "direct_p99_ms": pct(samples["direct"], 99),
+            "gateway_p50_ms": g50,
+            "gateway_p99_ms": pct(samples["gateway"], 99),
             "added_p50_ms": g50 - d50,
             "added_p99_ms": pct(samples["gateway"], 99) - pct(samples["direct"], 99),
             "ratio_p50": g50 / d50,
@@ -124,14 +125,33 @@ async def load(port: int, tool: str, clients: int, seconds: float) -> float:
 async def throughput(clients: int, seconds: float, rounds: int, directory: Path) -> dict[str, Any]:
     """Streamable HTTP calls/s: FastMCP serving the backend directly vs the gateway in front of it."""
     direct_port, gateway_port = free_port(), free_port()
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}},
-                            UNCACHED)
+    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}}, UNCACHED)
     servers = [
-        subprocess.Popen([*BACKEND, "--http", str(direct_port)], env=env(), cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port",
-                          str(gateway_port), "--config", str(config)], env=env(), cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [*BACKEND, "--http", str(direct_port)],
+            env=env(),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--transport",
+                "http",
+                "--port",
+                str(gateway_port),
+                "--config",
+                str(config),
+            ],
+            env=env(),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     try:
         await wait_port(direct_port, servers[0])
@@ -146,8 +166,7 @@ async def throughput(clients: int, seconds: float, rounds: int, directory: Path)
             server.terminate()
             server.wait(10)
     direct, gateway = statistics.mean(figures["direct"]), statistics.mean(figures["gateway"])
-    return {"clients": clients, "direct_calls_per_s": direct, "gateway_calls_per_s": gateway,
-            "ratio": gateway / direct}
+    return {"clients": clients, "direct_calls_per_s": direct, "gateway_calls_per_s": gateway, "ratio": gateway / direct}
 
 
 Section = Callable[[Path], Awaitable[dict[str, Any]]]

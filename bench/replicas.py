@@ -29,9 +29,13 @@ STDIO_BENCH = {"command": "python", "args": ["-m", "bench.backend"]}
 
 
 def _gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port", str(port),
-                             "--config", str(config)], env=env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port", str(port), "--config", str(config)],
+        env=env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def round_robin(ports: list[int], clients: int, seconds: float, keys: int = 1) -> float:
@@ -67,8 +71,9 @@ async def round_robin(ports: list[int], clients: int, seconds: float, keys: int 
 async def scaling(redis_url: str, clients: int, seconds: float, rounds: int, directory: Path) -> dict[str, Any]:
     configs = {
         "cached": gateway_config(directory / "cached", {"bench": STDIO_BENCH}, {"redis_url": redis_url}),
-        "uncached": gateway_config(directory / "uncached", {"bench": STDIO_BENCH},
-                                   {"redis_url": redis_url, "cache": {"enabled": False}}),
+        "uncached": gateway_config(
+            directory / "uncached", {"bench": STDIO_BENCH}, {"redis_url": redis_url, "cache": {"enabled": False}}
+        ),
     }
     ports = {mode: [free_port() for _ in range(3)] for mode in configs}
     servers = [_gateway(configs[mode], port) for mode in configs for port in ports[mode]]
@@ -88,8 +93,9 @@ async def scaling(redis_url: str, clients: int, seconds: float, rounds: int, dir
     report: dict[str, Any] = {"clients": clients}
     for mode, by_n in figures.items():
         base = statistics.mean(by_n[1])
-        report[mode] = {n: {"calls_per_s": statistics.mean(v), "vs_1": statistics.mean(v) / base}
-                        for n, v in by_n.items()}
+        report[mode] = {
+            n: {"calls_per_s": statistics.mean(v), "vs_1": statistics.mean(v) / base} for n, v in by_n.items()
+        }
     return report
 
 
@@ -111,8 +117,9 @@ async def l2_cost(redis_url: str, calls: int, clients: int, seconds: float, dire
     """Cache hits from L1 vs from L2 (L1 of one entry, 64 keys cycled: every call misses L1, hits Redis)."""
     configs = {
         "l1": gateway_config(directory / "l1", {"bench": STDIO_BENCH}, {"redis_url": redis_url}),
-        "l2": gateway_config(directory / "l2", {"bench": STDIO_BENCH},
-                             {"redis_url": redis_url, "cache": {"max_entries": 1}}),
+        "l2": gateway_config(
+            directory / "l2", {"bench": STDIO_BENCH}, {"redis_url": redis_url, "cache": {"max_entries": 1}}
+        ),
     }
     ports = {name: free_port() for name in configs}
     servers = {name: _gateway(config, ports[name]) for name, config in configs.items()}
@@ -130,9 +137,16 @@ async def l2_cost(redis_url: str, calls: int, clients: int, seconds: float, dire
             server.terminate()
             server.wait(10)
     l1, l2 = statistics.median(samples["l1"]), statistics.median(samples["l2"])
-    return {"l1_p50_ms": l1, "l2_p50_ms": l2, "l1_p99_ms": pct(samples["l1"], 99),
-            "l2_p99_ms": pct(samples["l2"], 99), "redis_round_trip_ms": l2 - l1,
-            "l1_calls_per_s": rates["l1"], "l2_calls_per_s": rates["l2"], "clients": clients}
+    return {
+        "l1_p50_ms": l1,
+        "l2_p50_ms": l2,
+        "l1_p99_ms": pct(samples["l1"], 99),
+        "l2_p99_ms": pct(samples["l2"], 99),
+        "redis_round_trip_ms": l2 - l1,
+        "l1_calls_per_s": rates["l1"],
+        "l2_calls_per_s": rates["l2"],
+        "clients": clients,
+    }
 
 
 async def run(quick: bool = False) -> dict[str, Any]:
@@ -155,18 +169,24 @@ async def run(quick: bool = False) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     scaling = report["scaling"]
-    print(f"Round-robin over N replicas, {scaling['clients']} concurrent clients, {report['cpus']} CPUs "
-          "(client, replicas, backends and Redis all on this machine)")
+    print(
+        f"Round-robin over N replicas, {scaling['clients']} concurrent clients, {report['cpus']} CPUs "
+        "(client, replicas, backends and Redis all on this machine)"
+    )
     for mode in ("cached", "uncached"):
         row = scaling[mode]
-        figures = " | ".join(f"{n} replica{'s' if n > 1 else ''} {row[n]['calls_per_s']:.0f}/s "
-                             f"({row[n]['vs_1']:.2f}x)" for n in (1, 2, 3))
+        figures = " | ".join(
+            f"{n} replica{'s' if n > 1 else ''} {row[n]['calls_per_s']:.0f}/s ({row[n]['vs_1']:.2f}x)"
+            for n in (1, 2, 3)
+        )
         print(f"  {mode:8} {figures}")
     row = report["l2"]
-    print(f"Cache hit from L2 (Redis) vs L1 (in-process), sequential: p50 {row['l2_p50_ms']:.3f} vs "
-          f"{row['l1_p50_ms']:.3f} ms (Redis round trip +{row['redis_round_trip_ms']:.3f} ms), p99 "
-          f"{row['l2_p99_ms']:.3f} vs {row['l1_p99_ms']:.3f} ms; {row['clients']} clients: "
-          f"{row['l2_calls_per_s']:.0f} vs {row['l1_calls_per_s']:.0f} calls/s")
+    print(
+        f"Cache hit from L2 (Redis) vs L1 (in-process), sequential: p50 {row['l2_p50_ms']:.3f} vs "
+        f"{row['l1_p50_ms']:.3f} ms (Redis round trip +{row['redis_round_trip_ms']:.3f} ms), p99 "
+        f"{row['l2_p99_ms']:.3f} vs {row['l1_p99_ms']:.3f} ms; {row['clients']} clients: "
+        f"{row['l2_calls_per_s']:.0f} vs {row['l1_calls_per_s']:.0f} calls/s"
+    )
 
 
 def main() -> None:

@@ -29,8 +29,9 @@ def _serve(argv: list[str]) -> subprocess.Popen[bytes]:
 
 
 def _gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
-    return _serve([sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port", str(port),
-                   "--config", str(config)])
+    return _serve(
+        [sys.executable, "-m", "gateway", "serve", "--transport", "http", "--port", str(port), "--config", str(config)]
+    )
 
 
 async def throughput(clients: int, seconds: float, rounds: int, directory: Path) -> dict[str, Any]:
@@ -74,11 +75,15 @@ async def breaker_timing(directory: Path, fail_max: int = 5, reset_timeout: floa
     port = free_port()
     (directory / "breaker").mkdir()
     faulty = {"command": "python", "args": ["-m", "tests.backends.faulty"]}
-    config = gateway_config(directory / "breaker", {"faulty": faulty}, {
-        "breaker": {"fail_max": fail_max, "reset_timeout": reset_timeout},
-        "retry": {"attempts": 1},
-        "servers": {"faulty": {"tools": {"set_mode": {"own_breaker": True, "invalidates": False}}}},
-    })
+    config = gateway_config(
+        directory / "breaker",
+        {"faulty": faulty},
+        {
+            "breaker": {"fail_max": fail_max, "reset_timeout": reset_timeout},
+            "retry": {"attempts": 1},
+            "servers": {"faulty": {"tools": {"set_mode": {"own_breaker": True, "invalidates": False}}}},
+        },
+    )
     server = _gateway(config, port)
     try:
         await wait_port(port, server)
@@ -107,8 +112,12 @@ async def breaker_timing(directory: Path, fail_max: int = 5, reset_timeout: floa
     finally:
         server.terminate()
         server.wait(10)
-    return {"fail_max": fail_max, "reset_timeout_s": reset_timeout, "failing_to_fail_fast_s": to_open,
-            "recovered_to_closed_s": to_closed}
+    return {
+        "fail_max": fail_max,
+        "reset_timeout_s": reset_timeout,
+        "failing_to_fail_fast_s": to_open,
+        "recovered_to_closed_s": to_closed,
+    }
 
 
 async def run(quick: bool = False) -> dict[str, Any]:
@@ -123,13 +132,17 @@ async def run(quick: bool = False) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     row = report["throughput"]
     print(f"Streamable HTTP tool calls/s, {row['clients']} concurrent clients, same arguments every call")
-    print(f"  FastMCP direct {row['direct_calls_per_s']:.0f} | gateway uncached {row['uncached_calls_per_s']:.0f} | "
-          f"gateway cache hit {row['cache_hit_calls_per_s']:.0f} | hit vs direct {row['hit_vs_direct']:.2f}x | "
-          f"hit vs uncached {row['hit_vs_uncached']:.2f}x")
+    print(
+        f"  FastMCP direct {row['direct_calls_per_s']:.0f} | gateway uncached {row['uncached_calls_per_s']:.0f} | "
+        f"gateway cache hit {row['cache_hit_calls_per_s']:.0f} | hit vs direct {row['hit_vs_direct']:.2f}x | "
+        f"hit vs uncached {row['hit_vs_uncached']:.2f}x"
+    )
     row = report["breaker"]
-    print(f"Breaker (fail_max {row['fail_max']}, reset_timeout {row['reset_timeout_s']:g} s): backend failing -> "
-          f"failing fast {row['failing_to_fail_fast_s'] * 1000:.1f} ms | recovered -> closed "
-          f"{row['recovered_to_closed_s'] * 1000:.0f} ms")
+    print(
+        f"Breaker (fail_max {row['fail_max']}, reset_timeout {row['reset_timeout_s']:g} s): backend failing -> "
+        f"failing fast {row['failing_to_fail_fast_s'] * 1000:.1f} ms | recovered -> closed "
+        f"{row['recovered_to_closed_s'] * 1000:.0f} ms"
+    )
 
 
 def main() -> None:

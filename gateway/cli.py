@@ -15,7 +15,8 @@ import anyio
 from gateway.auth.keys import auth_enabled, hash_token, is_loopback
 from gateway.config.loader import ConfigError, GatewayConfig, load_config
 from gateway.guard.audit import setup_audit
-from gateway.ops.logs import install_log_redaction
+from gateway.ops import logs
+from gateway.ops.logs import BackendStderr
 from gateway.routing.hub import Hub
 from gateway.serve import BindError, Security, load_security
 
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
-        "--insecure-no-auth", action="store_true",
+        "--insecure-no-auth",
+        action="store_true",
         help="allow binding a non-loopback address without gateway.auth (anyone who can reach it may call every tool)",
     )
     hash_token = commands.add_parser("hash-token", help="make a client API token and the hash to put in config")
@@ -49,16 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging() -> str:
-    from gateway.ops import logs
-
-    return logs.setup()
-
-
 @asynccontextmanager
-async def running_hub(config: GatewayConfig) -> AsyncIterator[Hub]:
+async def running_hub(config: GatewayConfig, stderr: BackendStderr) -> AsyncIterator[Hub]:
     """Start every backend, yield the hub, stop everything on exit."""
-    hub = Hub(config)
+    hub = Hub(config, stderr=stderr)
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         try:
@@ -67,14 +63,20 @@ async def running_hub(config: GatewayConfig) -> AsyncIterator[Hub]:
             group.cancel_scope.cancel()
 
 
-async def _check(config: GatewayConfig, security: Security) -> int:
-    async with running_hub(config) as hub:
+async def _check(config: GatewayConfig, security: Security, stderr: BackendStderr) -> int:
+    async with running_hub(config, stderr) as hub:
         rows = [("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR")]
         for backend in hub.backends:
             startup = f"{backend.startup_ms:.0f}" if backend.startup_ms is not None else "-"
             rows.append(
-                (backend.name, backend.transport, backend.state, str(len(backend.tools)), startup,
-                 security.redactor(backend.last_error or ""))
+                (
+                    backend.name,
+                    backend.transport,
+                    backend.state,
+                    str(len(backend.tools)),
+                    startup,
+                    security.redactor(backend.last_error or ""),
+                )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for row in rows:
@@ -82,8 +84,8 @@ async def _check(config: GatewayConfig, security: Security) -> int:
         return 0 if hub.healthy else 1
 
 
-async def _tools(config: GatewayConfig) -> int:
-    async with running_hub(config) as hub:
+async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
+    async with running_hub(config, stderr) as hub:
         for tool in hub.catalog.tools:
             description = (tool.get("description") or "").strip().splitlines()
             print(f"{tool['name']}\t{description[0] if description else ''}")
@@ -93,8 +95,8 @@ async def _tools(config: GatewayConfig) -> int:
         return 0
 
 
-async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> int:
-    async with running_hub(config) as hub:
+async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any], stderr: BackendStderr) -> int:
+    async with running_hub(config, stderr) as hub:
         result = await hub.call_tool(tool, arguments)
         for block in result.get("content", []):
             if block.get("type") == "text":
@@ -107,16 +109,26 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any]) -> 
 
 
 async def _serve(
-    config: GatewayConfig, transport: str, host: str, port: int, security: Security, log_format: str
+    config: GatewayConfig, transport: str, host: str, port: int, security: Security, stderr: BackendStderr
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
 
-    tracing.configure()
+    tracer = tracing.configure(os.environ)
     try:
-        await serve(config, transport, host, port, security, json_logs=log_format == "json")
+        await serve(
+            config,
+            transport,
+            host,
+            port,
+            security,
+            json_logs=stderr.log_format == "json",
+            tracer=tracer or tracing.NO_TRACING,
+            stderr=stderr,
+        )
     finally:
-        tracing.shutdown()
+        if tracer is not None:
+            tracer.shutdown()
     return 0
 
 
@@ -128,8 +140,11 @@ def _hash_token(from_stdin: bool) -> int:
     if from_stdin:
         token = sys.stdin.readline().strip()
         if len(token) < MIN_TOKEN_LENGTH:
-            print(f"mcp-gateway: a token needs at least {MIN_TOKEN_LENGTH} characters of randomness "
-                  "(run `mcp-gateway hash-token` without --stdin to make one)", file=sys.stderr)
+            print(
+                f"mcp-gateway: a token needs at least {MIN_TOKEN_LENGTH} characters of randomness "
+                "(run `mcp-gateway hash-token` without --stdin to make one)",
+                file=sys.stderr,
+            )
             return EXIT_CONFIG
         print(hash_token(token))
         return 0
@@ -175,31 +190,38 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "hash-token":
         sys.exit(_hash_token(args.stdin))
-    log_format = _setup_logging()
+    log_format = logs.setup(os.environ)
     try:
-        config = load_config(args.config)
-        security = load_security(config, args.config, _raw_servers(args.config))
+        config = load_config(args.config, os.environ)
+        security = load_security(config, args.config, os.environ, _raw_servers(args.config))
     except ConfigError as error:
         print(f"mcp-gateway: config error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    install_log_redaction(security.redactor)
-    setup_audit(config.gateway.audit)
+    logs.install_log_redaction(security.redactor)
+    setup_audit(security.audit, config.gateway.audit)
+    stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
     if args.command == "serve":
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
         try:
             code = anyio.run(
-                _serve, config, args.transport, args.host, args.port, security, log_format,
+                _serve,
+                config,
+                args.transport,
+                args.host,
+                args.port,
+                security,
+                stderr,
                 backend_options=_loop_options(),
             )
         except BindError as error:
             print(f"mcp-gateway: {error}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
     elif args.command == "check":
-        code = anyio.run(_check, config, security)
+        code = anyio.run(_check, config, security, stderr)
     elif args.command == "tools":
-        code = anyio.run(_tools, config)
+        code = anyio.run(_tools, config, stderr)
     else:
         try:
             arguments = json.loads(args.args)
@@ -209,5 +231,5 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(arguments, dict):
             print("mcp-gateway: --args must be a JSON object", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-        code = anyio.run(_call, config, args.tool, arguments)
+        code = anyio.run(_call, config, args.tool, arguments, stderr)
     sys.exit(code)

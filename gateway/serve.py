@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +14,17 @@ import anyio
 
 from gateway.auth.keys import auth_enabled, load_keys
 from gateway.auth.middleware import SecurityMiddleware, parse_allowed_origins
-from gateway.config.loader import AuditSettings, AuthSettings, ConfigError, GatewayConfig
+from gateway.config.loader import AuthSettings, ConfigError, GatewayConfig
+from gateway.guard.audit import AuditLog
 from gateway.guard.guard import Guard
-from gateway.guard.ratelimit import MemoryBuckets, RedisBuckets, make_buckets
+from gateway.guard.ratelimit import Buckets, MemoryBuckets, make_buckets
 from gateway.guard.redaction import Redactor, collect_secrets
 from gateway.ops.asgi import ASGIApp
+from gateway.ops.logs import BackendStderr
 from gateway.ops.shutdown import stop_on_signal
+from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
+from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, serve_http
@@ -38,10 +41,10 @@ class Security:
     auth: AuthSettings | None
     keys: dict[str, str]
     redactor: Redactor
-    audit: AuditSettings
+    audit: AuditLog
     redis_url: str | None = None
     redis_prefix: str = "mcp-gateway"
-    _buckets: MemoryBuckets | RedisBuckets | None = None
+    _buckets: Buckets | None = None
 
     @property
     def enabled(self) -> bool:
@@ -56,7 +59,7 @@ class Security:
             self.redactor,
             self._buckets,
             require_client=http and self.enabled,
-            audit_arguments=self.audit.arguments,
+            audit=self.audit,
         )
 
     def middleware(self, app: ASGIApp) -> SecurityMiddleware:
@@ -64,23 +67,20 @@ class Security:
 
 
 def load_security(
-    config: GatewayConfig,
-    file: str,
-    raw_servers: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
+    config: GatewayConfig, file: str, environ: Mapping[str, str], raw_servers: Mapping[str, Any] | None = None
 ) -> Security:
-    """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2)."""
-    environ = os.environ if environ is None else environ
+    """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2). The audit log is
+    off until `gateway.guard.audit.setup_audit` turns it on."""
     auth = config.gateway.auth
     if auth is not None:
         try:
             parse_allowed_origins(auth.allowed_origins)
         except ValueError as error:
-            raise ConfigError(f"gateway.auth.allowed_origins: {error}") from None
+            raise ConfigError(file, "gateway.auth.allowed_origins", str(error)) from None
     keys = load_keys(auth, file, environ) if auth is not None else {}
     redactor = Redactor(collect_secrets(config, raw_servers, environ))
-    redis_url = getattr(config.gateway, "redis_url", None) or environ.get("REDIS_URL") or None
-    return Security(auth, keys, redactor, config.gateway.audit, redis_url, config.gateway.redis.prefix)
+    audit = AuditLog(config.gateway.audit.arguments, redactor)
+    return Security(auth, keys, redactor, audit, config.gateway.redis_url, config.gateway.redis.prefix)
 
 
 class BindError(Exception):
@@ -118,21 +118,9 @@ def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     if security is not None:
         app.redact = security.redactor
     streamable = app.streamable
-
-    # FastMCP keeps the session manager (created by the app's lifespan) on the route's ASGI endpoint.
-    holders = [streamable, *(getattr(route, "endpoint", None) for route in streamable.routes)]
-    holders += [getattr(holder, "app", None) for holder in holders]
-
-    def session_ids() -> Container[str]:
-        for holder in holders:
-            manager = getattr(holder, "session_manager", None)
-            if manager is not None:
-                return manager._server_instances
-        return ()
-
     auth = security.auth if security is not None and security.enabled else None
     per_client = auth.max_sessions_per_client if auth is not None else None
-    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, session_ids, per_client)
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, framework.session_ids(streamable), per_client)
     return app
 
 
@@ -141,15 +129,16 @@ async def serve(
     transport: str,
     host: str,
     port: int,
-    security: Security | None = None,
+    security: Security,
     *,
     json_logs: bool = False,
+    tracer: CallHooks = NO_TRACING,
+    stderr: BackendStderr | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session."""
-    security = security or load_security(config, "config")
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
-    hub = Hub(config)
+    hub = Hub(config, tracer, stderr)
     settings = config.gateway
     stdio: StdioFront | None = None
     async with anyio.create_task_group() as group:

@@ -108,9 +108,7 @@ def ann_recall(idx, vecs: np.ndarray, text_q: np.ndarray, rng: np.random.Generat
             exact = set(np.argpartition(-(vecs @ q), 10)[:10].tolist())
             rows, sims = ivf.candidates(q)
             got.append(len(exact & set(rows[np.argsort(-sims)[:10]].tolist())) / 10)
-        print(
-            f"  IVF {ivf.nlist} lists, probe {ivf.nprobe()}: recall@10 vs exact, {label}: {np.mean(got):.3f}"
-        )
+        print(f"  IVF {ivf.nlist} lists, probe {ivf.nprobe()}: recall@10 vs exact, {label}: {np.mean(got):.3f}")
 
 
 WORDS = [
@@ -197,9 +195,7 @@ async def bench(tmp: Path, embedder: Embedder, quick: bool) -> None:
     baseline = MiniLMEmbedder().load()
     await store_throughput(tmp, [baseline, embedder], 5 if quick else 20)
     words = WORDS
-    queries = [
-        f"{rng.choice(words)} {rng.choice(words)} plans for w{rng.randint(0, 300)}" for _ in range(200)
-    ]
+    queries = [f"{rng.choice(words)} {rng.choice(words)} plans for w{rng.randint(0, 300)}" for _ in range(200)]
     sizes = [10_000] if quick else [10_000, 100_000]
     for n in sizes:
         svc = await new_service(tmp / f"bench-{n}", embedder)
@@ -247,8 +243,7 @@ async def bench(tmp: Path, embedder: Embedder, quick: bool) -> None:
                 await svc.recall_memory(queries[0], "big", k=5)
                 hit.append((time.perf_counter() - s) * 1000)
             print(
-                f"recall_memory L1 hit (in-process LRU): p50 {statistics.median(hit):.3f} ms"
-                f"  p95 {pct(hit, 95):.3f} ms"
+                f"recall_memory L1 hit (in-process LRU): p50 {statistics.median(hit):.3f} ms  p95 {pct(hit, 95):.3f} ms"
             )
         await svc.close()
 

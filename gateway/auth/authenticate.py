@@ -24,8 +24,12 @@ class Authenticator:
 
             jwt = auth.jwt
             self.verifier = JWTVerifier(
-                public_key=jwt.public_key, jwks_uri=jwt.jwks_uri, issuer=jwt.issuer, audience=jwt.audience,
-                algorithm=jwt.algorithm, required_scopes=jwt.required_scopes or None,
+                public_key=jwt.public_key,
+                jwks_uri=jwt.jwks_uri,
+                issuer=jwt.issuer,
+                audience=jwt.audience,
+                algorithm=jwt.algorithm,
+                required_scopes=jwt.required_scopes or None,
             )
 
     async def authenticate(self, token: str) -> Client | None:

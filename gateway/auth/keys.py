@@ -53,9 +53,9 @@ def load_keys(auth: AuthSettings, file: str, environ: Mapping[str, str]) -> dict
         for name, value in document.items():
             if name not in auth.clients:
                 raise ConfigError(file, where, f"client {name!r} is not in gateway.auth.clients")
-            for item in [value] if isinstance(value, str) else value if isinstance(value, list) else [None]:
+            for listed in [value] if isinstance(value, str) else value if isinstance(value, list) else [None]:
                 try:
-                    sources.append((normalize_token_hash(str(item)), name, where))
+                    sources.append((normalize_token_hash(str(listed)), name, where))
                 except ValueError as error:
                     raise ConfigError(file, f"{where}.{name}", str(error)) from None
     keys: dict[str, str] = {}
@@ -67,7 +67,8 @@ def load_keys(auth: AuthSettings, file: str, environ: Mapping[str, str]) -> dict
         if keyless:
             variable = TOKEN_ENV_PREFIX + keyless[0].upper().replace("-", "_")
             raise ConfigError(
-                file, f"$.gateway.auth.clients.{keyless[0]}",
+                file,
+                f"$.gateway.auth.clients.{keyless[0]}",
                 f"no token: set token_sha256, env {variable} or tokens_file (make one with `mcp-gateway hash-token`)",
             )
     return keys

@@ -1,6 +1,7 @@
 """The ASGI middleware in front of `/mcp`, `/sse`, `/messages/` and `/metrics`: it rejects a bad Origin (403)
 and a missing or unknown bearer token (401), and puts the authenticated `Client` into the ASGI scope under
-`CLIENT_SCOPE_KEY` (and `scope["user"]`, so FastMCP's `get_access_token()` sees it too)."""
+`CLIENT_SCOPE_KEY` (and `scope["user"]`, so FastMCP's `get_access_token()` sees it too); and the Host check
+against DNS rebinding (`host_guard`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from fastmcp.server.http import HostOriginGuardMiddleware
 
 from gateway.auth.authenticate import Authenticator
 from gateway.auth.keys import auth_enabled
@@ -17,6 +20,14 @@ from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Receive, Scope, Send, send_error
 
 CLIENT_SCOPE_KEY = "mcp_gateway.client"
+
+
+def host_guard(app: ASGIApp) -> ASGIApp:
+    """DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback address,
+    a request whose Host is not local is refused (421). Origin is checked against the configured allow-list
+    by `SecurityMiddleware`, so this guard lets every Origin through."""
+    guarded: ASGIApp = HostOriginGuardMiddleware(app, mode="auto", allowed_origins=["*"])
+    return guarded
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

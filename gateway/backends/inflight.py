@@ -85,8 +85,9 @@ class InFlight:
             return None
         return latest
 
-    async def forward_request(self, backend: str, method: str, params: dict[str, Any] | None,
-                              timeout: float) -> dict[str, Any] | mcp_types.ErrorData:
+    async def forward_request(
+        self, backend: str, method: str, params: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any] | mcp_types.ErrorData:
         """Relay a backend's request to the client of its call; the client's result or an error."""
         peer = self.route()
         if peer is None:
@@ -118,5 +119,3 @@ class InFlight:
                 return True  # below what the client asked for: taken, not sent
         peer.post(message)
         return True
-
-

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,8 +25,6 @@ import mcp_types
 from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-
-from gateway.ops.logs import redacting_relay
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -46,6 +45,7 @@ class StdioPipe:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._progress: dict[str, ProgressCallback] = {}
+        self._reports: set[asyncio.Future[None]] = set()
         # Takes a log notification that arrives while hot calls are in flight, before their answers are
         # picked off this loop (so it reaches the call's client ahead of the result); False: not taken.
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
@@ -76,8 +76,13 @@ class StdioPipe:
                 answered = future.done() and not future.cancelled()  # awaiting it cancels it too
                 if not answered and not self.closed:
                     reason = "timed out" if isinstance(error, TimeoutError) else "cancelled by the client"
-                    self._write({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                 "params": {"requestId": request_id, "reason": reason}})
+                    self._write(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "notifications/cancelled",
+                            "params": {"requestId": request_id, "reason": reason},
+                        }
+                    )
                 if isinstance(error, TimeoutError):
                     raise MCPError(mcp_types.REQUEST_TIMEOUT, f"request timed out after {timeout:g} s") from None
                 raise
@@ -85,8 +90,8 @@ class StdioPipe:
             self._pending.pop(request_id, None)
             self._progress.pop(request_id, None)
         if "error" in message:
-            error = message["error"] if isinstance(message["error"], dict) else {}
-            raise MCPError(int(error.get("code", -32603)), str(error.get("message", "error")), error.get("data"))
+            failed = message["error"] if isinstance(message["error"], dict) else {}
+            raise MCPError(int(failed.get("code", -32603)), str(failed.get("message", "error")), failed.get("data"))
         result = message.get("result")
         if not isinstance(result, dict):
             raise MCPError(-32603, "the backend answered without a result object")
@@ -140,9 +145,11 @@ class StdioPipe:
             params = message.get("params") or {}
             callback = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
             if callback is not None:
-                asyncio.get_running_loop().create_task(
+                report = asyncio.ensure_future(
                     callback(params.get("progress", 0), params.get("total"), params.get("message"))
                 )
+                self._reports.add(report)  # held until it is done (the loop keeps only a weak reference)
+                report.add_done_callback(self._reports.discard)
                 return True
         return False
 
@@ -179,11 +186,17 @@ async def open_pipe(
 ) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
     """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
 
-    The child's stderr goes to `stderr` (default: `logs.redacting_relay()`; JSON logs: `logs.backend_errlog`)."""
+    The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
     proc = await asyncio.create_subprocess_exec(
-        command, *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr or redacting_relay(),
-        env=get_default_environment() | (env or {}), cwd=cwd, limit=_MAX_LINE, start_new_session=True,
+        command,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr or sys.stderr,
+        env=get_default_environment() | (env or {}),
+        cwd=cwd,
+        limit=_MAX_LINE,
+        start_new_session=True,
     )
     pipe = StdioPipe(proc)
     to_session, session_reads = anyio.create_memory_object_stream[SessionMessage | Exception](64)

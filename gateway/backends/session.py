@@ -14,24 +14,23 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import anyio
 import httpx2
 import mcp_types
 from mcp import ClientSession
-from mcp.client._probe import negotiate_auto
 from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from gateway.backends import sdk
 from gateway.backends.inflight import CURRENT_PEER, InFlight, Peer
 from gateway.backends.messages import strip_reserved
 from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
 from gateway.config.loader import GatewaySettings, ServerConfig
-from gateway.ops.logs import backend_errlog
 
 logger = logging.getLogger("mcp_gateway.backend")
 
@@ -104,8 +103,10 @@ class Backend:
         config: ServerConfig,
         settings: GatewaySettings,
         on_change: ChangeCallback | None = None,
+        stderr: Callable[[str], TextIO] | None = None,
     ) -> None:
         self.name = name
+        self.stderr = stderr or (lambda name: sys.stderr)  # where a stdio child's stderr goes, by backend name
         self.config = config
         self.settings = settings
         self.on_change = on_change
@@ -145,7 +146,7 @@ class Backend:
             assert config.command is not None
             command = resolve_command(config.command)
             async with open_pipe(
-                command, config.args, config.env or None, config.cwd, stderr=backend_errlog(self.name)
+                command, config.args, config.env or None, config.cwd, stderr=self.stderr(self.name)
             ) as (pipe, reads, writes):
                 self._pipe = pipe
                 pipe.on_log = self.in_flight.forward_notification
@@ -271,7 +272,7 @@ class Backend:
                     # Task groups open inside this context, so no cancel scope may wrap its entry.
                     session = await stack.enter_async_context(self._open_session(closed))
                     with anyio.fail_after(self.settings.startup_timeout):
-                        await negotiate_auto(session)
+                        await sdk.negotiate(session)
                         await self._list_all(session)
                     self.session = session
                     self.modern = session.discover_result is not None  # negotiated the 2026 era
@@ -365,10 +366,8 @@ class Backend:
         Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
         """
         session = await self._live_session()
-        data: dict[str, Any] = {"method": method, "params": dict(params) if params else {}}
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
-        session._stamp(data, options)  # the negotiated era's _meta and headers
-        params = data["params"]
+        params = sdk.stamp(session, method, dict(params) if params else {}, options)
         peer = CURRENT_PEER.get()  # the client to relay this call's sampling/elicitation/logs to
         token = None
         if peer is not None:
@@ -384,7 +383,7 @@ class Backend:
                     if pipe is not None:
                         result = await pipe.request(method, params, options["timeout"], on_progress)
                     else:
-                        result = await session._dispatcher.send_raw_request(method, params, options)
+                        result = await sdk.dispatch(session, method, params, options)
                 except PipeClosed:
                     raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
                 except MCPError as error:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from gateway.config.resilience import (
     BreakerSettings,
@@ -43,6 +44,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ScopeLookup(_Strict):
+    """How the gateway learns the scope of a record named by id: the backend's tool that reads one record by
+    `argument` (its result's `structuredContent` carries the scoped argument)."""
+
+    tool: str
+    argument: str = "id"
+    record: str = Field(default="record", description="what a record is called in 'not found' answers")
+
+
+class ScopedArgument(_Strict):
+    """One entry of a server's `clientScopedArguments`: an argument of its tools whose values are kept per
+    client (see docs/security.md, "Client-scoped arguments")."""
+
+    lookup: ScopeLookup | None = None
+
+
 class ServerConfig(_Strict):
     """One entry of `mcpServers`: a stdio command or a remote URL."""
 
@@ -57,6 +74,7 @@ class ServerConfig(_Strict):
     disabled: bool = False
     timeout: float | None = Field(default=None, gt=0)
     namespace: str | None = None  # prefix of exposed names; None: the server's name, "": no prefix
+    client_scoped_arguments: dict[str, ScopedArgument] = Field(default_factory=dict, alias="clientScopedArguments")
 
     @field_validator("namespace")
     @classmethod
@@ -170,10 +188,10 @@ class JWTConfig(_Strict):
 
 
 class MemoryIsolation(_Strict):
-    """How `ai_memory` namespaces are kept per client."""
+    """How the `clientScopedArguments` of backends (e.g. ai_memory's namespaces) are kept per client."""
 
     isolate: bool = True
-    servers: list[str] = Field(default_factory=lambda: ["ai_memory"])
+    servers: list[str] | None = Field(default=None, description="default: every server with clientScopedArguments")
     shared_namespaces: list[str] = Field(default_factory=list, description="patterns left unprefixed")
 
 
@@ -326,7 +344,7 @@ def _json_path(location: tuple[str | int, ...]) -> str:
     return path
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     if error["type"] == "missing":
@@ -361,6 +379,18 @@ def parse_config(raw: Any, file: str | Path, environ: dict[str, str] | os._Envir
     for name in config.gateway.servers:
         if name not in config.mcp_servers:
             raise ConfigError(file, f"$.gateway.servers.{name}", f"no server named {name!r} in mcpServers")
+    auth = config.gateway.auth
+    for index, name in enumerate(auth.memory.servers or [] if auth is not None else []):
+        server = config.mcp_servers.get(name)
+        if server is None:
+            problem = f"no server named {name!r} in mcpServers"
+        elif not server.client_scoped_arguments:
+            problem = f"server {name!r} declares no clientScopedArguments (which argument holds a client's scope?)"
+        else:
+            continue
+        raise ConfigError(file, f"$.gateway.auth.memory.servers[{index}]", problem)
+    if config.gateway.redis_url is None and environ.get("REDIS_URL"):
+        config.gateway.redis_url = environ["REDIS_URL"]  # the one place REDIS_URL is read
     return config
 
 

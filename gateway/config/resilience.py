@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FailureKind = Literal["timeout", "unavailable", "bad_response", "upstream_5xx", "upstream_429"]
 ALL_FAILURES: tuple[FailureKind, ...] = ("timeout", "unavailable", "bad_response", "upstream_5xx", "upstream_429")
+_RETRY_ON: tuple[FailureKind, ...] = ("unavailable", "bad_response", "upstream_5xx", "upstream_429")
 
 
 class _Strict(BaseModel):
@@ -45,7 +46,7 @@ class RetrySettings(_Strict):
     max_backoff: float = Field(default=2.0, ge=0)
     max_total: float = Field(default=10.0, gt=0, description="no new attempt starts after this many seconds")
     on: list[FailureKind] = Field(
-        default_factory=lambda: ["unavailable", "bad_response", "upstream_5xx", "upstream_429"],
+        default_factory=lambda: list(_RETRY_ON),
         description="failures worth another attempt (timeouts are not, by default: they used the whole budget)",
     )
 

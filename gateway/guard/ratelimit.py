@@ -70,5 +70,8 @@ class RedisBuckets:
             return await self.fallback.take(key, per_second, capacity)
 
 
-def make_buckets(url: str | None, prefix: str = "mcp-gateway") -> MemoryBuckets | RedisBuckets:
+Buckets = MemoryBuckets | RedisBuckets
+
+
+def make_buckets(url: str | None, prefix: str = "mcp-gateway") -> Buckets:
     return RedisBuckets(url, prefix) if url else MemoryBuckets()

@@ -64,9 +64,8 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def setup(environ: Mapping[str, str] | None = None) -> str:
+def setup(environ: Mapping[str, str]) -> str:
     """Configure the root logger from MCP_GATEWAY_LOG_LEVEL / MCP_GATEWAY_LOG_FORMAT; return the format."""
-    environ = os.environ if environ is None else environ
     level_name = environ.get("MCP_GATEWAY_LOG_LEVEL", "INFO").upper()
     level = getattr(logging, level_name, logging.INFO)
     fmt = environ.get("MCP_GATEWAY_LOG_FORMAT", "text").strip().lower()
@@ -84,41 +83,10 @@ def setup(environ: Mapping[str, str] | None = None) -> str:
         fmt = "text"
         handler.addFilter(_RequestIdFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s"))
-    global _format
-    _format = fmt
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     return fmt
-
-
-_format = "text"
-_stderr_pipes: dict[str, TextIO] = {}
-
-
-def backend_errlog(name: str) -> TextIO:
-    """Where a stdio backend's stderr goes: as text, the redacting relay to the gateway's stderr
-    (`redacting_relay`); with JSON logs, a pipe whose lines are logged as records of
-    `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON; the redacting record factory
-    scrubs them like any record).
-
-    One pipe and one reader thread per backend for the life of the process, reused across restarts."""
-    if _format != "json":
-        return redacting_relay()
-    pipe = _stderr_pipes.get(name)
-    if pipe is None:
-        read_fd, write_fd = os.pipe()
-        pipe = _stderr_pipes[name] = os.fdopen(write_fd, "w", buffering=1)
-        log = logging.getLogger(f"mcp_gateway.backend.{name}")
-
-        def relay() -> None:
-            with os.fdopen(read_fd, "r", errors="replace") as lines:
-                for line in lines:
-                    if line.strip():
-                        log.info(line.rstrip(), extra={"stream": "stderr"})
-
-        threading.Thread(target=relay, name=f"stderr-{name}", daemon=True).start()
-    return pipe
 
 
 def _new_id() -> str:
@@ -186,15 +154,9 @@ def redact_record(record: logging.LogRecord, redactor: Scrub) -> None:
         record.exc_info = None
 
 
-_active_redactor: Scrub | None = None
-_relay: Any = None
-
-
 def install_log_redaction(redactor: Scrub) -> None:
-    """Scrub every log record of this process, whichever logger or handler it goes to (and what stdio
-    backends write to stderr, through `backend_errlog`)."""
-    global _active_redactor
-    _active_redactor = redactor
+    """Scrub every log record of this process, whichever logger or handler it goes to (the record factory
+    is process-wide by the logging module's design)."""
     factory = logging.getLogRecordFactory()
     if isinstance(factory, _RedactingFactory):
         factory.redactor = redactor
@@ -202,15 +164,46 @@ def install_log_redaction(redactor: Scrub) -> None:
     logging.setLogRecordFactory(_RedactingFactory(factory, redactor))
 
 
-def redacting_relay() -> Any:
-    """Where a stdio backend's stderr goes: a pipe whose lines are scrubbed on their way to our stderr
-    (one pipe and one reader thread for all backends), or plain stderr when redaction is not installed."""
-    global _relay
-    if _active_redactor is None:
-        return sys.stderr
-    if _relay is None:
-        import threading
+class BackendStderr:
+    """Where each stdio backend's stderr goes, by log format: as text, a pipe whose lines are scrubbed with
+    `scrub` on their way to the gateway's stderr (one pipe and one reader thread for all backends; plain
+    stderr without `scrub`); with JSON logs, a pipe per backend whose lines are logged as records of
+    `mcp_gateway.backend.<name>` (so every line the gateway writes is JSON; the redacting record factory
+    scrubs them like any record). Pipes and threads live as long as the process, reused across restarts."""
 
+    def __init__(self, log_format: str = "text", scrub: Scrub | None = None) -> None:
+        self.log_format = log_format
+        self.scrub = scrub
+        self._pipes: dict[str, TextIO] = {}
+        self._relay: TextIO | None = None
+
+    def __call__(self, name: str) -> TextIO:
+        if self.log_format == "json":
+            return self._records(name)
+        if self.scrub is None:
+            return sys.stderr
+        if self._relay is None:
+            self._relay = self._scrubbing_relay(self.scrub)
+        return self._relay
+
+    def _records(self, name: str) -> TextIO:
+        pipe = self._pipes.get(name)
+        if pipe is None:
+            read_fd, write_fd = os.pipe()
+            pipe = self._pipes[name] = os.fdopen(write_fd, "w", buffering=1)
+            log = logging.getLogger(f"mcp_gateway.backend.{name}")
+
+            def relay() -> None:
+                with os.fdopen(read_fd, "r", errors="replace") as lines:
+                    for line in lines:
+                        if line.strip():
+                            log.info(line.rstrip(), extra={"stream": "stderr"})
+
+            threading.Thread(target=relay, name=f"stderr-{name}", daemon=True).start()
+        return pipe
+
+    @staticmethod
+    def _scrubbing_relay(scrub: Scrub) -> TextIO:
         read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, True)
 
@@ -218,9 +211,7 @@ def redacting_relay() -> Any:
             out = getattr(sys.stderr, "buffer", None)
             with os.fdopen(read_fd, "rb") as source:
                 for line in source:
-                    redactor = _active_redactor
-                    text = line.decode(errors="replace")
-                    text = redactor(text) if redactor is not None else text
+                    text = scrub(line.decode(errors="replace"))
                     try:
                         if out is not None:
                             out.write(text.encode())
@@ -231,5 +222,4 @@ def redacting_relay() -> Any:
                         pass
 
         threading.Thread(target=pump, name="backend-stderr", daemon=True).start()
-        _relay = os.fdopen(write_fd, "w", buffering=1)
-    return _relay
+        return os.fdopen(write_fd, "w", buffering=1)

@@ -21,7 +21,9 @@ LATENCY = Histogram(
 )
 BACKEND_UP = Gauge("mcp_gateway_backend_up", "1 while the backend session is up", ["backend"], registry=REGISTRY)
 BACKEND_RESTARTS = Counter(
-    "mcp_gateway_backend_failures", "Times a backend session was lost or failed to start", ["backend"],
+    "mcp_gateway_backend_failures",
+    "Times a backend session was lost or failed to start",
+    ["backend"],
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(  # read from the hub's counters at scrape time (set_function), nothing per call
@@ -46,13 +48,13 @@ HTTP_REJECTED = Counter(
 )
 
 
-_children: dict[tuple[str, tuple[str, ...]], Any] = {}
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 def child(metric: Any, *labels: str) -> Any:
     """`metric.labels(*labels)`, cached: prometheus_client's `labels()` takes a lock and validates on every
     call (about 2 us here), the cached child is one dict lookup. Label sets are bounded by the catalog."""
-    key = (metric._name, labels)
+    key = (id(metric), labels)  # the metrics are module-level: their ids are stable
     found = _children.get(key)
     if found is None:
         found = _children[key] = metric.labels(*labels)
@@ -62,5 +64,5 @@ def child(metric: Any, *labels: str) -> Any:
 def render(*collectors: Collector) -> tuple[bytes, str]:
     """The current metrics in the Prometheus text format, with its content type: the registry's, then those
     of `collectors` (read at scrape time from the objects they watch, e.g. the hub's resilience layer)."""
-    body = generate_latest(REGISTRY) + b"".join(generate_latest(collector) for collector in collectors)  # type: ignore[arg-type]
+    body = generate_latest(REGISTRY) + b"".join(generate_latest(collector) for collector in collectors)
     return body, CONTENT_TYPE_LATEST

@@ -30,7 +30,7 @@ from gateway.ops import metrics
 logger = logging.getLogger("mcp_gateway.shutdown")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STREAM_GRACE_SECONDS = 2.0  # after the calls finished: time for last responses and open streams to close
+STREAM_GRACE_SECONDS = 2  # after the calls finished: time for last responses and open streams to close
 
 
 class Drainable(Protocol):
@@ -89,7 +89,8 @@ class GracefulServer(uvicorn.Server):
             elif now >= self._deadline:
                 logger.warning(
                     "shutdown: %d tool call(s) still in flight after %.0f s; cutting them off",
-                    self.hub.in_flight, self.shutdown_timeout,
+                    self.hub.in_flight,
+                    self.shutdown_timeout,
                 )
                 self.should_exit = True
 

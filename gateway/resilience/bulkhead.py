@@ -50,9 +50,7 @@ class Bulkhead:
         if not event.is_set():
             self._abandon(event)
             self.rejected += 1
-            raise Overloaded(
-                f"backend '{self.name}' is overloaded: no call slot freed within {self.queue_timeout:g} s"
-            )
+            raise Overloaded(f"backend '{self.name}' is overloaded: no call slot freed within {self.queue_timeout:g} s")
         # the releaser handed its slot over: `active` already counts this call
 
     def _abandon(self, event: anyio.Event) -> None:

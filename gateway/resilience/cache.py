@@ -170,8 +170,16 @@ class Cache:
             self.too_big += 1
             return
         now_mono, wall = time.monotonic(), time.time()
-        self.l1.put(key, Entry(gen, now_mono + policy.ttl, now_mono + policy.ttl + policy.stale_grace, len(payload),
-                               copy_result(result)))
+        self.l1.put(
+            key,
+            Entry(
+                gen,
+                now_mono + policy.ttl,
+                now_mono + policy.ttl + policy.stale_grace,
+                len(payload),
+                copy_result(result),
+            ),
+        )
         self.stores += 1
         if self.link is not None:
             fresh, stale = wall + policy.ttl, wall + policy.ttl + policy.stale_grace
@@ -211,8 +219,13 @@ class Cache:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "l1": {"entries": len(self.l1.entries), "bytes": self.l1.bytes, "max_entries": self.l1.max_entries,
-                   "max_bytes": self.l1.max_bytes, "evictions": self.l1.evictions},
+            "l1": {
+                "entries": len(self.l1.entries),
+                "bytes": self.l1.bytes,
+                "max_entries": self.l1.max_entries,
+                "max_bytes": self.l1.max_bytes,
+                "evictions": self.l1.evictions,
+            },
             "hits": self.hits,
             "l2_hits": self.l2_hits,
             "misses": self.misses,

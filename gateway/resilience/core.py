@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -25,12 +24,9 @@ from gateway.resilience.redis_link import RedisLink
 from gateway.resilience.retry import backoff
 
 if TYPE_CHECKING:
-    from gateway.backends.pipe import ProgressCallback
     from gateway.config.loader import GatewaySettings
 
 logger = logging.getLogger("mcp_gateway.resilience")
-
-Forward = Callable[..., Awaitable[tuple[dict[str, Any], str]]]
 
 
 class Route(Protocol):
@@ -47,6 +43,22 @@ class Route(Protocol):
     def server(self) -> str: ...
 
 
+class Call(Protocol):
+    """What the resilience layer reads of a call (a `gateway.routing.call.ToolCall`); the call itself goes on
+    whole to `forward`."""
+
+    @property
+    def exposed(self) -> str: ...
+
+    @property
+    def policy(self) -> ToolPolicy: ...
+
+    @property
+    def key(self) -> Key | None: ...
+
+
+C = TypeVar("C", bound=Call)
+Forward = Callable[[C, float | None], Awaitable[tuple[dict[str, Any], str]]]
 REFUSED = ("breaker_open", "overloaded", "restarting")  # outcomes of calls that never reached the backend
 
 
@@ -59,8 +71,10 @@ class _Flight:
         self.outcome = ""
 
 
-class Resilience:
-    def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward) -> None:
+class Resilience(Generic[C]):
+    """The resilient path of the calls of one hub; `forward` makes the backend call itself."""
+
+    def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward[C]) -> None:
         self.forward = forward
         self.servers = {
             name: ServerPolicy.build(
@@ -76,7 +90,7 @@ class Resilience:
             name: Bulkhead(name, sp.bulkhead.max_concurrent, sp.bulkhead.max_queue, sp.bulkhead.queue_timeout)
             for name, sp in self.servers.items()
         }
-        url = settings.redis_url or os.environ.get("REDIS_URL") or None
+        url = settings.redis_url  # the config loader fills it from env REDIS_URL
         self.link = RedisLink(url, settings.redis) if url else None
         self.cache = Cache(settings.cache, self.link, servers)
         if self.link is not None:
@@ -114,18 +128,11 @@ class Resilience:
 
     # ------------------------------------------------------------------ calls
 
-    async def call(
-        self,
-        route: Route,
-        policy: ToolPolicy,
-        key: Key | None,
-        arguments: dict[str, Any],
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-    ) -> tuple[dict[str, Any], str]:
+    async def call(self, call: C) -> tuple[dict[str, Any], str]:
         """One tool call that missed L1 (or is not cacheable): (result, outcome)."""
+        policy, key = call.policy, call.key
         if key is None:
-            result, outcome, _ = await self._guarded(route, policy, arguments, meta, on_progress)
+            result, outcome, _ = await self._guarded(call)
             if policy.invalidates and outcome not in REFUSED:
                 await self.cache.invalidate(policy.server)
             return result, outcome
@@ -138,22 +145,15 @@ class Resilience:
                 return hit, "ok"
         flight = self._inflight[key] = _Flight()
         try:
-            result, outcome = await self._miss(route, policy, key, arguments, meta, on_progress)
+            result, outcome = await self._miss(call, key)
             flight.result, flight.outcome = copy_result(result), outcome
             return result, outcome
         finally:
             del self._inflight[key]
             flight.done.set()
 
-    async def _miss(
-        self,
-        route: Route,
-        policy: ToolPolicy,
-        key: Key,
-        arguments: dict[str, Any],
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-    ) -> tuple[dict[str, Any], str]:
+    async def _miss(self, call: C, key: Key) -> tuple[dict[str, Any], str]:
+        policy = call.policy
         cache = self.cache
         stale: Entry | None = cache.stale_l1(key)
         fresh, l2_stale = await cache.get_l2(key)
@@ -162,24 +162,18 @@ class Resilience:
         cache.misses += 1
         stale = stale or l2_stale
         gen = cache.gens.get(policy.server, "0")
-        result, outcome, failure = await self._guarded(route, policy, arguments, meta, on_progress)
+        result, outcome, failure = await self._guarded(call)
         if outcome == "ok":
             await cache.put(policy, key, gen, result)
         elif failure is not None and stale is not None and stale.gen == cache.gens.get(policy.server):
             cache.stale += 1
-            logger.info("serving a stale %s result: %s", route.exposed, failure)
+            logger.info("serving a stale %s result: %s", call.exposed, failure)
             return stale_result(stale.result), "stale"
         return result, outcome
 
-    async def _guarded(
-        self,
-        route: Route,
-        policy: ToolPolicy,
-        arguments: dict[str, Any],
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-    ) -> tuple[dict[str, Any], str, str | None]:
+    async def _guarded(self, call: C) -> tuple[dict[str, Any], str, str | None]:
         """Breaker, bulkhead, timeout and retries around the backend: (result, outcome, failure kind)."""
+        policy = call.policy
         sp = policy.server_policy
         breaker = self.breakers.get(policy.breaker_name, sp.breaker) if sp.breaker.enabled else None
         bulkhead = self.bulkheads.get(policy.server)
@@ -209,7 +203,7 @@ class Resilience:
                         breaker.release_probe(probe)
                     raise
             try:
-                result, outcome = await self.forward(route, arguments, meta, on_progress, timeout=policy.timeout)
+                result, outcome = await self.forward(call, policy.timeout)
             except BaseException:
                 if breaker is not None:
                     breaker.release_probe(probe)
@@ -238,12 +232,7 @@ class Resilience:
             failed = failure
             self.retries += 1
             logger.info(
-                "retrying %s in %.2f s after %s (attempt %d of %d)",
-                route.exposed,
-                delay,
-                failure,
-                attempt + 1,
-                attempts,
+                "retrying %s in %.2f s after %s (attempt %d of %d)", call.exposed, delay, failure, attempt + 1, attempts
             )
             await anyio.sleep(delay)
 

@@ -123,9 +123,7 @@ def failure_kind(outcome: str, result: dict[str, Any], sp: ServerPolicy) -> str 
         if status == 429:
             return "upstream_429"
         return "upstream_5xx" if 500 <= status <= 599 else None
-    text = " ".join(
-        block.get("text", "") for block in result.get("content") or () if isinstance(block, dict)
-    )
+    text = " ".join(block.get("text", "") for block in result.get("content") or () if isinstance(block, dict))
     if sp.upstream_429 is not None and sp.upstream_429.search(text):
         return "upstream_429"
     if sp.upstream_5xx is not None and sp.upstream_5xx.search(text):

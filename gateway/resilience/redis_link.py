@@ -56,11 +56,15 @@ def connect(url: str, *, timeout: float, max_connections: int = 32, **options: A
     """A `redis.asyncio` client for `url`: `RedisCluster` for a `redis+cluster://` URL, else `Redis`."""
     if is_cluster(url):
         return RedisCluster.from_url(
-            plain_url(url), socket_timeout=timeout, socket_connect_timeout=timeout,
-            max_connections=max_connections, **options,
+            plain_url(url),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,
+            **options,
         )
-    return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                   max_connections=max_connections, **options)
+    return aioredis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=max_connections, **options
+    )
 
 
 class RedisLink:
@@ -77,8 +81,9 @@ class RedisLink:
         self.client: Any
         if self.cluster:
             # per-node pools; MOVED/ASK redirections and a slot-map refresh are handled by the client
-            self.client = connect(url, timeout=settings.timeout, max_connections=settings.max_connections,
-                                  retry=Retry(NoBackoff(), 1))
+            self.client = connect(
+                url, timeout=settings.timeout, max_connections=settings.max_connections, retry=Retry(NoBackoff(), 1)
+            )
         else:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
@@ -130,9 +135,12 @@ class RedisLink:
 
     async def mget(self, *keys: str) -> list[Any]:
         """MGET of keys that may live in different slots (split per slot on a cluster)."""
+        values: list[Any]
         if self.cluster:
-            return await self.client.mget_nonatomic(*keys)
-        return await self.client.mget(*keys)
+            values = await self.client.mget_nonatomic(*keys)
+        else:
+            values = await self.client.mget(*keys)
+        return values
 
     def _failed(self, error: BaseException) -> None:
         self.errors += 1
@@ -221,4 +229,3 @@ class RedisLink:
     async def aclose(self) -> None:
         with anyio.move_on_after(1, shield=True):
             await self.client.aclose()
-

@@ -72,6 +72,7 @@ class Catalog:
     def __init__(self, separator: str = "_") -> None:
         self.separator = separator
         self.routes: dict[str, Route] = {}
+        self.by_tool: dict[tuple[str, str], Route] = {}  # (backend, backend's tool name) -> route
         self.tools: list[dict[str, Any]] = []
         self.tools_json = b"[]"
         self.version = 0
@@ -90,14 +91,19 @@ class Catalog:
                     renamed = f"{base}_{suffix}"
                     logger.warning(
                         "tool name collision: %s.%s would be %r (taken by %s.%s); exposed as %r",
-                        backend.name, definition["name"], name,
-                        routes[name].backend.name, routes[name].tool, renamed,
+                        backend.name,
+                        definition["name"],
+                        name,
+                        routes[name].backend.name,
+                        routes[name].tool,
+                        renamed,
                     )
                     name = renamed
                 routes[name] = Route(name, backend, definition["name"], definition)
         tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
         changed = tools != self.tools
         self.routes = routes
+        self.by_tool = {(route.backend.name, route.tool): route for route in routes.values()}
         self.tools = tools
         self.tools_json = json.dumps(tools, separators=(",", ":")).encode()
         if changed:

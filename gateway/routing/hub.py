@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import mcp_types
 from mcp.shared.exceptions import MCPError
-from opentelemetry import trace
-from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind
 
 from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
@@ -21,7 +19,8 @@ from gateway.config.loader import GatewayConfig
 from gateway.ops import metrics, tracing
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
-from gateway.routing.catalog import Catalog, Route
+from gateway.routing.call import Answered, ToolCall
+from gateway.routing.catalog import Catalog
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -32,16 +31,22 @@ ChangeListener = Callable[[], Awaitable[None]]
 class Hub:
     """Owns the backends and routes tool calls to them."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        tracer: tracing.CallHooks = tracing.NO_TRACING,
+        stderr: Callable[[str], TextIO] | None = None,
+    ) -> None:
         self.config = config
+        self.tracer = tracer  # the call path's stage hooks: spans when tracing is on
         self.settings = config.gateway
         self.catalog = Catalog(self.settings.name_separator)
         self.backends = [
-            Backend(name, server, self.settings, on_change=self._backend_changed)
+            Backend(name, server, self.settings, on_change=self._backend_changed, stderr=stderr)
             for name, server in config.enabled_servers.items()
         ]
         self.by_name = {backend.name: backend for backend in self.backends}
-        self.resilience = Resilience(self.settings, list(self.by_name), self._forward)
+        self.resilience: Resilience[ToolCall] = Resilience(self.settings, list(self.by_name), self._forward)
         self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()  # set once every backend is up or has failed its first start
@@ -50,7 +55,7 @@ class Hub:
         self.draining = False
         self.calls_in_flight = dict.fromkeys(self.by_name, 0)  # per backend; shutdown waits for them
         for name in self.by_name:
-            metrics.IN_FLIGHT.labels(name).set_function(lambda name=name: self.calls_in_flight[name])
+            metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,69 +153,44 @@ class Hub:
     ) -> dict[str, Any]:
         """Route one `tools/call` and return the raw `CallToolResult` dict (tool errors included).
 
-        `identity` is the authenticated client's name when there is one (cache keys, memory owner).
+        `identity` is the authenticated client's name when there is one (cache keys). The one call path of
+        every front transport: route (and answer from L1), then the resilience layer, then the backend; each
+        stage reported to `self.tracer`.
         """
-        if tracing.tracer is not None:  # one check: the untraced path pays for no span helper
-            return await self._traced_call(name, arguments, meta, on_progress, identity)
-        route, arguments, policy, key, answer, _outcome = self._route(name, arguments, identity)
-        if answer is not None:
-            return answer
-        result, _outcome = await self._dispatch(route, policy, key, arguments, meta, on_progress)
-        return result
-
-    async def _traced_call(
-        self,
-        name: str,
-        arguments: dict[str, Any] | None,
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-        identity: str | None = None,
-    ) -> dict[str, Any]:
-        """`call_tool` with a span around the call and one around each stage."""
-        assert tracing.tracer is not None
-        parent = tracing.parent_context(meta)
-        # The entry span is SERVER kind; under FastMCP's own server span (the framework path) it is INTERNAL.
-        entry = parent is not None or not trace.get_current_span().get_span_context().is_valid
-        with tracing.tracer.start_as_current_span(
-            tracing.TOOL_CALL,
-            context=parent,
-            kind=SpanKind.SERVER if entry else SpanKind.INTERNAL,
-            attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": name},
-        ) as span:
-            with tracing.tracer.start_as_current_span(tracing.ROUTE) as routing:
-                route, arguments, policy, key, answer, ended = self._route(name, arguments, identity)
-                if route is not None:
-                    span.set_attribute(tracing.BACKEND_ATTRIBUTE, route.backend.name)
-                    routing.set_attribute(tracing.BACKEND_ATTRIBUTE, route.backend.name)
-                if answer is not None:  # rejected, or answered from the cache
-                    tracing.set_outcome(routing, ended)
-                    tracing.set_outcome(span, ended)
-                    if ended == "ok":
-                        span.set_attribute("mcp_gateway.cache_hit", True)
-                    return answer
-            assert route is not None
-            with tracing.tracer.start_as_current_span(
-                tracing.BACKEND_REQUEST,
-                attributes={tracing.BACKEND_ATTRIBUTE: route.backend.name, "mcp.method.name": "tools/call"},
-            ) as request:
-                # W3C `traceparent` (and `tracestate`) of this span in the backend request `_meta`, the MCP
-                # convention: stdio backends' calls skip the SDK dispatcher (backends/pipe.py), which would do it.
-                meta = dict(meta) if meta else {}
-                inject(meta)
-                result, outcome = await self._dispatch(route, policy, key, arguments, meta, on_progress)
-                tracing.set_outcome(request, outcome)
-            tracing.set_outcome(span, outcome)
+        hooks = self.tracer
+        with hooks.call(name, meta) as traced:
+            with hooks.stage(tracing.ROUTE) as stage:
+                routed = self._route(name, arguments or {}, meta, on_progress, identity)
+                server = routed.server
+                if server is not None:
+                    traced.backend(server)
+                    stage.backend(server)
+                if isinstance(routed, Answered):
+                    stage.ended(routed.outcome)
+                    traced.ended(routed.outcome, cache_hit=routed.outcome == "ok")
+                    return routed.result
+            with hooks.stage(tracing.BACKEND_REQUEST, server) as stage:
+                result, outcome = await self._dispatch(routed)
+                stage.ended(outcome)
+            traced.ended(outcome)
             return result
 
-    def _route(self, name: str, arguments: dict[str, Any] | None, identity: str | None) -> tuple[Any, ...]:
-        """`(route, arguments, policy, cache key, answer, outcome)`: `answer` is set when the call ends here
-        (unknown tool, invalid arguments, or a fresh cache hit)."""
-        arguments = arguments or {}
+    def _route(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        meta: dict[str, Any] | None,
+        on_progress: ProgressCallback | None,
+        identity: str | None,
+    ) -> ToolCall | Answered:
+        """The `ToolCall` to send on, or the answer when the call ends here (unknown tool, invalid
+        arguments, or a fresh cache hit)."""
         route = self.catalog.resolve(name)
         if route is None:
             metrics.child(metrics.CALLS, "_unknown", "unknown_tool").inc()
             logger.info("tools/call %s: unknown tool", name)
-            return None, arguments, None, None, tool_error(f"Unknown tool: '{name}'"), "unknown_tool"
+            return Answered(tool_error(f"Unknown tool: '{name}'"), "unknown_tool")
+        server = route.backend.name
         policy = self.resilience.policy(route)
         key = None
         if policy.cacheable:
@@ -218,45 +198,38 @@ class Hub:
             key = self.resilience.cache.key(policy, arguments, identity)
             hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
             if hit is not None:
-                elapsed = time.perf_counter() - began
-                metrics.child(metrics.CALLS, route.exposed, "ok").inc()
-                metrics.child(metrics.LATENCY, route.backend.name).observe(elapsed)
-                metrics.child(metrics.TOOL_LATENCY, route.exposed).observe(elapsed)
-                return route, arguments, policy, key, hit, "ok"
+                self._count(route.exposed, server, "ok", time.perf_counter() - began)
+                return Answered(hit, "ok", server)
         problem = route.validation_error(arguments)
         if problem is not None:
             metrics.child(metrics.CALLS, route.exposed, "invalid_arguments").inc()
             logger.info("tools/call %s: invalid arguments: %s", name, problem)
-            return route, arguments, policy, key, tool_error(problem), "invalid_arguments"
-        return route, arguments, policy, key, None, None
-
-    async def _dispatch(
-        self,
-        route: Route,
-        policy: Any,
-        key: Any,
-        arguments: dict[str, Any],
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-    ) -> tuple[dict[str, Any], str]:
-        """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
+            return Answered(tool_error(problem), "invalid_arguments", server)
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(RESERVED_META)}
-        backend = route.backend.name
+        return ToolCall(route, arguments, meta or None, identity, on_progress, policy, key)
+
+    async def _dispatch(self, call: ToolCall) -> tuple[dict[str, Any], str]:
+        """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
+        server = call.server
         in_flight = self.calls_in_flight
-        in_flight[backend] += 1
+        in_flight[server] += 1
         began = time.perf_counter()
         try:
-            result, outcome = await self.resilience.call(route, policy, key, arguments, meta or None, on_progress)
+            result, outcome = await self.resilience.call(call)
         finally:
-            in_flight[backend] -= 1
+            in_flight[server] -= 1
         elapsed = time.perf_counter() - began
-        metrics.child(metrics.CALLS, route.exposed, outcome).inc()
-        metrics.child(metrics.LATENCY, backend).observe(elapsed)
-        metrics.child(metrics.TOOL_LATENCY, route.exposed).observe(elapsed)
+        self._count(call.exposed, server, outcome, elapsed)
         if outcome != "ok":
-            logger.info("tools/call %s: %s after %.0f ms", route.exposed, outcome, elapsed * 1000)
+            logger.info("tools/call %s: %s after %.0f ms", call.exposed, outcome, elapsed * 1000)
         return result, outcome
+
+    @staticmethod
+    def _count(exposed: str, server: str, outcome: str, elapsed: float) -> None:
+        metrics.child(metrics.CALLS, exposed, outcome).inc()
+        metrics.child(metrics.LATENCY, server).observe(elapsed)
+        metrics.child(metrics.TOOL_LATENCY, exposed).observe(elapsed)
 
     @property
     def in_flight(self) -> int:
@@ -268,18 +241,15 @@ class Hub:
         while self.in_flight:
             await anyio.sleep(poll)
 
-    async def _forward(
-        self,
-        route: Route,
-        arguments: dict[str, Any],
-        meta: dict[str, Any] | None,
-        on_progress: ProgressCallback | None,
-        timeout: float | None = None,
-    ) -> tuple[dict[str, Any], str]:
+    async def _forward(self, call: ToolCall, timeout: float | None) -> tuple[dict[str, Any], str]:
         """One call to the backend: (result, outcome); the resilience layer decides what to do with it."""
+        route = call.route
         backend = route.backend
+        meta = self.tracer.propagate(call.meta)
         try:
-            result = await backend.call_tool(route.tool, arguments, meta=meta, on_progress=on_progress, timeout=timeout)
+            result = await backend.call_tool(
+                route.tool, call.arguments, meta=meta, on_progress=call.on_progress, timeout=timeout
+            )
         except BackendRestarting as error:
             return tool_error(f"{error}; try again shortly"), "restarting"
         except BackendUnavailable as error:

@@ -18,6 +18,7 @@ from fastmcp.resources.base import ResourceContent, ResourceResult
 from fastmcp.resources.template import ResourceTemplate, forward_uri
 from fastmcp.server.providers.base import Provider
 from mcp.shared.exceptions import MCPError
+from pydantic import AnyUrl
 
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
@@ -84,7 +85,7 @@ class BackendPrompt(Prompt):
     _backend: Backend | None = None
     _backend_name: str = ""
 
-    async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:  # type: ignore[override]
+    async def render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
         assert self._backend is not None
         params: dict[str, Any] = {"name": self._backend_name}
         if arguments:
@@ -120,7 +121,7 @@ class BackendComponentsProvider(Provider):
             if not self._visible(item.name):
                 continue
             resource = BackendResource(
-                uri=item.uri,
+                uri=AnyUrl(item.uri),
                 name=item.name,
                 title=item.title,
                 description=item.description,

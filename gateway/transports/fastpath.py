@@ -8,7 +8,7 @@ else goes to the FastMCP front, which implements the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 import anyio
@@ -18,13 +18,12 @@ from gateway import __version__
 from gateway.guard.clients import Client
 from gateway.guard.guard import Guard
 from gateway.routing.hub import Hub
+from gateway.transports.peers import Post, progress_reporter
 
 PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 MODERN_VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
 FAST_METHODS = frozenset({"tools/call", "tools/list"})
-
-NotificationSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def modern_version(message: dict[str, Any]) -> str | None:
@@ -86,14 +85,14 @@ class FastPath:
         message: dict[str, Any],
         *,
         modern: bool,
-        notify: NotificationSink | None = None,
+        post: Post | None = None,
         client: Client | None = None,
     ) -> dict[str, Any] | None:
         """`answer`, unless a `notifications/cancelled` for `key` came first (then None: no response)."""
         response = None
         try:
             with scope:
-                response = await self.answer(message, modern=modern, notify=notify, client=client)
+                response = await self.answer(message, modern=modern, post=post, client=client)
         finally:
             if self._in_flight.get(key) is scope:
                 del self._in_flight[key]
@@ -121,10 +120,11 @@ class FastPath:
         message: dict[str, Any],
         *,
         modern: bool,
-        notify: NotificationSink | None = None,
+        post: Post | None = None,
         client: Client | None = None,
     ) -> dict[str, Any]:
-        """The JSON-RPC response to one fast-path request; `client` is the authenticated caller."""
+        """The JSON-RPC response to one fast-path request; `client` is the authenticated caller, `post` sends
+        the client a notification (the call's progress) ahead of the response."""
         request_id = message["id"]
         params = message.get("params") or {}
         if message["method"] == "tools/list":
@@ -135,16 +135,7 @@ class FastPath:
             return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}
         meta = params.get("_meta")
         progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
-        on_progress = None
-        if progress_token is not None and notify is not None:
-
-            async def on_progress(progress: float, total: float | None, text: str | None) -> None:
-                payload: dict[str, Any] = {"progressToken": progress_token, "progress": progress}
-                if total is not None:
-                    payload["total"] = total
-                if text is not None:
-                    payload["message"] = text
-                await notify({"jsonrpc": "2.0", "method": "notifications/progress", "params": payload})
+        on_progress = progress_reporter(post, progress_token) if progress_token is not None and post else None
 
         result = await self.guard.call_tool(
             client,

@@ -22,12 +22,13 @@ from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.guard import Guard
 from gateway.routing.hub import Hub
+from gateway.transports import framework
 from gateway.transports.components import (
     BackendComponentsProvider,
     ResourceSubscriptions,
     completion_handler,
 )
-from gateway.transports.peers import context_peer, current_context
+from gateway.transports.peers import context_peer, current_context, progress_reporter
 
 logger = logging.getLogger("mcp_gateway.front")
 
@@ -35,15 +36,19 @@ logger = logging.getLogger("mcp_gateway.front")
 class GatewayTool(Tool):
     """A catalog entry: running it routes the call through the hub."""
 
-    _hub: Hub | None = None
     _guard: Guard | None = None
 
-    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:  # type: ignore[override]
+    async def run(self, arguments: dict[str, Any], context: Context | None = None) -> ToolResult:
         assert self._guard is not None
         if context is None:
             context = current_context()  # FastMCP does not pass it to `run`
-        progress = _progress_reporter(context)
         peer = context_peer(context)  # the backend's sampling/elicitation/logs during the call go to this client
+        progress = None
+        if peer is not None:
+            # On the client's own token: `Context.report_progress` looks for it where the SDK does not put it.
+            meta = context.request_context.meta if context is not None and context.request_context else None
+            progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
+            progress = progress_reporter(peer.post, progress_token) if progress_token is not None else None
         token = CURRENT_PEER.set(peer) if peer is not None else None
         try:
             raw = await self._guard.call_tool(current_client(), self.name, arguments, on_progress=progress)
@@ -59,26 +64,6 @@ class GatewayTool(Tool):
             meta=result.meta,
             is_error=bool(result.is_error),
         )
-
-
-def _progress_reporter(context: Context | None) -> Any:
-    """Report a backend's progress on the client's own token (`Context.report_progress` looks for the token
-    where the SDK does not put it, so it would report nothing)."""
-    request_context = context.request_context if context is not None else None
-    if request_context is None:
-        return None
-    meta = request_context.meta
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    if token is None:
-        return None
-    session, request_id = request_context.session, request_context.request_id
-
-    async def report(progress: float, total: float | None, message: str | None) -> None:
-        await session.send_progress_notification(
-            progress_token=token, progress=progress, total=total, message=message, related_request_id=request_id
-        )
-
-    return report
 
 
 class CatalogProvider(Provider):
@@ -108,21 +93,18 @@ class CatalogProvider(Provider):
                     else None,
                     meta=definition.get("_meta"),
                 )
-                tool._hub, tool._guard = self.hub, self.guard
+                tool._guard = self.guard
                 tools[route.exposed] = tool
             self._tools, self._version = tools, catalog.version
         return self._tools
 
     async def _list_tools(self) -> Sequence[Tool]:
-        tools = self._current()
-        if not self.guard.require_client:
-            return list(tools.values())
-        client = current_client()  # a client sees only the tools it may call
-        return [tool for name, tool in tools.items() if self.guard.permits(client, name)]
+        tools = self._current()  # a client sees only the tools it may call: the guard's one filter
+        return [tools[tool["name"]] for tool in self.guard.tools(current_client())]
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         tool = self._current().get(name)
-        if tool is None or not self.guard.require_client or self.guard.permits(current_client(), name):
+        if tool is None or self.guard.permits(current_client(), name):
             return tool
         return None  # not this client's: exactly as if it did not exist
 
@@ -157,7 +139,7 @@ def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionT
         server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
     server.add_completion_handler(completion_handler(server))
     subscriptions = ResourceSubscriptions(server)
-    lowlevel = server._mcp_server
+    lowlevel = framework.lowlevel(server)
     lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscriptions.subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, subscriptions.unsubscribe)
     for backend in hub.backends:

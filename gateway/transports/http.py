@@ -11,9 +11,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastmcp import FastMCP
-from fastmcp.server.http import HostOriginGuardMiddleware
 
-from gateway.auth.middleware import CLIENT_SCOPE_KEY
+from gateway.auth.middleware import CLIENT_SCOPE_KEY, host_guard
 from gateway.guard.clients import Client
 from gateway.ops import metrics
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
@@ -125,11 +124,8 @@ class GatewayHTTP:
         self.mcp_handler = mcp_handler or self.streamable
         self.redact: Callable[[str], str] | None = None  # scrubs secrets from /health's error texts
         self._exit_stack: AsyncExitStack | None = None
-        # DNS-rebinding protection for every MCP endpoint, fast path included: when bound to a loopback
-        # address, a request whose Host is not local is refused (421). Origin is checked against the
-        # configured allow-list by gateway/auth/middleware.py, so this guard lets every Origin through.
-        self.guarded: ASGIApp = HostOriginGuardMiddleware(self._mcp, mode="auto", allowed_origins=["*"])
-        self.ops_guarded: ASGIApp = HostOriginGuardMiddleware(self._ops, mode="auto", allowed_origins=["*"])
+        self.guarded = host_guard(self._mcp)  # DNS-rebinding protection for every MCP endpoint
+        self.ops_guarded = host_guard(self._ops)  # and for /health, /ready, /metrics
 
     async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] == SSE_PATH and scope["method"] == "GET" and not _accepts_event_stream(scope):

@@ -1,11 +1,12 @@
-"""The client side of a front request, for each front path: a `Peer` that relays a backend's requests and
-notifications to the client whose call is in flight, and the `Replies` table that matches the client's
-answers to relayed requests."""
+"""The client side of a front request, the same for every front path: a `ClientPeer` that relays a backend's
+requests and notifications (and the call's progress) to the client whose call is in flight, and the
+`Replies` table that matches the client's answers to relayed requests on the gateway's own transports."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,22 +15,93 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.backends.inflight import Peer
+from gateway.backends.pipe import ProgressCallback
+from gateway.transports import framework
 
-_NO_SESSION = "__no_session__"  # FastMCP's logging/setLevel key for a connection without a session id
 # The client capability each relayed request needs.
 CAPABILITY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
 
-
-def client_log_level(server: Any, session_key: str | None) -> str | None:
-    """The level a client set with `logging/setLevel` on the FastMCP front `server` (kept per session there)."""
-    levels = getattr(server, "_client_log_levels", None)
-    return levels.get(session_key or _NO_SESSION) if levels else None
+Post = Callable[[dict[str, Any]], Awaitable[None] | None]  # send a notification; an awaitable is scheduled
+Ask = Callable[[str, dict[str, Any] | None, float], Awaitable[dict[str, Any]]]
 
 
 def has_capability(capabilities: Any, method: str) -> bool:
     """`capabilities` (a ClientCapabilities dict from `initialize`) covers `method`."""
     name = CAPABILITY.get(method)
     return isinstance(capabilities, dict) and name is not None and capabilities.get(name) is not None
+
+
+def declared_capabilities(message: Any) -> dict[str, Any] | None:
+    """The client capabilities an `initialize` request declares (None for any other message)."""
+    if not isinstance(message, dict) or message.get("method") != "initialize":
+        return None
+    params = message.get("params")
+    capabilities = params.get("capabilities") if isinstance(params, dict) else None
+    return capabilities if isinstance(capabilities, dict) else None
+
+
+def progress_reporter(post: Post, token: Any) -> ProgressCallback:
+    """A backend's progress reported to the client on the client's own `progressToken`."""
+
+    async def report(progress: float, total: float | None, message: str | None) -> None:
+        params: dict[str, Any] = {"progressToken": token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        pending = post({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+        if pending is not None:
+            await pending
+
+    return report
+
+
+class ClientPeer(Peer):
+    """The client of one front request: `post` sends it a notification, `ask` a request; `key` names its
+    session (calls with the same key share relayed traffic)."""
+
+    def __init__(
+        self,
+        key: object,
+        post: Post,
+        ask: Ask,
+        capabilities: dict[str, Any] | None,
+        server: Any = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.key = key
+        self._post = post
+        self._ask = ask
+        self._capabilities = capabilities  # None: the client may be asked nothing
+        self._server = server  # the FastMCP front, which keeps each session's logging/setLevel
+        self._session_id = session_id
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def log_level(self) -> str | None:
+        return framework.client_log_level(self._server, self._session_id)
+
+    def capable(self, method: str) -> bool:
+        return has_capability(self._capabilities, method)
+
+    def post(self, message: dict[str, Any]) -> None:
+        pending = self._post(message)
+        if pending is not None:  # written by a task: `drain` waits for it before the request's answer
+            task = asyncio.get_running_loop().create_task(_awaited(pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        return await self._ask(method, params, timeout)
+
+    async def drain(self) -> None:
+        """Wait until every posted notification is written (so they precede the request's answer)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def _awaited(pending: Awaitable[None]) -> None:
+    await pending
 
 
 class Replies:
@@ -42,8 +114,9 @@ class Replies:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
-    async def ask(self, owner: object, post: Any, method: str, params: dict[str, Any] | None,
-                  timeout: float) -> dict[str, Any]:
+    async def ask(
+        self, owner: object, post: Any, method: str, params: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
         """Post a request through `post`, wait for `take` to deliver the answer from `owner`."""
         request_id = f"gw-relay-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -59,8 +132,9 @@ class Replies:
             self._waiting.pop(request_id, None)
         if "error" in answer:
             error = answer["error"] if isinstance(answer["error"], dict) else {}
-            raise MCPError(int(error.get("code", mcp_types.INTERNAL_ERROR)), str(error.get("message", "error")),
-                           error.get("data"))
+            raise MCPError(
+                int(error.get("code", mcp_types.INTERNAL_ERROR)), str(error.get("message", "error")), error.get("data")
+            )
         result = answer.get("result")
         return result if isinstance(result, dict) else {}
 
@@ -76,57 +150,41 @@ class Replies:
         return True
 
 
-class ContextPeer(Peer):
-    """A request the FastMCP front is serving: relayed messages ride that request's own stream."""
-
-    def __init__(self, request_context: Any, server: Any = None) -> None:
-        self._session = request_context.session  # the per-request ServerSession
-        self._outbound = self._session._request_outbound  # this request's stream (public API is typed only)
-        self.key = getattr(self._session, "_connection", self._session)
-        self._server = server
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def log_level(self) -> str | None:
-        return client_log_level(self._server, getattr(self.key, "session_id", None))
-
-    def capable(self, method: str) -> bool:
-        if self._session.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return False  # the 2026 era has no server-to-client requests (SEP-2322)
-        capabilities = self._session.client_capabilities
-        if capabilities is None:
-            return False
-        return has_capability(capabilities.model_dump(by_alias=True, exclude_none=True), method)
-
-    def post(self, message: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._outbound.notify(message["method"], message.get("params")))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        return await self._outbound.send_raw_request(method, params, {"timeout": timeout})
-
-    async def drain(self) -> None:
-        """Wait until every posted notification is written (so they precede the request's answer)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-def context_peer(context: Any) -> ContextPeer | None:
-    """A peer for the FastMCP request `context` (a fastmcp `Context`), if it has a live request."""
+def context_peer(context: Any) -> ClientPeer | None:
+    """The peer of the request the FastMCP `context` serves, if it has a live request: relayed messages ride
+    that request's own stream."""
     try:
         request_context = context.request_context if context is not None else None
     except Exception:
         return None
-    if request_context is None or getattr(request_context, "session", None) is None:
+    session = getattr(request_context, "session", None) if request_context is not None else None
+    if session is None:
         return None
     try:
-        return ContextPeer(request_context, getattr(context, "fastmcp", None))
+        channel = framework.request_channel(session)
+        connection = framework.connection_of(session)
+        capabilities = None
+        if session.protocol_version not in MODERN_PROTOCOL_VERSIONS:  # 2026: no server-to-client requests
+            declared = session.client_capabilities
+            capabilities = declared.model_dump(by_alias=True, exclude_none=True) if declared is not None else None
     except (AttributeError, RuntimeError):
         return None
 
+    def post(message: dict[str, Any]) -> Awaitable[None]:
+        notified: Awaitable[None] = channel.notify(message["method"], message.get("params"))
+        return notified
+
+    async def ask(method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        result: dict[str, Any] = await channel.send_raw_request(method, params, {"timeout": timeout})
+        return result
+
+    return ClientPeer(
+        connection, post, ask, capabilities, getattr(context, "fastmcp", None), getattr(connection, "session_id", None)
+    )
+
 
 def current_context() -> Any:
+    """The fastmcp `Context` of the request being served, or None outside one."""
     from fastmcp.server.dependencies import get_context
 
     try:

@@ -8,6 +8,7 @@ stream pair. Writes to stdout come from one event loop, a whole line at a time, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -21,10 +22,10 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
-from gateway.backends.inflight import CURRENT_PEER, Peer
-from gateway.transports import jsonrpc
+from gateway.backends.inflight import CURRENT_PEER
+from gateway.transports import framework, jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
-from gateway.transports.peers import Replies, client_log_level, has_capability
+from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
 logger = logging.getLogger("mcp_gateway.stdio")
 
@@ -69,27 +70,6 @@ async def _line_writer(fd: int) -> Callable[[bytes], None]:
     return write
 
 
-class _StdioPeer(Peer):
-    """A fast-path call: relayed messages are written to stdout, the client's answers picked off stdin."""
-
-    def __init__(self, front: StdioFront) -> None:
-        self.key = front
-        self._front = front
-
-    @property
-    def log_level(self) -> str | None:
-        return client_log_level(self._front.front, None)
-
-    def capable(self, method: str) -> bool:
-        return has_capability(self._front.client_capabilities, method)
-
-    def post(self, message: dict[str, Any]) -> None:
-        self._front.send(message)
-
-    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        return await self._front.replies.ask(self._front, self.post, method, params, timeout)
-
-
 class StdioFront:
     """One stdio session in front of the FastMCP server."""
 
@@ -104,7 +84,6 @@ class StdioFront:
         self._idle = anyio.Event()
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: Any = None  # from the client's `initialize`
-        self._peer = _StdioPeer(self)
         self._reading: anyio.CancelScope | None = None
         self._stopping = False
 
@@ -123,8 +102,8 @@ class StdioFront:
         self._write = await _line_writer(wire_out)
         to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
-        lowlevel = self.front._mcp_server
-        async with self.front._lifespan_manager(), anyio.create_task_group() as group:
+        lowlevel = framework.lowlevel(self.front)
+        async with framework.lifespan(self.front), anyio.create_task_group() as group:
             options = lowlevel.create_initialization_options()
             group.start_soon(lambda: lowlevel.run(server_reads, server_writes, options))
             group.start_soon(self._relay_server_output, from_server)
@@ -191,18 +170,15 @@ class StdioFront:
             return
         if isinstance(message, dict) and message.get("method") == "initialize":
             self._initialize_ids.add(message.get("id"))
-            params = message.get("params")
-            self.client_capabilities = params.get("capabilities") if isinstance(params, dict) else None
+            self.client_capabilities = declared_capabilities(message)
         await to_server.send(SessionMessage(parsed))
 
     async def _answer_fast(self, message: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
-        async def notify(notification: dict[str, Any]) -> None:
-            self.send(notification)
-
         if not modern:  # handshake era: the backend may ask this client things during the call
-            CURRENT_PEER.set(self._peer)  # this task's own context
+            ask = functools.partial(self.replies.ask, self, self.send)  # answered on stdin, see _dispatch
+            CURRENT_PEER.set(ClientPeer(self, self.send, ask, self.client_capabilities, self.front))  # this task's own
         try:
-            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, notify=notify)
+            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, post=self.send)
             if response is not None:
                 self.send(response)
         finally:

@@ -10,6 +10,7 @@ FastMCP, which owns the protocol's error answers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Callable, Container
@@ -20,12 +21,12 @@ from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.middleware import CLIENT_SCOPE_KEY
-from gateway.backends.inflight import CURRENT_PEER, Peer
+from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.transports import jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
-from gateway.transports.peers import Replies, client_log_level, has_capability
+from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -33,7 +34,8 @@ _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no
 
 
 def _session_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
         if name == b"mcp-session-id":
             return value.decode("latin-1")
     return None
@@ -80,31 +82,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class _HTTPPeer(Peer):
-    """A fast-path call of a session: relayed messages go out on the call's response stream, and the
-    client's answers to relayed requests come back as POSTs that `StreamableFront` picks off."""
-
-    def __init__(self, front: StreamableFront, session_id: str, outbox: Any) -> None:
-        self.key = session_id
-        self._front = front
-        self._outbox = outbox
-
-    @property
-    def log_level(self) -> str | None:
-        return client_log_level(self._front.server, self.key)
-
-    def capable(self, method: str) -> bool:
-        return has_capability(self._front.client_capabilities.get(self.key), method)
-
-    def post(self, message: dict[str, Any]) -> None:
-        # After the call has answered, a straggler has nowhere to go.
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._outbox.send_nowait(message)
-
-    async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
-        return await self._front.replies.ask(self.key, self.post, method, params, timeout)
 
 
 class StreamableFront:
@@ -157,8 +134,8 @@ class StreamableFront:
             if isinstance(message, dict) and message.get("method") == "initialize":
                 client = scope.get(CLIENT_SCOPE_KEY)
                 if client is not None and (refusal := await self._refuse_initialize(client, message)) is not None:
-                    status, error, headers = refusal
-                    await _send_jsonrpc(send, status, error, headers)
+                    status, document, headers = refusal
+                    await _send_jsonrpc(send, status, document, headers)
                     return
                 send = self._capture_capabilities(message, send, client)
             await self.fallback(scope, _replay(body, receive), send)
@@ -182,7 +159,7 @@ class StreamableFront:
             return (
                 429,
                 {"jsonrpc": "2.0", "id": request_id, "error": error},
-                [(b"retry-after", b"%d" % max(1, seconds))],
+                [(b"retry-after", str(math.ceil(seconds)).encode())],
             )
         limit = self.max_sessions_per_client
         if limit is None:
@@ -211,8 +188,7 @@ class StreamableFront:
     def _capture_capabilities(self, message: dict[str, Any], send: Send, client: Client | None = None) -> Send:
         """Remember the client capabilities an `initialize` declares (and the client that sent it), under the
         session id FastMCP assigns."""
-        params = message.get("params")
-        capabilities = params.get("capabilities") if isinstance(params, dict) else None
+        capabilities = declared_capabilities(message)
 
         async def capturing_send(event: Message) -> None:
             if event["type"] == "http.response.start":
@@ -275,19 +251,23 @@ class StreamableFront:
         outbox, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
         streaming = False
 
-        async def notify(notification: dict[str, Any]) -> None:
-            await outbox.send(notification)
+        def post(item: dict[str, Any]) -> None:
+            # Relayed messages and progress go out on the call's response stream; after the call has
+            # answered, a straggler has nowhere to go.
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                outbox.send_nowait(item)
 
         key = (session_id, message["id"]) if session_id is not None else object()
         scope = self.fast.track(key)
 
         async def run() -> None:
             if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
-                CURRENT_PEER.set(_HTTPPeer(self, session_id, outbox))  # this task's own context
+                capabilities = self.client_capabilities.get(session_id)
+                ask = functools.partial(self.replies.ask, session_id, post)  # answered by POSTs, see _take_reply
+                peer = ClientPeer(session_id, post, ask, capabilities, self.server, session_id)
+                CURRENT_PEER.set(peer)  # this task's own context
             async with outbox:
-                response = await self.fast.answer_tracked(
-                    scope, key, message, modern=modern, notify=notify, client=client
-                )
+                response = await self.fast.answer_tracked(scope, key, message, modern=modern, post=post, client=client)
                 await outbox.send(response if response is not None else _cancelled(message["id"]))
 
         async def watch_disconnect(scope: anyio.CancelScope) -> None:

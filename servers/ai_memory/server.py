@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.service import MemoryService
+from servers.ai_memory.sources.tools import register_source_tools
 
 INSTRUCTIONS = """Long-term memory. store_memory saves a fact (idempotent: the same content in a
 namespace returns the same id), recall_memory finds memories by meaning and keywords, with
@@ -205,4 +206,5 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
         """Counts per tier, L1 hit rate, index size and the embedder in use."""
         return MemoryStats(**await svc.memory_stats(namespace))
 
+    register_source_tools(mcp, svc, svc.config.data_dir)  # ingest_source, list_sources
     return mcp

@@ -133,24 +133,22 @@ class ApiClient:
             status = response.status_code
             log.debug("%s %s %s -> %s", self.vendor, call.method, call.path, status)
             if status == 429:
-                delay = self.rate_limit_delay(response, attempt)
+                retry_in = self.rate_limit_delay(response, attempt)
                 if (
-                    delay is not None
+                    retry_in is not None
                     and attempt < policy.max_rate_limit_attempts
-                    and waited + delay <= policy.max_total_wait
+                    and waited + retry_in <= policy.max_total_wait
                 ):
-                    log.warning("%s rate limited (429) on %s; retry in %.2fs", self.vendor, call.path, delay)
-                    waited += delay
-                    self.limiters.defer(call.buckets, delay)
+                    log.warning("%s rate limited (429) on %s; retry in %.2fs", self.vendor, call.path, retry_in)
+                    waited += retry_in
+                    self.limiters.defer(call.buckets, retry_in)
                     continue
-                hint = f"; retry after {delay:g}s" if delay is not None else ""
+                hint = f"; retry after {retry_in:g}s" if retry_in is not None else ""
                 raise UpstreamError(f"{self.vendor}: rate limited (429){hint}", status)
             if status in RETRYABLE_STATUSES and call.read and attempt < policy.max_attempts:
                 delay = retry_after_seconds(response) or policy.backoff(attempt)
                 if waited + delay <= policy.max_total_wait:
-                    log.warning(
-                        "%s %s %s -> %s; retry in %.2fs", self.vendor, call.method, call.path, status, delay
-                    )
+                    log.warning("%s %s %s -> %s; retry in %.2fs", self.vendor, call.method, call.path, status, delay)
                     waited += delay
                     self.limiters.defer(call.buckets, delay)
                     continue

@@ -26,7 +26,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with a little jitter for the given 1-based attempt."""
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        delay = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
         return delay * (1 + random.random() * 0.1)
 
 

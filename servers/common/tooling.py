@@ -13,13 +13,9 @@ from servers.common.http import ApiClient
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 """Reads: safe to cache and retry."""
-CREATE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
+CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 """Additive writes that make something new each time."""
-UPDATE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-)
+UPDATE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 """Writes that overwrite values; repeating them has no further effect."""
 ADD_IDEMPOTENT = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True

@@ -71,13 +71,9 @@ def call_detail(raw: dict[str, Any], include: list[Include]) -> CallDetail:
     if "key_points" in include:
         detail.key_points = [k["text"] for k in content.get("keyPoints") or [] if k.get("text")]
     if "topics" in include:
-        detail.topics = [
-            Topic(name=t["name"], duration_seconds=t.get("duration")) for t in content.get("topics") or []
-        ]
+        detail.topics = [Topic(name=t["name"], duration_seconds=t.get("duration")) for t in content.get("topics") or []]
     if "trackers" in include:
-        detail.trackers = [
-            Tracker(name=t["name"], count=t.get("count")) for t in content.get("trackers") or []
-        ]
+        detail.trackers = [Tracker(name=t["name"], count=t.get("count")) for t in content.get("trackers") or []]
     if "highlights" in include:
         detail.highlights = [
             Section(title=h.get("title"), items=[i["text"] for i in h.get("items") or [] if i.get("text")])
@@ -101,9 +97,7 @@ def call_detail(raw: dict[str, Any], include: list[Include]) -> CallDetail:
                 system=ctx.get("system"),
                 object_type=obj.get("objectType"),
                 object_id=obj.get("objectId"),
-                name=next(
-                    (str(f.get("value")) for f in obj.get("fields") or [] if f.get("name") == "Name"), None
-                ),
+                name=next((str(f.get("value")) for f in obj.get("fields") or [] if f.get("name") == "Name"), None),
             )
             for ctx in raw["context"]
             for obj in ctx.get("objects") or []

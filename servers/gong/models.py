@@ -49,7 +49,9 @@ class CallPage(BaseModel):
     calls: list[CallSummary]
     total_records: int | None = Field(None, description="Total matching calls Gong reports.")
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null when done.")
-    truncated: bool = Field(False, description="True if calls of the last page were cut off by `limit`.")
+    truncated: bool = Field(
+        False, description="True if `limit` stopped inside a Gong page; `next_cursor` resumes right after it."
+    )
 
 
 class Party(BaseModel):
@@ -111,7 +113,9 @@ class CallDetailPage(BaseModel):
     calls: list[CallDetail]
     total_records: int | None = None
     next_cursor: str | None = None
-    truncated: bool = False
+    truncated: bool = Field(
+        False, description="True if `limit` stopped inside a Gong page; `next_cursor` resumes right after it."
+    )
 
 
 class Monologue(BaseModel):
@@ -131,7 +135,8 @@ class Transcript(BaseModel):
 
 class TranscriptPage(BaseModel):
     transcripts: list[Transcript]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(None, description="Pass as `cursor` (same arguments) to read on.")
+    truncated: bool = Field(False, description="True if `max_chars` stopped inside a Gong page.")
 
 
 class User(BaseModel):

@@ -22,6 +22,7 @@ from servers.gong.models import (
     User,
     UserPage,
 )
+from servers.gong.transcripts import monologues, pieces
 
 From = Annotated[AwareDatetime, Field(description="Start of the range (ISO 8601 with time zone), inclusive.")]
 To = Annotated[AwareDatetime, Field(description="End of the range (ISO 8601 with time zone), exclusive.")]
@@ -30,6 +31,8 @@ Limit = Annotated[
     Field(ge=1, le=1000, description="Most records to return. Gong pages hold up to 100 records."),
 ]
 WorkspaceId = Annotated[str | None, Field(description="Only calls of this Gong workspace.")]
+ACCOUNT_TYPES = frozenset({"account", "company"})
+DEAL_TYPES = frozenset({"opportunity", "deal"})
 CallIds = Annotated[list[str] | None, Field(max_length=100, description="Only these call IDs.")]
 
 
@@ -61,18 +64,16 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
                 "workspaceId": workspace_id,
                 "cursor": after,
             }
-            data = await send_listing(
-                api, Call("GET", "/v2/calls", params=params, scope="api:calls:read:basic")
-            )
+            data = await send_listing(api, Call("GET", "/v2/calls", params=params, scope="api:calls:read:basic"))
             _total(data, totals)
             return [CallSummary.from_gong(c) for c in data.get("calls") or []], next_cursor(data)
 
         page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
         return CallPage(
-            calls=page.items[:limit],
+            calls=page.items,
             total_records=totals[0] if totals else None,
             next_cursor=page.next_cursor,
-            truncated=len(page.items) > limit,
+            truncated=page.cut,
         )
 
     @mcp.tool(annotations=READ)
@@ -91,9 +92,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
 
     @mcp.tool(annotations=READ)
     async def search_calls(
-        from_date_time: Annotated[
-            AwareDatetime | None, Field(description="Calls started at or after this.")
-        ] = None,
+        from_date_time: Annotated[AwareDatetime | None, Field(description="Calls started at or after this.")] = None,
         to_date_time: Annotated[AwareDatetime | None, Field(description="Calls started before this.")] = None,
         call_ids: CallIds = None,
         primary_user_ids: Annotated[
@@ -109,17 +108,28 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
         ] = ["parties", "brief"],  # noqa: B006 - pydantic copies defaults
         crm_context: Annotated[
             Literal["None", "Basic", "Extended"],
-            Field(
-                description="CRM objects linked to each call: None, Basic (IDs) or Extended (with fields)."
-            ),
+            Field(description="CRM objects linked to each call: None, Basic (IDs) or Extended (with fields)."),
         ] = "None",
+        account: Annotated[
+            str | None,
+            Field(description="Only calls linked to this CRM account/company (its CRM ID or name)."),
+        ] = None,
+        deal: Annotated[
+            str | None,
+            Field(description="Only calls linked to this CRM deal/opportunity (its CRM ID or name)."),
+        ] = None,
         limit: Limit = 100,
         cursor: Cursor = None,
         max_pages: MaxPages = 1,
     ) -> CallDetailPage:
-        """Find calls by date range, IDs or host and return their content (brief, parties, topics, ...)."""
+        """Find calls by date range, IDs, host, CRM account or deal and return their content (brief,
+        parties, topics, ...). Gong's filter has no CRM field, so `account`/`deal` are matched against
+        each call's CRM context after the fetch (`limit` counts matching calls)."""
         if not (from_date_time or to_date_time or call_ids):
             raise UpstreamError("search_calls needs a date range or call_ids")
+        wanted = [(ACCOUNT_TYPES, account), (DEAL_TYPES, deal)]
+        if (account or deal) and crm_context == "None":
+            crm_context = "Extended"  # names as well as IDs, to match either
         flt: dict[str, Any] = {
             "fromDateTime": _iso(from_date_time),
             "toDateTime": _iso(to_date_time),
@@ -138,28 +148,37 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             call = Call("POST", "/v2/calls/extensive", body=page_body, scope="api:calls:read:extensive")
             data = await send_listing(api, call)
             _total(data, totals)
-            return [call_detail(c, include) for c in data.get("calls") or []], next_cursor(data)
+            calls = [call_detail(c, include) for c in data.get("calls") or []]
+            return [c for c in calls if all(_linked(c, t, v) for t, v in wanted if v)], next_cursor(data)
 
         page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
         return CallDetailPage(
-            calls=page.items[:limit],
+            calls=page.items,
             total_records=totals[0] if totals else None,
             next_cursor=page.next_cursor,
-            truncated=len(page.items) > limit,
+            truncated=page.cut,
         )
 
     @mcp.tool(annotations=READ)
     async def get_call_transcripts(
         call_ids: CallIds = None,
-        from_date_time: Annotated[
-            AwareDatetime | None, Field(description="Calls started at or after this.")
-        ] = None,
+        from_date_time: Annotated[AwareDatetime | None, Field(description="Calls started at or after this.")] = None,
         to_date_time: Annotated[AwareDatetime | None, Field(description="Calls started before this.")] = None,
         workspace_id: WorkspaceId = None,
+        max_chars: Annotated[
+            int,
+            Field(
+                ge=200,
+                le=1_000_000,
+                description="Most transcript characters to return; `next_cursor` continues from there.",
+            ),
+        ] = 20_000,
         cursor: Cursor = None,
         max_pages: MaxPages = 1,
     ) -> TranscriptPage:
-        """Get call transcripts as speaker turns (speaker IDs match `speakers`/`parties` of search_calls)."""
+        """Get call transcripts as speaker turns (speaker IDs match `speakers`/`parties` of search_calls),
+        at most `max_chars` characters of text per call of this tool (pass the same arguments with the
+        returned cursor to read on)."""
         if not (call_ids or from_date_time or to_date_time):
             raise UpstreamError("get_call_transcripts needs call_ids or a date range")
         flt = {
@@ -170,14 +189,25 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
         }
         body = {"filter": {k: v for k, v in flt.items() if v}}
 
-        async def fetch(after: str | None) -> tuple[list[Transcript], str | None]:
+        async def fetch(after: str | None) -> tuple[list[tuple[str, Monologue]], str | None]:
             page_body = body if after is None else {**body, "cursor": after}
             call = Call("POST", "/v2/calls/transcript", body=page_body, scope="api:calls:read:transcript")
             data = await send_listing(api, call)
-            return [_transcript(t) for t in data.get("callTranscripts") or []], next_cursor(data)
+            turns = [
+                (str(t.get("callId")), piece)
+                for t in data.get("callTranscripts") or []
+                for turn in monologues(t)
+                for piece in pieces(turn, max_chars)
+            ]
+            return turns, next_cursor(data)
 
-        page = await follow_pages(fetch, cursor, max_pages)
-        return TranscriptPage(transcripts=page.items, next_cursor=page.next_cursor)
+        page = await follow_pages(fetch, cursor, max_pages, size=lambda turn: len(turn[1].text), max_size=max_chars)
+        transcripts: list[Transcript] = []
+        for call_id, turn in page.items:
+            if not transcripts or transcripts[-1].call_id != call_id:
+                transcripts.append(Transcript(call_id=call_id, monologues=[]))
+            transcripts[-1].monologues.append(turn)
+        return TranscriptPage(transcripts=transcripts, next_cursor=page.next_cursor, truncated=page.cut)
 
     @mcp.tool(annotations=READ)
     async def list_users(
@@ -198,7 +228,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
 
         page = await follow_pages(fetch, cursor, max_pages, max_items=limit)
         return UserPage(
-            users=page.items[:limit],
+            users=page.items,
             total_records=totals[0] if totals else None,
             next_cursor=page.next_cursor,
         )
@@ -206,13 +236,21 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
     @mcp.tool(annotations=READ)
     async def get_user(user_id: Annotated[str, Field(min_length=1, description="Gong user ID.")]) -> User:
         """Get one Gong user by ID."""
-        call = Call(
-            "GET", f"/v2/users/{quote(user_id, safe='')}", what=f"user {user_id}", scope="api:users:read"
-        )
+        call = Call("GET", f"/v2/users/{quote(user_id, safe='')}", what=f"user {user_id}", scope="api:users:read")
         data = await api.send(call)
         return User.from_gong(data.get("user") or {})
 
     return mcp
+
+
+def _linked(detail: CallDetail, types: frozenset[str], wanted: str) -> bool:
+    """Whether the call's CRM context holds an object of one of `types` with ID or name `wanted`."""
+    want = wanted.strip().casefold()
+    return any(
+        (obj.object_type or "").casefold() in types
+        and want in {(obj.object_id or "").casefold(), (obj.name or "").casefold()}
+        for obj in detail.crm_context or []
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -223,19 +261,3 @@ def _total(data: dict[str, Any], totals: list[int]) -> None:
     total = (data.get("records") or {}).get("totalRecords")
     if isinstance(total, int) and not totals:
         totals.append(total)
-
-
-def _transcript(raw: dict[str, Any]) -> Transcript:
-    monologues = []
-    for part in raw.get("transcript") or []:
-        sentences = part.get("sentences") or []
-        monologues.append(
-            Monologue(
-                speaker_id=part.get("speakerId"),
-                topic=part.get("topic"),
-                start_ms=sentences[0].get("start") if sentences else None,
-                end_ms=sentences[-1].get("end") if sentences else None,
-                text=" ".join(s.get("text", "") for s in sentences).strip(),
-            )
-        )
-    return Transcript(call_id=str(raw.get("callId")), monologues=monologues)

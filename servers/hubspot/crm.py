@@ -230,3 +230,75 @@ def register_object_tools(mcp: FastMCP, api: HubSpotClient, kind: CrmType, *, up
             annotations=UPDATE,
             description=f"Update properties of an existing HubSpot {kind.singular}; returns the record.",
         )
+
+
+PLURALS = {
+    "contact": "contacts",
+    "company": "companies",
+    "deal": "deals",
+    "ticket": "tickets",
+    "note": "notes",
+    "task": "tasks",
+    "call": "calls",
+    "email": "emails",
+    "meeting": "meetings",
+}
+KNOWN = {kind.plural: kind for kind in (CONTACTS, COMPANIES, DEALS)}
+TYPE_IDS = {
+    "contacts": "0-1",
+    "companies": "0-2",
+    "deals": "0-3",
+    "tickets": "0-5",
+    "tasks": "0-27",
+    "notes": "0-46",
+    "meetings": "0-47",
+    "calls": "0-48",
+    "emails": "0-49",
+}
+BATCH_MAX = 100
+
+
+def plural(object_type: str) -> str:
+    """`contact` or `contacts` → `contacts`; object type IDs (`0-3`, `2-123`) and custom names pass through."""
+    name = object_type.strip().lower()
+    return PLURALS.get(name, name)
+
+
+def objects_url(object_type: str, suffix: str = "") -> str:
+    """`/crm/v3/objects/{type}{suffix}`, with deals as `0-3` as in HubSpot's spec."""
+    name = plural(object_type)
+    path = KNOWN[name].path if name in KNOWN else name
+    return f"/crm/v3/objects/{quote(path, safe='')}{suffix}"
+
+
+def read_scope(object_type: str) -> str:
+    return f"crm.objects.{plural(object_type)}.read"
+
+
+async def batch_read(
+    api: HubSpotClient, object_type: str, ids: list[str], properties: list[str] | None
+) -> tuple[list[CrmObject], list[str]]:
+    """POST /crm/v3/objects/{type}/batch/read in chunks of 100: (records in ID order, IDs not found)."""
+    name = plural(object_type)
+    props = KNOWN[name].props(properties) if name in KNOWN else list(properties or [])
+    found: dict[str, CrmObject] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), BATCH_MAX):
+        chunk = unique[start : start + BATCH_MAX]
+        body = {"inputs": [{"id": i} for i in chunk], "properties": props, "propertiesWithHistory": []}
+        call = Call("POST", objects_url(name, "/batch/read"), body=body, scope=read_scope(name))
+        data = await api.send(call)
+        for raw in data.get("results") or []:
+            record = CrmObject.from_hubspot(raw)
+            found[record.id] = record
+    return [found[i] for i in unique if i in found], [i for i in unique if i not in found]
+
+
+async def search_page(api: HubSpotClient, object_type: str, body: dict[str, Any]) -> CrmObjectPage:
+    """One page of POST /crm/v3/objects/{type}/search."""
+    name = plural(object_type)
+    call = Call("POST", objects_url(name, "/search"), body=body, scope=read_scope(name), buckets=SEARCH)
+    data = await api.send(call)
+    total = data.get("total") if isinstance(data.get("total"), int) else None
+    results = [CrmObject.from_hubspot(r) for r in data.get("results", [])]
+    return CrmObjectPage(results=results, total=total, next_cursor=_next_after(data))

@@ -43,6 +43,30 @@ class SearchFilter(BaseModel):
         return out
 
 
+class FilterGroup(BaseModel):
+    """Filters that must all match (AND); a search matches if any of its groups does (OR)."""
+
+    filters: list[SearchFilter] = Field(min_length=1, max_length=6)
+
+    def to_hubspot(self) -> dict[str, Any]:
+        return {"filters": [f.to_hubspot() for f in self.filters]}
+
+
+class Sort(BaseModel):
+    property: str = Field(min_length=1, description="Internal property name to sort by.")
+    direction: Literal["ASCENDING", "DESCENDING"] = "DESCENDING"
+
+    def to_hubspot(self) -> dict[str, Any]:
+        return {"propertyName": self.property, "direction": self.direction}
+
+
+class RecordRef(BaseModel):
+    """A record to associate with: `{"type": "contact", "id": "123"}`."""
+
+    type: Literal["contact", "company", "deal"]
+    id: str = Field(min_length=1, pattern=r"^\d+$", description="The record's HubSpot ID.")
+
+
 class CrmObject(BaseModel):
     """A contact, company or deal with the requested properties."""
 
@@ -125,3 +149,55 @@ class Pipeline(BaseModel):
 
 class PipelineList(BaseModel):
     results: list[Pipeline]
+
+
+class BatchResult(BaseModel):
+    results: list[CrmObject]
+    missing: list[str] = Field(default_factory=list, description="Requested IDs HubSpot did not return.")
+
+
+class AssociationResult(BaseModel):
+    from_type: str
+    from_id: str
+    to_type: str
+    to_id: str
+    label: str | None = None
+    type_ids: list[int] = Field(default_factory=list, description="Association type IDs created or removed.")
+
+
+class PropertyOption(BaseModel):
+    label: str | None = None
+    value: str
+
+
+class Property(BaseModel):
+    name: str
+    label: str | None = None
+    type: str | None = Field(None, description="string, number, date, datetime, enumeration, bool.")
+    field_type: str | None = None
+    group: str | None = None
+    description: str | None = None
+    options: list[PropertyOption] = Field(default_factory=list)
+    read_only: bool | None = None
+
+
+class PropertyList(BaseModel):
+    results: list[Property]
+
+
+class Engagement(BaseModel):
+    """A note, task, call, email or meeting on a record's timeline."""
+
+    type: Literal["note", "task", "call", "email", "meeting"]
+    id: str
+    timestamp: str | None = Field(None, description="`hs_timestamp`: when it happened (a task's due date).")
+    title: str | None = None
+    body: str | None = None
+    owner_id: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class EngagementList(BaseModel):
+    results: list[Engagement] = Field(description="Newest first.")

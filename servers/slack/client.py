@@ -12,8 +12,18 @@ from servers.common.env import require_env
 BOT_ENV = "SLACK_BOT_TOKEN"
 USER_ENV = "SLACK_USER_TOKEN"
 # Slack's per-method tiers (per workspace per app): Tier 2 20+/min, Tier 3 50+/min, Tier 4 100+/min;
-# chat.postMessage allows about one message per second per channel.
-LIMITS = {"tier2": (20, 60.0), "tier3": (50, 60.0), "tier4": (100, 60.0), "post": (1, 1.0)}
+# chat.postMessage allows about one message per second per channel; chat.getPermalink has a "special"
+# limit, paced here like Tier 4. `history` and `replies` are conversations.history and .replies for a
+# commercially distributed non-Marketplace app (SLACK_APP_DISTRIBUTION=commercial): 1 per minute each.
+LIMITS = {
+    "tier2": (20, 60.0),
+    "tier3": (50, 60.0),
+    "tier4": (100, 60.0),
+    "post": (1, 1.0),
+    "permalink": (100, 60.0),
+    "history": (1, 60.0),
+    "replies": (1, 60.0),
+}
 AUTH_ERRORS = frozenset(
     {
         "not_authed",
@@ -84,7 +94,5 @@ class SlackClient(ApiClient):
             message = f"Slack: not found: {call.what or call.path} ({code})"
         else:
             notes = (body.get("response_metadata") or {}).get("messages") or []
-            message = f"Slack: {call.path.lstrip('/')} failed: {code}" + (
-                f" ({'; '.join(notes)})" if notes else ""
-            )
+            message = f"Slack: {call.path.lstrip('/')} failed: {code}" + (f" ({'; '.join(notes)})" if notes else "")
         return SlackError(message, code)

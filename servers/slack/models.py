@@ -41,6 +41,34 @@ class Reaction(BaseModel):
     count: int | None = None
 
 
+class File(BaseModel):
+    """A file attached to a message (metadata only; `permalink` opens it in Slack)."""
+
+    id: str | None = None
+    name: str | None = None
+    title: str | None = None
+    filetype: str | None = None
+    mimetype: str | None = None
+    size: int | None = Field(None, description="Bytes.")
+    permalink: str | None = None
+
+    @classmethod
+    def from_slack(cls, raw: dict[str, Any]) -> File:
+        return cls(
+            id=raw.get("id"),
+            name=raw.get("name"),
+            title=raw.get("title"),
+            filetype=raw.get("filetype"),
+            mimetype=raw.get("mimetype"),
+            size=raw.get("size"),
+            permalink=raw.get("permalink"),
+        )
+
+
+def files_of(raw: dict[str, Any]) -> list[File]:
+    return [File.from_slack(f) for f in raw.get("files") or [] if isinstance(f, dict)]
+
+
 class Message(BaseModel):
     ts: str = Field(description="Message timestamp: its ID within the channel.")
     user: str | None = None
@@ -50,6 +78,8 @@ class Message(BaseModel):
     subtype: str | None = None
     bot_id: str | None = None
     reactions: list[Reaction] = Field(default_factory=list)
+    files: list[File] = Field(default_factory=list)
+    permalink: str | None = Field(None, description="Link to the message in Slack.")
 
     @classmethod
     def from_slack(cls, raw: dict[str, Any]) -> Message:
@@ -62,6 +92,8 @@ class Message(BaseModel):
             subtype=raw.get("subtype"),
             bot_id=raw.get("bot_id"),
             reactions=[Reaction(name=r["name"], count=r.get("count")) for r in raw.get("reactions") or []],
+            files=files_of(raw),
+            permalink=raw.get("permalink"),
         )
 
 
@@ -89,6 +121,7 @@ class SearchMatch(BaseModel):
     channel_id: str | None = None
     channel_name: str | None = None
     permalink: str | None = None
+    files: list[File] = Field(default_factory=list)
 
 
 class SearchPage(BaseModel):

@@ -11,7 +11,6 @@ from servers.slack.client import SlackClient, SlackError
 from servers.slack.models import (
     Channel,
     ChannelPage,
-    Message,
     MessagePage,
     PostedMessage,
     ReactionResult,
@@ -19,7 +18,9 @@ from servers.slack.models import (
     SearchPage,
     User,
     UserPage,
+    files_of,
 )
+from servers.slack.reads import MessageReader, next_cursor
 
 ChannelId = Annotated[str, Field(min_length=1, description="Channel ID, e.g. C0123ABCD (see list_channels).")]
 Ts = Annotated[str, Field(pattern=r"^\d+\.\d+$", description="A message ts, e.g. 1712345678.000200.")]
@@ -35,24 +36,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
         instructions="Slack: read channels and threads, search messages, post replies and reactions.",
         lifespan=client_lifespan(api),
     )
-
-    async def messages(
-        method: str, params: dict[str, Any], cursor: str | None, max_pages: int
-    ) -> MessagePage:
-        async def fetch(after: str | None) -> tuple[list[Message], str | None]:
-            call = Call(
-                "GET",
-                f"/{method}",
-                params={**params, "cursor": after},
-                what=f"channel {params['channel']}",
-                scope="channels:history",
-                buckets=("tier3",),
-            )
-            data = await api.send(call)
-            return [Message.from_slack(m) for m in data.get("messages") or []], _next(data)
-
-        page = await follow_pages(fetch, cursor, max_pages)
-        return MessagePage(messages=page.items, next_cursor=page.next_cursor)
+    reader = MessageReader(api)
 
     @mcp.tool(annotations=READ)
     async def list_channels(
@@ -61,9 +45,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             Field(description="Comma-separated: public_channel, private_channel, mpim, im."),
         ] = "public_channel",
         exclude_archived: Annotated[bool, Field(description="Leave out archived channels.")] = True,
-        limit: Annotated[
-            int, Field(ge=1, le=1000, description="Channels per page (Slack advises ≤200).")
-        ] = 200,
+        limit: Annotated[int, Field(ge=1, le=1000, description="Channels per page (Slack advises ≤200).")] = 200,
         cursor: Cursor = None,
         max_pages: MaxPages = 1,
     ) -> ChannelPage:
@@ -71,11 +53,11 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
 
         async def fetch(after: str | None) -> tuple[list[Channel], str | None]:
             params = {"types": types, "exclude_archived": exclude_archived, "limit": limit, "cursor": after}
-            call = Call(
-                "GET", "/conversations.list", params=params, scope="channels:read", buckets=("tier2",)
-            )
+            call = Call("GET", "/conversations.list", params=params, scope="channels:read", buckets=("tier2",))
             data = await api.send(call)
-            return [Channel.from_slack(c) for c in data.get("channels") or []], _next(data)
+            for raw in data.get("channels") or []:
+                reader.remember(raw)
+            return [Channel.from_slack(c) for c in data.get("channels") or []], next_cursor(data)
 
         page = await follow_pages(fetch, cursor, max_pages)
         return ChannelPage(channels=page.items, next_cursor=page.next_cursor)
@@ -91,7 +73,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
     ) -> MessagePage:
         """Read a channel's messages, newest first, optionally between `oldest` and `latest`."""
         params = {"channel": channel, "oldest": oldest, "latest": latest, "limit": limit}
-        return await messages("conversations.history", params, cursor, max_pages)
+        return await reader.messages("conversations.history", params, cursor, max_pages)
 
     @mcp.tool(annotations=READ)
     async def get_thread_replies(
@@ -103,7 +85,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
     ) -> MessagePage:
         """Read a thread: the parent message and its replies, oldest first."""
         params = {"channel": channel, "ts": thread_ts, "limit": limit}
-        return await messages("conversations.replies", params, cursor, max_pages)
+        return await reader.messages("conversations.replies", params, cursor, max_pages)
 
     async def post(body: dict[str, Any]) -> PostedMessage:
         call = Call(
@@ -172,9 +154,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             str,
             Field(min_length=1, description="Slack search query; supports in:#channel from:@user before:..."),
         ],
-        sort: Annotated[
-            Literal["score", "timestamp"], Field(description="Order by relevance or time.")
-        ] = "score",
+        sort: Annotated[Literal["score", "timestamp"], Field(description="Order by relevance or time.")] = "score",
         sort_dir: Annotated[Literal["asc", "desc"], Field(description="Sort direction.")] = "desc",
         limit: Annotated[int, Field(ge=1, le=100, description="Matches per page (max 100).")] = 20,
         cursor: Cursor = None,
@@ -208,13 +188,9 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             return matches, str(page + 1) if page < pages else None
 
         if cursor is not None and not cursor.isdigit():
-            raise SlackError(
-                "Slack: search_messages cursor must be a page number from next_cursor", "bad_cursor"
-            )
+            raise SlackError("Slack: search_messages cursor must be a page number from next_cursor", "bad_cursor")
         page = await follow_pages(fetch, cursor, max_pages)
-        return SearchPage(
-            matches=page.items, total=totals[0] if totals else None, next_cursor=page.next_cursor
-        )
+        return SearchPage(matches=page.items, total=totals[0] if totals else None, next_cursor=page.next_cursor)
 
     @mcp.tool(annotations=READ)
     async def list_users(
@@ -237,7 +213,7 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
             data = await api.send(call)
             users = [User.from_slack(u) for u in data.get("members") or []]
             kept = [u for u in users if (include_bots or not u.is_bot) and (include_deleted or not u.deleted)]
-            return kept, _next(data)
+            return kept, next_cursor(data)
 
         page = await follow_pages(fetch, cursor, max_pages)
         return UserPage(users=page.items, next_cursor=page.next_cursor)
@@ -260,11 +236,6 @@ def create_server(*, policy: RetryPolicy | None = None) -> FastMCP:
     return mcp
 
 
-def _next(data: dict[str, Any]) -> str | None:
-    """`response_metadata.next_cursor`; Slack sends an empty string on the last page."""
-    return (data.get("response_metadata") or {}).get("next_cursor") or None
-
-
 def _match(raw: dict[str, Any]) -> SearchMatch:
     channel = raw.get("channel") or {}
     return SearchMatch(
@@ -275,4 +246,5 @@ def _match(raw: dict[str, Any]) -> SearchMatch:
         channel_id=channel.get("id"),
         channel_name=channel.get("name"),
         permalink=raw.get("permalink"),
+        files=files_of(raw),
     )

@@ -25,14 +25,21 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 # A 1x1 red PNG and a 1-sample silent WAV.
-PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
-)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV = base64.b64encode(
-    b"RIFF" + (38).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-    + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    + (16000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-    + b"data" + (2).to_bytes(4, "little") + b"\x00\x00"
+    b"RIFF"
+    + (38).to_bytes(4, "little")
+    + b"WAVEfmt "
+    + (16).to_bytes(4, "little")
+    + (1).to_bytes(2, "little")
+    + (1).to_bytes(2, "little")
+    + (8000).to_bytes(4, "little")
+    + (16000).to_bytes(4, "little")
+    + (2).to_bytes(2, "little")
+    + (16).to_bytes(2, "little")
+    + b"data"
+    + (2).to_bytes(4, "little")
+    + b"\x00\x00"
 ).decode()
 
 server = FastMCP("conformance-fixture")
@@ -107,8 +114,14 @@ def test_audio_content() -> ToolResult:
 
 @server.tool(description="Returns an embedded resource")
 def test_embedded_resource() -> ToolResult:
-    return _result(mcp_types.EmbeddedResource(type="resource", resource=mcp_types.TextResourceContents(
-        uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content.")))
+    return _result(
+        mcp_types.EmbeddedResource(
+            type="resource",
+            resource=mcp_types.TextResourceContents(
+                uri="test://embedded-resource", mime_type="text/plain", text="This is an embedded resource content."
+            ),
+        )
+    )
 
 
 @server.tool(description="Returns text, an image and a resource")
@@ -116,9 +129,14 @@ def test_multiple_content_types() -> ToolResult:
     return _result(
         mcp_types.TextContent(type="text", text="Multiple content types test:"),
         mcp_types.ImageContent(type="image", data=PNG, mime_type="image/png"),
-        mcp_types.EmbeddedResource(type="resource", resource=mcp_types.TextResourceContents(
-            uri="test://mixed-content-resource", mime_type="application/json",
-            text=json.dumps({"test": "data", "value": 123}))),
+        mcp_types.EmbeddedResource(
+            type="resource",
+            resource=mcp_types.TextResourceContents(
+                uri="test://mixed-content-resource",
+                mime_type="application/json",
+                text=json.dumps({"test": "data", "value": 123}),
+            ),
+        ),
     )
 
 
@@ -134,8 +152,9 @@ async def test_tool_with_logging(ctx: Context) -> str:
 
 @server.tool(description="Always fails")
 def test_error_handling() -> ToolResult:
-    return _result(mcp_types.TextContent(type="text", text="This tool intentionally returns an error for testing"),
-                   is_error=True)
+    return _result(
+        mcp_types.TextContent(type="text", text="This tool intentionally returns an error for testing"), is_error=True
+    )
 
 
 @server.tool(description="Reports progress 0, 50, 100 of 100")
@@ -150,8 +169,11 @@ async def test_tool_with_progress(ctx: Context) -> str:
 @server.tool(description="Asks the client's LLM (sampling/createMessage)")
 @_asks
 async def test_sampling(prompt: str, ctx: Context) -> str:
-    result = await _ask(ctx, "sampling/createMessage", {
-        "messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100})
+    result = await _ask(
+        ctx,
+        "sampling/createMessage",
+        {"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100},
+    )
     content = result.get("content")
     text = content.get("text") if isinstance(content, dict) else json.dumps(content)
     return f"LLM response: {text}"
@@ -160,52 +182,95 @@ async def test_sampling(prompt: str, ctx: Context) -> str:
 @server.tool(description="Asks the user for a username and email (elicitation/create)")
 @_asks
 async def test_elicitation(message: str, ctx: Context) -> str:
-    result = await _ask(ctx, "elicitation/create", {"message": message, "requestedSchema": {
-        "type": "object",
-        "properties": {
-            "username": {"type": "string", "description": "User's response"},
-            "email": {"type": "string", "description": "User's email address"},
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": message,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"},
+                },
+                "required": ["username", "email"],
+            },
         },
-        "required": ["username", "email"],
-    }})
+    )
     return f"User response: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
 @server.tool(description="Elicitation whose schema has defaults for every primitive type (SEP-1034)")
 @_asks
 async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
-    result = await _ask(ctx, "elicitation/create", {"message": "Please review your profile", "requestedSchema": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "description": "Name", "default": "John Doe"},
-            "age": {"type": "integer", "description": "Age", "default": 30},
-            "score": {"type": "number", "description": "Score", "default": 95.5},
-            "status": {"type": "string", "description": "Status", "enum": ["active", "inactive", "pending"],
-                       "default": "active"},
-            "verified": {"type": "boolean", "description": "Verified", "default": True},
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": "Please review your profile",
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "Name", "default": "John Doe"},
+                    "age": {"type": "integer", "description": "Age", "default": 30},
+                    "score": {"type": "number", "description": "Score", "default": 95.5},
+                    "status": {
+                        "type": "string",
+                        "description": "Status",
+                        "enum": ["active", "inactive", "pending"],
+                        "default": "active",
+                    },
+                    "verified": {"type": "boolean", "description": "Verified", "default": True},
+                },
+            },
         },
-    }})
+    )
     return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
 @server.tool(description="Elicitation with all five enum schema variants (SEP-1330)")
 @_asks
 async def test_elicitation_sep1330_enums(ctx: Context) -> str:
-    result = await _ask(ctx, "elicitation/create", {"message": "Pick some options", "requestedSchema": {
-        "type": "object",
-        "properties": {
-            "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
-            "titledSingle": {"type": "string", "oneOf": [
-                {"const": "value1", "title": "First Option"}, {"const": "value2", "title": "Second Option"},
-                {"const": "value3", "title": "Third Option"}]},
-            "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
-                           "enumNames": ["Option One", "Option Two", "Option Three"]},
-            "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
-            "titledMulti": {"type": "array", "items": {"anyOf": [
-                {"const": "value1", "title": "First Choice"}, {"const": "value2", "title": "Second Choice"},
-                {"const": "value3", "title": "Third Choice"}]}},
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": "Pick some options",
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                    "titledSingle": {
+                        "type": "string",
+                        "oneOf": [
+                            {"const": "value1", "title": "First Option"},
+                            {"const": "value2", "title": "Second Option"},
+                            {"const": "value3", "title": "Third Option"},
+                        ],
+                    },
+                    "legacyEnum": {
+                        "type": "string",
+                        "enum": ["opt1", "opt2", "opt3"],
+                        "enumNames": ["Option One", "Option Two", "Option Three"],
+                    },
+                    "untitledMulti": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                    },
+                    "titledMulti": {
+                        "type": "array",
+                        "items": {
+                            "anyOf": [
+                                {"const": "value1", "title": "First Choice"},
+                                {"const": "value2", "title": "Second Choice"},
+                                {"const": "value3", "title": "Third Choice"},
+                            ]
+                        },
+                    },
+                },
+            },
         },
-    }})
+    )
     return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
 
 
@@ -222,8 +287,9 @@ def _json_schema_2020_12_tool() -> None:
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
-        "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"},
-                                                               "city": {"type": "string"}}}},
+        "$defs": {
+            "address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}
+        },
         "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
         "additionalProperties": False,
     }
@@ -239,8 +305,9 @@ def _json_schema_2020_12_tool() -> None:
     def run(name: str | None = None, address: dict[str, Any] | None = None) -> str:
         return f"name={name}, address={json.dumps(address)}"
 
-    tool = RawSchemaTool.from_function(run, name="json_schema_2020_12_tool",
-                                       description="Tool with JSON Schema 2020-12 features")
+    tool = RawSchemaTool.from_function(
+        run, name="json_schema_2020_12_tool", description="Tool with JSON Schema 2020-12 features"
+    )
     tool._raw_schema = schema
     server.add_tool(tool)
 
@@ -251,26 +318,28 @@ _json_schema_2020_12_tool()
 # ---------------------------------------------------------------------------------------------- resources
 
 
-@server.resource("test://static-text", name="static-text", description="A static text resource",
-                 mime_type="text/plain")
+@server.resource("test://static-text", name="static-text", description="A static text resource", mime_type="text/plain")
 def static_text() -> str:
     return "This is the content of the static text resource."
 
 
-@server.resource("test://static-binary", name="static-binary", description="A static binary resource (PNG)",
-                 mime_type="image/png")
+@server.resource(
+    "test://static-binary", name="static-binary", description="A static binary resource (PNG)", mime_type="image/png"
+)
 def static_binary() -> bytes:
     return base64.b64decode(PNG)
 
 
-@server.resource("test://watched-resource", name="watched-resource", description="A resource to subscribe to",
-                 mime_type="text/plain")
+@server.resource(
+    "test://watched-resource", name="watched-resource", description="A resource to subscribe to", mime_type="text/plain"
+)
 def watched_resource() -> str:
     return "Watched resource content."
 
 
-@server.resource("test://template/{id}/data", name="template-data", description="Data for an id",
-                 mime_type="application/json")
+@server.resource(
+    "test://template/{id}/data", name="template-data", description="Data for an id", mime_type="application/json"
+)
 def template_data(id: str) -> ResourceResult:
     body = json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"}, separators=(",", ":"))
     return ResourceResult(contents=[ResourceContent(content=body, mime_type="application/json")])
@@ -279,8 +348,11 @@ def template_data(id: str) -> ResourceResult:
 @server.tool(description="Announces that test://watched-resource changed (to its subscribers)")
 async def touch_watched_resource(ctx: Context) -> str:
     if "test://watched-resource" in SUBSCRIPTIONS:
-        await ctx.send_notification(mcp_types.ResourceUpdatedNotification(
-            params=mcp_types.ResourceUpdatedNotificationParams(uri="test://watched-resource")))
+        await ctx.send_notification(
+            mcp_types.ResourceUpdatedNotification(
+                params=mcp_types.ResourceUpdatedNotificationParams(uri="test://watched-resource")
+            )
+        )
         return "notified"
     return "no subscribers"
 
@@ -314,8 +386,12 @@ def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
 
 @server.prompt(description="A prompt that embeds a resource")
 def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
-    resource = mcp_types.EmbeddedResource(type="resource", resource=mcp_types.TextResourceContents(
-        uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."))
+    resource = mcp_types.EmbeddedResource(
+        type="resource",
+        resource=mcp_types.TextResourceContents(
+            uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."
+        ),
+    )
     return [Message(resource, role="user"), Message("Please process the embedded resource above.", role="user")]
 
 
@@ -350,8 +426,11 @@ def _refuse_discover_on_stdin() -> None:
                 except ValueError:
                     message = None
                 if isinstance(message, dict) and message.get("method") == "server/discover":
-                    error = {"jsonrpc": "2.0", "id": message.get("id"),
-                             "error": {"code": -32601, "message": "Method not found"}}
+                    error = {
+                        "jsonrpc": "2.0",
+                        "id": message.get("id"),
+                        "error": {"code": -32601, "message": "Method not found"},
+                    }
                     os.write(1, json.dumps(error).encode() + b"\n")
                     continue
                 forward.write(line)
@@ -363,9 +442,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
     parser.add_argument("--name", default=None, help="unused; names the process in ps output")
-    parser.add_argument("--legacy", action="store_true",
-                        help="speak only the handshake era (no server/discover): sampling and elicitation are "
-                             "server-to-client requests instead of input_required rounds")
+    parser.add_argument(
+        "--legacy",
+        action="store_true",
+        help="speak only the handshake era (no server/discover): sampling and elicitation are "
+        "server-to-client requests instead of input_required rounds",
+    )
     args = parser.parse_args()
     if args.legacy:
         server._mcp_server._request_handlers.pop("server/discover", None)

@@ -31,9 +31,17 @@ def main() -> None:
             continue
         request_id, method, params = message["id"], message["method"], message.get("params") or {}
         if method == "initialize":
-            send({"jsonrpc": "2.0", "id": request_id, "result": {
-                "protocolVersion": params.get("protocolVersion", "2025-06-18"),
-                "capabilities": {"tools": {}}, "serverInfo": {"name": "garbage", "version": "0"}}})
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "result": {
+                        "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "garbage", "version": "0"},
+                    },
+                }
+            )
         elif method == "tools/list":
             send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": TOOLS}})
         elif method == "ping":
@@ -48,8 +56,13 @@ def main() -> None:
                 sys.stdout.write("}}} this is not JSON {{{\n")
                 sys.stdout.flush()
             else:
-                send({"jsonrpc": "2.0", "id": request_id,
-                      "result": {"content": [{"type": "text", "text": "fine"}], "isError": False}})
+                send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": request_id,
+                        "result": {"content": [{"type": "text", "text": "fine"}], "isError": False},
+                    }
+                )
         else:
             send({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": f"no {method}"}})
 

@@ -66,8 +66,12 @@ pytestmark = pytest.mark.skipif(isinstance(TOOLS, str), reason=TOOLS if isinstan
 
 
 def _stdio_fixture(*args: str) -> dict[str, Any]:
-    return {"command": "python", "args": ["-m", "tests.backends.conformance", *args], "namespace": "",
-            "env": {"PYTHONPATH": str(ROOT)}}
+    return {
+        "command": "python",
+        "args": ["-m", "tests.backends.conformance", *args],
+        "namespace": "",
+        "env": {"PYTHONPATH": str(ROOT)},
+    }
 
 
 @pytest.fixture(scope="module", params=["stdio", "stdio-handshake", "http"])
@@ -91,9 +95,21 @@ def test_conformance_suite(gateway: GatewayProcess, tmp_path: Path) -> None:
     assert not isinstance(TOOLS, str)
     env, conformance, _ = TOOLS
     run = subprocess.run(
-        [conformance, "server", "--url", gateway.base + "/mcp", "--expected-failures", str(EXPECTED_FAILURES),
-         "-o", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+        [
+            conformance,
+            "server",
+            "--url",
+            gateway.base + "/mcp",
+            "--expected-failures",
+            str(EXPECTED_FAILURES),
+            "-o",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
     )
     summary = run.stdout[run.stdout.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in run.stdout else run.stdout
     assert run.returncode == 0, f"conformance failed (exit {run.returncode}):\n{summary[-6000:]}\n{run.stderr[-2000:]}"
@@ -105,8 +121,13 @@ def test_conformance_suite(gateway: GatewayProcess, tmp_path: Path) -> None:
 def _inspector(gateway: GatewayProcess, *args: str) -> Any:
     assert not isinstance(TOOLS, str)
     env, _, inspector = TOOLS
-    run = subprocess.run([inspector, "--cli", gateway.base + "/mcp", "--transport", "http", *args],
-                         capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [inspector, "--cli", gateway.base + "/mcp", "--transport", "http", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     return json.loads(run.stdout)
 
@@ -119,8 +140,16 @@ def test_inspector_cli(gateway: GatewayProcess) -> None:
     assert not result.get("isError")
     error = _inspector(gateway, "--method", "tools/call", "--tool-name", "test_error_handling")
     assert error["isError"] is True
-    prompt = _inspector(gateway, "--method", "prompts/get", "--prompt-name", "test_prompt_with_arguments",
-                        "--prompt-args", "arg1=a", "arg2=b")
+    prompt = _inspector(
+        gateway,
+        "--method",
+        "prompts/get",
+        "--prompt-name",
+        "test_prompt_with_arguments",
+        "--prompt-args",
+        "arg1=a",
+        "arg2=b",
+    )
     assert prompt["messages"][0]["content"]["text"] == "Prompt with arguments: arg1='a', arg2='b'"
     templates = _inspector(gateway, "--method", "resources/templates/list")["resourceTemplates"]
     assert [t["uriTemplate"] for t in templates] == ["test://template/{id}/data"]

@@ -122,8 +122,11 @@ def test_services_and_selectors_agree() -> None:
     for (kind, name), doc in BY_KIND.items():
         if kind == "Service":
             selector = doc["spec"]["selector"]
-            targets = [d for (k, _), d in BY_KIND.items() if k == "Deployment"
-                       and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+            targets = [
+                d
+                for (k, _), d in BY_KIND.items()
+                if k == "Deployment" and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            ]
             assert len(targets) == 1, name
             ports = {p["name"] for c in targets[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
             assert all(port["targetPort"] in ports for port in doc["spec"]["ports"]), name
@@ -133,7 +136,8 @@ def test_services_and_selectors_agree() -> None:
     pod = BY_KIND[("Deployment", "mcp-gateway")]["spec"]["template"]["spec"]
     referenced = {ref["secretRef"]["name"] for ref in pod["containers"][0]["envFrom"]}
     referenced |= {
-        item["valueFrom"]["secretKeyRef"]["name"] for item in pod["containers"][0]["env"]
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for item in pod["containers"][0]["env"]
         if "secretKeyRef" in item.get("valueFrom", {})
     }
     assert referenced <= secrets
@@ -178,7 +182,7 @@ def test_dockerfile_structure() -> None:
     assert len(stages) >= 2, "multi-stage: build tools stay out of the runtime image"
     assert "AS runtime" in stages[-1]["value"]
     assert parser.baseimage == "python:3.11-slim"  # the final stage's base, ARG resolved
-    final = instructions[instructions.index(stages[-1]):]
+    final = instructions[instructions.index(stages[-1]) :]
     kinds = [i["instruction"] for i in final]
     users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users and not users[-1].startswith(("root", "0")), "runs as non-root"

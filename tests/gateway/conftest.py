@@ -38,8 +38,9 @@ def client_for(transport: str, gateway: GatewayProcess | None, config: Path, **k
     """A real MCP client speaking `transport` to the gateway."""
     if transport == "stdio":
         return Client(
-            StdioTransport(sys.executable, ["-m", "gateway", "serve", "--config", str(config)],
-                           env=child_env(), cwd=str(ROOT)),
+            StdioTransport(
+                sys.executable, ["-m", "gateway", "serve", "--config", str(config)], env=child_env(), cwd=str(ROOT)
+            ),
             **kwargs,  # type: ignore[arg-type]
         )
     assert gateway is not None

@@ -166,13 +166,23 @@ def test_stdio_bad_lines_get_errors_and_the_session_goes_on(gateway_config: Path
 
 
 def test_stdio_works_with_files_as_stdin_and_stdout(gateway_config: Path, tmp_path: Path) -> None:
-    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-               "params": {"name": "local_echo", "arguments": {"text": "from a file"}, "_meta": ENVELOPE}}
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "local_echo", "arguments": {"text": "from a file"}, "_meta": ENVELOPE},
+    }
     (tmp_path / "in.jsonl").write_text(json.dumps(request) + "\n")
     with (tmp_path / "in.jsonl").open("rb") as stdin, (tmp_path / "out.jsonl").open("wb") as stdout:
         subprocess.run(
             [sys.executable, "-m", "gateway", "serve", "--config", str(gateway_config)],
-            stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL, cwd=ROOT, env=child_env(), timeout=60, check=True,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=child_env(),
+            timeout=60,
+            check=True,
         )
     answer = json.loads((tmp_path / "out.jsonl").read_text())
     assert answer["result"]["content"][0]["text"] == "from a file"

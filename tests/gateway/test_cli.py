@@ -15,16 +15,20 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = child_env()
     for name in ("SLACK_BOT_TOKEN", "SLACK_USER_TOKEN"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_config(tmp_path_factory.mktemp("cli"), {
-        "local": stdio_echo_server(),
-        "slack": {"command": "python", "args": ["-m", "servers.slack"], "inProcess": True},
-    })
+    return write_config(
+        tmp_path_factory.mktemp("cli"),
+        {
+            "local": stdio_echo_server(),
+            "slack": {"command": "python", "args": ["-m", "servers.slack"], "inProcess": True},
+        },
+    )
 
 
 def test_check_prints_a_table_and_exits_0_when_all_are_up(config: Path) -> None:

@@ -30,7 +30,11 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
     health = fragile_gateway.health()
     assert health["status"] == "ok"
     assert health["backends"]["local"] == {
-        "state": "up", "transport": "stdio", "tools": 6, "last_error": None, "restarts": 0,
+        "state": "up",
+        "transport": "stdio",
+        "tools": 6,
+        "last_error": None,
+        "restarts": 0,
     }
     remote_failures: list[str] = []
     remote_calls = 0
@@ -68,9 +72,7 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
             assert down["status"] == "degraded"
             async with httpx.AsyncClient() as http:  # the remote backend still serves
                 assert (await http.get(fragile_gateway.base + "/ready")).status_code == 200
-            await anyio.to_thread.run_sync(
-                fragile_gateway.wait_for, lambda h: h["backends"]["local"]["state"] == "up"
-            )
+            await anyio.to_thread.run_sync(fragile_gateway.wait_for, lambda h: h["backends"]["local"]["state"] == "up")
             after = await client.call_tool("local_whoami", {})
             stop_remote.set()
 
@@ -84,10 +86,13 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
 
 
 def test_gateway_starts_with_a_backend_that_cannot(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {
-        "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(7)"]},
-        "local": stdio_echo_server(),
-    })
+    config = write_config(
+        tmp_path,
+        {
+            "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(7)"]},
+            "local": stdio_echo_server(),
+        },
+    )
     process = GatewayProcess(config)
     try:
         health = process.wait_for(lambda h: h["backends"]["broken"]["state"] != "starting")
@@ -101,18 +106,34 @@ def test_gateway_starts_with_a_backend_that_cannot(tmp_path: Path) -> None:
 
 
 def test_not_ready_when_no_backend_is_up(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {
-        "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(7)"]},
-    })
+    config = write_config(
+        tmp_path,
+        {
+            "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(7)"]},
+        },
+    )
     process = GatewayProcess.__new__(GatewayProcess)
     from tests.helpers import procs
 
     process.port = procs.free_port()
     process.base = f"http://127.0.0.1:{process.port}"
     process.proc = procs.subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http",
-         "--port", str(process.port)],
-        cwd=procs.ROOT, env=procs.child_env(), stdout=procs.subprocess.DEVNULL, stderr=procs.subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--transport",
+            "http",
+            "--port",
+            str(process.port),
+        ],
+        cwd=procs.ROOT,
+        env=procs.child_env(),
+        stdout=procs.subprocess.DEVNULL,
+        stderr=procs.subprocess.PIPE,
     )
     try:
         procs.wait_http(process.base + "/health", process.proc)

@@ -68,8 +68,15 @@ class Recorder:
         self.logs.append(message.data)
 
     def client(self, transport: str, gateway: GatewayProcess, config: Path) -> Client:
-        return client_for(transport, gateway, config, mode="legacy", sampling_handler=self.sampling,
-                          elicitation_handler=self.elicitation, log_handler=self.log)
+        return client_for(
+            transport,
+            gateway,
+            config,
+            mode="legacy",
+            sampling_handler=self.sampling,
+            elicitation_handler=self.elicitation,
+            log_handler=self.log,
+        )
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
@@ -137,7 +144,8 @@ async def test_templates_completion_and_subscriptions(
         assert completion.values == ["paris", "park", "party"]
         completion = await client.complete(
             mcp_types.ResourceTemplateReference(type="ref/resource", uri="test://template/{id}/data"),
-            {"name": "id", "value": "4"})
+            {"name": "id", "value": "4"},
+        )
         assert completion.values == ["456"]
 
         session = client.session
@@ -161,8 +169,7 @@ def test_dns_rebinding_is_refused(relay_gateway: GatewayProcess) -> None:
     for path in ("/mcp", "/sse"):
         response = httpx.post(relay_gateway.base + path, json=body, headers={**headers, "host": "evil.example"})
         assert response.status_code == 421, path
-    response = httpx.post(relay_gateway.base + "/mcp", json=body,
-                          headers={**headers, "origin": "http://evil.example"})
+    response = httpx.post(relay_gateway.base + "/mcp", json=body, headers={**headers, "origin": "http://evil.example"})
     assert response.status_code == 403
     assert httpx.get(relay_gateway.base + "/health", headers={"host": "evil.example"}).status_code == 200
 

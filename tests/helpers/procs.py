@@ -61,7 +61,10 @@ def module_over_http(module: str, *args: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", module, "--http", str(port), *args],
-        cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -99,9 +102,23 @@ class GatewayProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http",
-             "--port", str(self.port), *args],
-            cwd=ROOT, env=child_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(config),
+                "--transport",
+                "http",
+                "--port",
+                str(self.port),
+                *args,
+            ],
+            cwd=ROOT,
+            env=child_env(**env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         self._stderr = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)

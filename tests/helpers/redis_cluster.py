@@ -44,25 +44,53 @@ class RedisCluster:
         return None
 
     def cli(self, port: int, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                              timeout=30, check=True).stdout
+        return subprocess.run(
+            ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
 
     def start(self) -> None:
         for port in self.ports:
             directory = self.workdir / f"node-{port}"
             directory.mkdir(parents=True, exist_ok=True)
-            self.procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(directory / f"nodes-{port}.conf"), "--save", "",
-                 "--appendonly", "no", "--dir", str(directory)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(directory / f"nodes-{port}.conf"),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(directory),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for port in self.ports:
             self._wait(lambda p=port: "PONG" in self.cli(p, "ping"))
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60, check=True,
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         for port in self.ports:
             self._wait(lambda p=port: "cluster_state:ok" in self.cli(p, "cluster", "info"))

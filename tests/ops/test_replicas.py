@@ -44,11 +44,20 @@ class RoundRobin:
         self.served_by: list[str] = []
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": name, "arguments": arguments or {}, "_meta": ENVELOPE}}
-        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-                   "MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": name,
-                   "Authorization": f"Bearer {self.token}"}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments or {}, "_meta": ENVELOPE},
+        }
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "MCP-Protocol-Version": MODERN,
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": name,
+            "Authorization": f"Bearer {self.token}",
+        }
         while self.bases:
             base = self.bases[self.turn % len(self.bases)]
             self.turn += 1
@@ -101,13 +110,18 @@ def replicas(
             server.start()
             url = server.url
         backend = stack.enter_context(faulty_http())
-        config = write_config(directory, {"faulty": {"url": backend}, "local": stdio_echo_server()}, {
-            "redis_url": url,
-            "auth": {"clients": CLIENTS},
-            "retry": {"attempts": 1},
-            "breaker": {"fail_max": 2, "reset_timeout": 1.5},
-            "servers": {"faulty": {"tools": {"stats": {"cache": False}, "set_mode": {"invalidates": False}}}},
-        })
+        config = write_config(
+            directory,
+            {"faulty": {"url": backend}, "local": stdio_echo_server()},
+            {
+                "redis_url": url,
+                "redis": {"timeout": 5},  # a loaded machine must not turn a slow reply into a counted Redis error
+                "auth": {"clients": CLIENTS},
+                "retry": {"attempts": 1},
+                "breaker": {"fail_max": 2, "reset_timeout": 1.5},
+                "servers": {"faulty": {"tools": {"stats": {"cache": False}, "set_mode": {"invalidates": False}}}},
+            },
+        )
         gateways: list[GatewayProcess] = []
         for _ in range(3):
             gateway = GatewayProcess(config)
@@ -175,21 +189,29 @@ async def test_breaker_opened_through_one_is_open_on_all(replicas: list[GatewayP
 
 
 def ai_memory_server(data_dir: Path, redis_url: str) -> dict[str, Any]:
-    return {"command": "python", "args": ["-m", "servers.ai_memory"], "env": {
-        "PYTHONPATH": str(ROOT), "MCP_GATEWAY_DATA_DIR": str(data_dir), "REDIS_URL": redis_url,
-        "AI_MEMORY_EMBEDDER": "hash",
-    }}
+    return {
+        "command": "python",
+        "args": ["-m", "servers.ai_memory"],
+        "env": {
+            "PYTHONPATH": str(ROOT),
+            "MCP_GATEWAY_DATA_DIR": str(data_dir),
+            "REDIS_URL": redis_url,
+            "AI_MEMORY_EMBEDDER": "hash",
+        },
+        "clientScopedArguments": {"namespace": {"lookup": {"tool": "get_memory", "record": "memory"}}},
+    }
 
 
-async def test_replica_killed_mid_load_loses_no_acknowledged_write(
-    tmp_path: Path, redis_server: RedisProcess
-) -> None:
+async def test_replica_killed_mid_load_loses_no_acknowledged_write(tmp_path: Path, redis_server: RedisProcess) -> None:
     """Each replica runs its own ai_memory child; all three share one embedded sqlite store (WAL, busy timeout:
     several processes on one host may write it) and Redis. Replica 2 is SIGKILLed while writes flow; every
     write a replica acknowledged is then readable through every surviving replica."""
     data = tmp_path / "data"
-    config = write_config(tmp_path, {"ai_memory": ai_memory_server(data, redis_server.url)},
-                          {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}})
+    config = write_config(
+        tmp_path,
+        {"ai_memory": ai_memory_server(data, redis_server.url)},
+        {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}},
+    )
     with ExitStack() as stack:
         gateways = []
         for _ in range(3):

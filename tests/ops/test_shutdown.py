@@ -42,7 +42,9 @@ def _wait_gone(pid: int, timeout: float = 10) -> bool:
 
 async def test_sigterm_drains_http_replica(tmp_path: Path) -> None:
     config = write_config(
-        tmp_path, {"local": stdio_echo_server()}, gateway={"drain_seconds": 1.0, "shutdown_timeout": 20},
+        tmp_path,
+        {"local": stdio_echo_server()},
+        gateway={"drain_seconds": 1.0, "shutdown_timeout": 20},
     )
     gateway = GatewayProcess(config, MCP_GATEWAY_LOG_LEVEL="INFO")
     try:
@@ -104,7 +106,10 @@ def test_sigterm_on_idle_replica_exits_quickly(tmp_path: Path) -> None:
 async def test_sigterm_on_stdio_gateway_finishes_the_call_and_exits_0(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"local": stdio_echo_server()})
     transport = StdioTransport(
-        sys.executable, ["-m", "gateway", "serve", "--config", str(config)], env=child_env(), cwd=str(ROOT),
+        sys.executable,
+        ["-m", "gateway", "serve", "--config", str(config)],
+        env=child_env(),
+        cwd=str(ROOT),
         keep_alive=False,
     )
     async with Client(transport) as client:
@@ -134,11 +139,17 @@ def _gateway_pid(backend_pid: int) -> int:
 def _exit_code_of_stdio_gateway(config: Path) -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-        cwd=ROOT, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdin is not None and proc.stdout is not None
     initialize = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
     }
     proc.stdin.write((json.dumps(initialize) + "\n").encode())

@@ -1,6 +1,7 @@
 """Check a request our client sent against the vendor's own API spec in `../shared/specs/`.
 
-The specs sit beside the repository (CI clones `shared/` next to it). If they are missing, the
+The specs sit beside the repository (CI clones `shared/` next to it), or where `VENDOR_SPECS_DIR`
+says. If they are missing, the
 check warns and returns instead of failing the test, so the other assertions still run.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import warnings
 from functools import cache
@@ -18,7 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import jsonschema
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+# `VENDOR_SPECS_DIR` points elsewhere when `shared/` is not beside the checkout (e.g. a worktree).
+SPECS = Path(os.environ.get("VENDOR_SPECS_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "specs")
 
 
 @cache

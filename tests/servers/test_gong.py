@@ -90,9 +90,7 @@ async def test_list_calls(gong: respx.MockRouter, mcp: Client) -> None:
     route = gong.get("/v2/calls").respond(
         200, json={"requestId": "r1", "records": records(2, 0, "c2"), "calls": [meta("1")]}
     )
-    out = await ok(
-        mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "workspace_id": "623457276584334"}
-    )
+    out = await ok(mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "workspace_id": "623457276584334"})
     request = sent(route)
     check_request(SPEC, request)
     assert request.url.params["fromDateTime"] == "2026-01-01T00:00:00+00:00"
@@ -107,9 +105,7 @@ async def test_list_calls(gong: respx.MockRouter, mcp: Client) -> None:
 async def test_list_calls_two_pages(gong: respx.MockRouter, mcp: Client) -> None:
     route = gong.get("/v2/calls").mock(
         side_effect=[
-            httpx.Response(
-                200, json={"requestId": "r1", "records": records(2, 0, "c2"), "calls": [meta("1")]}
-            ),
+            httpx.Response(200, json={"requestId": "r1", "records": records(2, 0, "c2"), "calls": [meta("1")]}),
             httpx.Response(200, json={"requestId": "r2", "records": records(2, 1), "calls": [meta("2")]}),
         ]
     )
@@ -132,6 +128,67 @@ async def test_list_calls_limit_and_empty_range(gong: respx.MockRouter, mcp: Cli
     )
     empty = await ok(mcp, "list_calls", {"from_date_time": "2025-01-01T00:00:00Z", "to_date_time": FROM})
     assert empty["calls"] == [] and empty["next_cursor"] is None
+
+
+async def test_list_calls_limit_inside_a_page_resumes_after_the_last_record(
+    gong: respx.MockRouter, mcp: Client
+) -> None:
+    """`limit` cuts a 3-record page after 2: the cursor must lead to record 3, then on to page 2."""
+    first = {"requestId": "r1", "records": records(4, 0, "c2"), "calls": [meta("1"), meta("2"), meta("3")]}
+    second = {"requestId": "r2", "records": records(4, 1), "calls": [meta("4")]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=second if request.url.params.get("cursor") == "c2" else first)
+
+    route = gong.get("/v2/calls").mock(side_effect=answer)
+    args = {"from_date_time": FROM, "to_date_time": TO, "limit": 2}
+    seen: list[str] = []
+    out = await ok(mcp, "list_calls", args)
+    while True:
+        seen += [c["id"] for c in out["calls"]]
+        if not out["next_cursor"]:
+            break
+        assert len(seen) < 10, seen
+        out = await ok(mcp, "list_calls", {**args, "cursor": out["next_cursor"]})
+    assert seen == ["1", "2", "3", "4"]
+    for call in route.calls:
+        check_request(SPEC, call.request)
+
+
+async def test_list_calls_limit_on_a_page_boundary_passes_the_vendor_cursor(
+    gong: respx.MockRouter, mcp: Client
+) -> None:
+    gong.get("/v2/calls").respond(
+        200, json={"requestId": "r1", "records": records(3, 0, "c2"), "calls": [meta("1"), meta("2")]}
+    )
+    out = await ok(mcp, "list_calls", {"from_date_time": FROM, "to_date_time": TO, "limit": 2})
+    assert [c["id"] for c in out["calls"]] == ["1", "2"] and out["next_cursor"] == "c2"
+
+
+async def test_list_users_limit_inside_a_page_does_not_skip(gong: respx.MockRouter, mcp: Client) -> None:
+    def user(uid: str, active: bool = True) -> dict:
+        return {"id": uid, "emailAddress": f"{uid}@us.example", "active": active}
+
+    page1 = {
+        "requestId": "r",
+        "records": records(5, 0, "u2"),
+        "users": [user("1"), user("2", False), user("3"), user("4")],
+    }
+    page2 = {"requestId": "r", "records": records(5, 1), "users": [user("5")]}
+    gong.get("/v2/users").mock(
+        side_effect=lambda request: httpx.Response(
+            200, json=page2 if request.url.params.get("cursor") == "u2" else page1
+        )
+    )
+    seen: list[str] = []
+    out = await ok(mcp, "list_users", {"limit": 1})
+    while True:
+        seen += [u["id"] for u in out["users"]]
+        if not out["next_cursor"]:
+            break
+        assert len(seen) < 10, seen
+        out = await ok(mcp, "list_users", {"limit": 1, "cursor": out["next_cursor"]})
+    assert seen == ["1", "3", "4", "5"]
 
 
 async def test_get_call_and_not_found(gong: respx.MockRouter, mcp: Client) -> None:
@@ -227,9 +284,7 @@ async def test_search_calls_two_pages_and_needs_a_filter(gong: respx.MockRouter,
                 200,
                 json={"requestId": "r", "records": records(2, 0, "n1"), "calls": [{"metaData": meta("1")}]},
             ),
-            httpx.Response(
-                200, json={"requestId": "r", "records": records(2, 1), "calls": [{"metaData": meta("2")}]}
-            ),
+            httpx.Response(200, json={"requestId": "r", "records": records(2, 1), "calls": [{"metaData": meta("2")}]}),
         ]
     )
     out = await ok(mcp, "search_calls", {"call_ids": ["1", "2"], "max_pages": 2})
@@ -282,6 +337,76 @@ async def test_get_call_transcripts(gong: respx.MockRouter, mcp: Client) -> None
     assert turns[1]["text"] == "Thanks!"
 
 
+def transcript(call_id: str, *turns: tuple[str, str]) -> dict:
+    """A `callTranscripts[]` entry: one monologue per (speaker, text), one sentence each."""
+    return {
+        "callId": call_id,
+        "transcript": [
+            {"speakerId": who, "topic": None, "sentences": [{"start": i * 1000, "end": i * 1000 + 900, "text": text}]}
+            for i, (who, text) in enumerate(turns)
+        ],
+    }
+
+
+async def test_get_call_transcripts_capped_by_max_chars_with_a_cursor(gong: respx.MockRouter, mcp: Client) -> None:
+    words = ["alpha " * 40, "bravo " * 40, "charlie " * 40]  # 240, 240 and 320 characters
+    pages = {
+        None: {
+            "requestId": "r",
+            "records": records(2, 0, "t2"),
+            "callTranscripts": [transcript("1", ("s1", words[0]), ("s2", words[1]))],
+        },
+        "t2": {"requestId": "r", "records": records(2, 1), "callTranscripts": [transcript("2", ("s1", words[2]))]},
+    }
+    route = gong.post("/v2/calls/transcript").mock(
+        side_effect=lambda request: httpx.Response(200, json=pages[json.loads(request.content).get("cursor")])
+    )
+    args: dict = {"from_date_time": FROM, "to_date_time": TO, "max_chars": 300, "max_pages": 2}
+    texts: list[tuple[str, str]] = []
+    out = await ok(mcp, "get_call_transcripts", args)
+    while True:
+        chars = sum(len(m["text"]) for t in out["transcripts"] for m in t["monologues"])
+        assert chars <= 300
+        texts += [(t["call_id"], m["text"]) for t in out["transcripts"] for m in t["monologues"]]
+        if not out["next_cursor"]:
+            break
+        assert len(texts) < 10
+        out = await ok(mcp, "get_call_transcripts", {**args, "cursor": out["next_cursor"]})
+    assert [t for _, t in texts[:2]] == [words[0].strip(), words[1].strip()]
+    assert [c for c, _ in texts] == ["1", "1", "2", "2"]  # the 320-character turn comes in two pieces
+    assert " ".join(t for c, t in texts if c == "2").split() == words[2].split()
+    for call in route.calls:
+        check_request(SPEC, call.request)
+
+
+async def test_get_call_transcripts_rejects_a_foreign_cursor(gong: respx.MockRouter, mcp: Client) -> None:
+    message = await err(mcp, "get_call_transcripts", {"call_ids": ["1"], "cursor": "resume:!!notbase64"})
+    assert "cursor" in message
+
+
+async def test_search_calls_by_crm_account_and_deal(gong: respx.MockRouter, mcp: Client) -> None:
+    def linked(call_id: str, account: str, deal: str) -> dict:
+        objects = [
+            {"objectType": "Account", "objectId": f"A-{account}", "fields": [{"name": "Name", "value": account}]},
+            {"objectType": "Opportunity", "objectId": f"O-{deal}", "fields": [{"name": "Name", "value": deal}]},
+        ]
+        return {"metaData": meta(call_id), "context": [{"system": "Salesforce", "objects": objects}]}
+
+    calls = [linked("1", "Acme", "Renewal"), linked("2", "Globex", "Pilot"), linked("3", "Acme", "Upsell")]
+    route = gong.post("/v2/calls/extensive").respond(
+        200, json={"requestId": "r", "records": records(3, 0), "calls": calls}
+    )
+    out = await ok(mcp, "search_calls", {"from_date_time": FROM, "to_date_time": TO, "account": "acme"})
+    assert [c["call"]["id"] for c in out["calls"]] == ["1", "3"]
+    sent_body = json.loads(sent(route).content)
+    assert sent_body["contentSelector"]["context"] == "Extended"
+    check_request(SPEC, sent(route))
+    out = await ok(
+        mcp, "search_calls", {"from_date_time": FROM, "to_date_time": TO, "account": "A-Acme", "deal": "Upsell"}
+    )
+    assert [c["call"]["id"] for c in out["calls"]] == ["3"]
+
+
 async def test_list_and_get_users(gong: respx.MockRouter, mcp: Client) -> None:
     user = {
         "id": "234599484848423",
@@ -324,9 +449,7 @@ async def test_429_retry_after_is_honoured(
 ) -> None:
     route = gong.get("/v2/users/1").mock(
         side_effect=[
-            httpx.Response(
-                429, headers={"Retry-After": "1"}, json={"requestId": "r", "errors": ["Too many requests"]}
-            ),
+            httpx.Response(429, headers={"Retry-After": "1"}, json={"requestId": "r", "errors": ["Too many requests"]}),
             httpx.Response(200, json={"requestId": "r", "user": {"id": "1"}}),
         ]
     )
@@ -352,9 +475,7 @@ async def test_5xx_retried_for_reads_even_over_post(gong: respx.MockRouter, mcp:
 async def test_bad_credentials(gong: respx.MockRouter, mcp: Client) -> None:
     gong.get("/v2/users").respond(401, json={"requestId": "r", "errors": ["Invalid credentials"]})
     message = await err(mcp, "list_users")
-    assert (
-        "token rejected" in message and "GONG_ACCESS_KEY" in message and "GONG_ACCESS_KEY_SECRET" in message
-    )
+    assert "token rejected" in message and "GONG_ACCESS_KEY" in message and "GONG_ACCESS_KEY_SECRET" in message
     assert KEY not in message and SECRET not in message
 
 

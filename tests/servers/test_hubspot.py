@@ -38,8 +38,29 @@ TOOLS = {
     "list_associations",
     "list_owners",
     "list_pipelines",
+    "update_company",
+    "create_company",
+    "create_note",
+    "create_task",
+    "list_engagements",
+    "associate_records",
+    "remove_association",
+    "list_properties",
+    "search_objects",
+    "batch_get",
 }
-WRITES = {"create_contact", "update_contact", "create_deal", "update_deal"}
+WRITES = {
+    "create_contact",
+    "update_contact",
+    "create_deal",
+    "update_deal",
+    "update_company",
+    "create_company",
+    "create_note",
+    "create_task",
+    "associate_records",
+    "remove_association",
+}
 
 
 def contact(object_id: str, email: str, **extra: str | None) -> dict:
@@ -144,9 +165,7 @@ async def test_search_contacts(hubspot: respx.MockRouter, mcp: Client) -> None:
 async def test_search_follows_two_pages(hubspot: respx.MockRouter, mcp: Client) -> None:
     route = hubspot.post("/crm/v3/objects/0-3/search").mock(
         side_effect=[
-            httpx.Response(
-                200, json={"total": 2, "results": [deal("1")], "paging": {"next": {"after": "1"}}}
-            ),
+            httpx.Response(200, json={"total": 2, "results": [deal("1")], "paging": {"next": {"after": "1"}}}),
             httpx.Response(200, json={"total": 2, "results": [deal("2")]}),
         ]
     )
@@ -223,9 +242,7 @@ async def test_search_and_get_company(hubspot: respx.MockRouter, mcp: Client) ->
         "updatedAt": "2026-01-01T00:00:00Z",
         "archived": False,
     }
-    search = hubspot.post("/crm/v3/objects/companies/search").respond(
-        200, json={"total": 1, "results": [company]}
-    )
+    search = hubspot.post("/crm/v3/objects/companies/search").respond(200, json={"total": 1, "results": [company]})
     get = hubspot.get("/crm/v3/objects/companies/77").respond(200, json=company)
     found = await ok(mcp, "search_companies", {"query": "acme"})
     got = await ok(mcp, "get_company", {"object_id": "77"})
@@ -283,9 +300,7 @@ async def test_list_associations(hubspot: respx.MockRouter, mcp: Client) -> None
     check_request("hubspot/associations.json", sent(route))
     assert sent(route).url.params["limit"] == "50"
     assert out == {
-        "results": [
-            {"to_object_id": "101", "types": [{"category": "HUBSPOT_DEFINED", "type_id": 3, "label": None}]}
-        ],
+        "results": [{"to_object_id": "101", "types": [{"category": "HUBSPOT_DEFINED", "type_id": 3, "label": None}]}],
         "next_cursor": "MTAx",
     }
 
@@ -420,9 +435,7 @@ async def test_5xx_retried_for_read_not_for_write(hubspot: respx.MockRouter, mcp
     read = hubspot.get("/crm/v3/objects/0-3/9").mock(
         side_effect=[httpx.Response(502), httpx.ConnectError("boom"), httpx.Response(200, json=deal("9"))]
     )
-    write = hubspot.post("/crm/v3/objects/0-3").respond(
-        503, json={"status": "error", "message": "Unavailable"}
-    )
+    write = hubspot.post("/crm/v3/objects/0-3").respond(503, json={"status": "error", "message": "Unavailable"})
     assert (await ok(mcp, "get_deal", {"object_id": "9"}))["id"] == "9"
     assert read.call_count == 3
     message = await err(mcp, "create_deal", {"dealname": "X"})
@@ -510,9 +523,7 @@ async def test_invalid_input_rejected_before_any_request(hubspot: respx.MockRout
     assert "limit" in message and not hubspot.calls
 
 
-async def test_lifespan_closes_http_client(
-    hubspot: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_lifespan_closes_http_client(hubspot: respx.MockRouter, monkeypatch: pytest.MonkeyPatch) -> None:
     closed: list[bool] = []
     original = hubspot_client.HubSpotClient.aclose
 
@@ -537,3 +548,330 @@ def test_sliding_window_limiter_blocks_past_its_rate() -> None:
     assert limiter.delay() == 0
     limiter.defer(30)
     assert 29 < limiter.delay() <= 30
+
+
+def check_as(spec: str, request: httpx.Request, path: str, **relax: frozenset[str]) -> None:
+    """Check a request to an object type the shipped specs lack (notes, tasks) against the same
+    generic CRM object operation of a spec that has it (HubSpot documents one shape for all objects)."""
+    check_request(
+        spec, httpx.Request(request.method, request.url.copy_with(path=path), content=request.content), **relax
+    )
+
+
+def record(object_id: str, **props: str) -> dict:
+    return {
+        "id": object_id,
+        "properties": {"hs_object_id": object_id, **props},
+        "createdAt": "2026-01-02T10:00:00.000Z",
+        "updatedAt": "2026-01-02T10:00:00.000Z",
+        "archived": False,
+    }
+
+
+async def test_create_note_with_associations(hubspot: respx.MockRouter, mcp: Client) -> None:
+    route = hubspot.post("/crm/v3/objects/notes").respond(
+        201, json=record("501", hs_note_body="Acme pushed back on price", hs_timestamp="2026-03-01T10:00:00Z")
+    )
+    out = await ok(
+        mcp,
+        "create_note",
+        {
+            "body": "Acme pushed back on price",
+            "associations": [
+                {"type": "contact", "id": "101"},
+                {"type": "company", "id": "7"},
+                {"type": "deal", "id": "9"},
+            ],
+            "timestamp": "2026-03-01T10:00:00Z",
+        },
+    )
+    request = sent(route)
+    check_as("hubspot/contacts.json", request, "/crm/v3/objects/contacts")
+    assert body(request) == {
+        "properties": {"hs_note_body": "Acme pushed back on price", "hs_timestamp": "2026-03-01T10:00:00Z"},
+        "associations": [
+            {"to": {"id": i}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}]}
+            for i, t in (("101", 202), ("7", 190), ("9", 214))
+        ],
+    }
+    assert out["type"] == "note" and out["id"] == "501" and out["body"] == "Acme pushed back on price"
+    message = await err(mcp, "create_note", {"body": "x", "associations": []})
+    assert "associations" in message and route.call_count == 1
+
+
+async def test_create_task(hubspot: respx.MockRouter, mcp: Client) -> None:
+    route = hubspot.post("/crm/v3/objects/tasks").respond(
+        201, json=record("601", hs_task_subject="Send SSO docs", hs_timestamp="2026-03-05T17:00:00Z")
+    )
+    out = await ok(
+        mcp,
+        "create_task",
+        {
+            "subject": "Send SSO docs",
+            "body": "They asked twice",
+            "due_date": "2026-03-05T17:00:00Z",
+            "owner_id": "55",
+            "priority": "HIGH",
+            "associations": [{"type": "deal", "id": "9"}],
+        },
+    )
+    request = sent(route)
+    check_as("hubspot/contacts.json", request, "/crm/v3/objects/contacts")
+    assert body(request)["properties"] == {
+        "hs_task_subject": "Send SSO docs",
+        "hs_task_body": "They asked twice",
+        "hs_timestamp": "2026-03-05T17:00:00Z",
+        "hubspot_owner_id": "55",
+        "hs_task_priority": "HIGH",
+        "hs_task_status": "NOT_STARTED",
+        "hs_task_type": "TODO",
+    }
+    assert body(request)["associations"][0]["types"][0]["associationTypeId"] == 216
+    assert out["title"] == "Send SSO docs" and out["type"] == "task"
+    assert "priority" in await err(
+        mcp, "create_task", {"subject": "x", "associations": [{"type": "deal", "id": "9"}], "priority": "URGENT"}
+    )
+
+
+async def test_list_engagements_reads_associations_then_batches(hubspot: respx.MockRouter, mcp: Client) -> None:
+    def assoc(*ids: int) -> dict:
+        return {
+            "results": [
+                {"toObjectId": i, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 190, "label": None}]}
+                for i in ids
+            ]
+        }
+
+    notes = hubspot.get("/crm/v4/objects/companies/7/associations/notes").respond(200, json=assoc(501, 502))
+    tasks = hubspot.get("/crm/v4/objects/companies/7/associations/tasks").respond(200, json=assoc(601))
+    read_notes = hubspot.post("/crm/v3/objects/notes/batch/read").respond(
+        200,
+        json={
+            "status": "COMPLETE",
+            "results": [
+                record("501", hs_note_body="Old note", hs_timestamp="2026-01-01T09:00:00Z"),
+                record("502", hs_note_body="New note", hs_timestamp="2026-02-01T09:00:00Z"),
+            ],
+            "startedAt": "2026-03-01T00:00:00Z",
+            "completedAt": "2026-03-01T00:00:01Z",
+        },
+    )
+    read_tasks = hubspot.post("/crm/v3/objects/tasks/batch/read").respond(
+        200,
+        json={
+            "status": "COMPLETE",
+            "results": [record("601", hs_task_subject="Call back", hs_timestamp="2026-01-15T09:00:00Z")],
+            "startedAt": "2026-03-01T00:00:00Z",
+            "completedAt": "2026-03-01T00:00:01Z",
+        },
+    )
+    out = await ok(mcp, "list_engagements", {"object_type": "company", "object_id": "7", "types": ["notes", "tasks"]})
+    assert [(e["type"], e["id"]) for e in out["results"]] == [("note", "502"), ("task", "601"), ("note", "501")]
+    assert out["results"][1]["title"] == "Call back" and out["results"][0]["body"] == "New note"
+    check_request("hubspot/associations.json", sent(notes))
+    check_request("hubspot/associations.json", sent(tasks))
+    sent_read = body(sent(read_notes))
+    assert sent_read["inputs"] == [{"id": "501"}, {"id": "502"}] and "hs_note_body" in sent_read["properties"]
+    check_as("hubspot/companies.json", sent(read_notes), "/crm/v3/objects/companies/batch/read")
+    check_as("hubspot/companies.json", sent(read_tasks), "/crm/v3/objects/companies/batch/read")
+
+
+async def test_create_and_update_company(hubspot: respx.MockRouter, mcp: Client) -> None:
+    create = hubspot.post("/crm/v3/objects/companies").respond(201, json=record("7", name="Acme", domain="acme.com"))
+    update = hubspot.patch("/crm/v3/objects/companies/7").respond(
+        200, json=record("7", name="Acme", industry="SOFTWARE")
+    )
+    created = await ok(
+        mcp,
+        "create_company",
+        {"name": "Acme", "domain": "acme.com", "associations": [{"type": "contact", "id": "101"}]},
+    )
+    updated = await ok(mcp, "update_company", {"object_id": "7", "properties": {"industry": "SOFTWARE"}})
+    check_request("hubspot/companies.json", sent(create))
+    check_request("hubspot/companies.json", sent(update))
+    assert body(sent(create))["properties"] == {"name": "Acme", "domain": "acme.com"}
+    assert body(sent(create))["associations"][0]["types"][0]["associationTypeId"] == 280
+    assert body(sent(update)) == {"properties": {"industry": "SOFTWARE"}}
+    assert created["id"] == "7" and updated["properties"]["industry"] == "SOFTWARE"
+
+
+async def test_associate_and_remove_default_and_labelled(hubspot: respx.MockRouter, mcp: Client) -> None:
+    default = hubspot.put("/crm/v4/objects/contacts/101/associations/default/companies/7").respond(
+        200,
+        json={
+            "status": "COMPLETE",
+            "results": [
+                {
+                    "from": {"id": "101"},
+                    "to": {"id": "7"},
+                    "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279},
+                }
+            ],
+            "startedAt": "2026-03-01T00:00:00Z",
+            "completedAt": "2026-03-01T00:00:01Z",
+        },
+    )
+    labels = hubspot.get("/crm/v4/associations/contacts/deals/labels").respond(
+        200,
+        json={
+            "results": [
+                {"category": "HUBSPOT_DEFINED", "typeId": 4, "label": None},
+                {"category": "USER_DEFINED", "typeId": 36, "label": "Decision maker"},
+            ]
+        },
+    )
+    labelled = hubspot.put("/crm/v4/objects/contacts/101/associations/deals/9").respond(
+        201,
+        json={
+            "fromObjectTypeId": "0-1",
+            "fromObjectId": "101",
+            "toObjectTypeId": "0-3",
+            "toObjectId": "9",
+            "labels": ["Decision maker"],
+        },
+    )
+    archive = hubspot.post("/crm/v4/associations/contacts/deals/batch/labels/archive").respond(204)
+    delete = hubspot.delete("/crm/v4/objects/contacts/101/associations/companies/7").respond(204)
+
+    out = await ok(
+        mcp, "associate_records", {"from_type": "contact", "from_id": "101", "to_type": "company", "to_id": "7"}
+    )
+    assert out["type_ids"] == [279] and out["to_type"] == "companies"
+    check_request("hubspot/associations.json", sent(default))
+    args = {"from_type": "contacts", "from_id": "101", "to_type": "deals", "to_id": "9", "label": "decision maker"}
+    out = await ok(mcp, "associate_records", args)
+    assert body(sent(labelled)) == [{"associationCategory": "USER_DEFINED", "associationTypeId": 36}]
+    check_request("hubspot/associations.json", sent(labelled))
+    assert out["type_ids"] == [36] and labels.call_count == 1
+    await ok(mcp, "remove_association", args)
+    assert body(sent(archive)) == {
+        "inputs": [
+            {
+                "from": {"id": "101"},
+                "to": {"id": "9"},
+                "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 36}],
+            }
+        ]
+    }
+    await ok(mcp, "remove_association", {"from_type": "contact", "from_id": "101", "to_type": "company", "to_id": "7"})
+    check_request("hubspot/associations.json", sent(delete))
+    message = await err(mcp, "associate_records", {**args, "label": "Champion"})
+    assert "no association label 'Champion'" in message and "Decision maker" in message
+
+
+async def test_list_properties(hubspot: respx.MockRouter, mcp: Client) -> None:
+    hubspot.get("/crm/v3/properties/deals").respond(
+        200,
+        json={
+            "results": [
+                {
+                    "name": "dealstage",
+                    "label": "Deal Stage",
+                    "type": "enumeration",
+                    "fieldType": "select",
+                    "groupName": "dealinformation",
+                    "description": "The stage of the deal.",
+                    "options": [
+                        {
+                            "label": "Appointment Scheduled",
+                            "value": "appointmentscheduled",
+                            "displayOrder": 0,
+                            "hidden": False,
+                        },
+                        {"label": "Old", "value": "old", "displayOrder": 1, "hidden": True},
+                    ],
+                    "modificationMetadata": {"readOnlyValue": False, "archivable": True},
+                    "hidden": False,
+                },
+                {"name": "hs_secret", "label": "x", "type": "string", "fieldType": "text", "hidden": True},
+            ]
+        },
+    )
+    out = await ok(mcp, "list_properties", {"object_type": "deal"})
+    assert out == {
+        "results": [
+            {
+                "name": "dealstage",
+                "label": "Deal Stage",
+                "type": "enumeration",
+                "field_type": "select",
+                "group": "dealinformation",
+                "description": "The stage of the deal.",
+                "options": [{"label": "Appointment Scheduled", "value": "appointmentscheduled"}],
+                "read_only": False,
+            }
+        ]
+    }
+
+
+async def test_search_objects_or_of_ands_any_type(hubspot: respx.MockRouter, mcp: Client) -> None:
+    route = hubspot.post("/crm/v3/objects/0-3/search").respond(
+        200, json={"total": 3, "results": [deal("9")], "paging": {"next": {"after": "20"}}}
+    )
+    groups = [
+        {
+            "filters": [
+                {"property": "dealstage", "value": "closedwon"},
+                {"property": "amount", "operator": "GT", "value": "1000"},
+            ]
+        },
+        {"filters": [{"property": "dealname", "operator": "CONTAINS_TOKEN", "value": "acme*"}]},
+    ]
+    out = await ok(
+        mcp,
+        "search_objects",
+        {
+            "object_type": "deals",
+            "filter_groups": groups,
+            "sorts": [{"property": "amount"}],
+            "limit": 10,
+            "after": "10",
+        },
+    )
+    request = sent(route)
+    check_request("hubspot/deals.json", request, **SEARCH_RELAX)
+    sent_body = body(request)
+    assert sent_body["filterGroups"] == [
+        {
+            "filters": [
+                {"propertyName": "dealstage", "operator": "EQ", "value": "closedwon"},
+                {"propertyName": "amount", "operator": "GT", "value": "1000"},
+            ]
+        },
+        {"filters": [{"propertyName": "dealname", "operator": "CONTAINS_TOKEN", "value": "acme*"}]},
+    ]
+    assert sent_body["sorts"] == [{"propertyName": "amount", "direction": "DESCENDING"}]
+    assert sent_body["after"] == "10" and sent_body["limit"] == 10 and "dealname" in sent_body["properties"]
+    assert out["next_cursor"] == "20" and out["total"] == 3 and out["results"][0]["id"] == "9"
+    tickets = hubspot.post("/crm/v3/objects/tickets/search").respond(200, json={"total": 0, "results": []})
+    await ok(mcp, "search_objects", {"object_type": "tickets", "filter_groups": [], "properties": ["subject"]})
+    assert body(sent(tickets)) == {"filterGroups": [], "limit": 20, "properties": ["subject"]}
+    six = [{"filters": [{"property": "a", "value": "1"}]}] * 6
+    assert "filter_groups" in await err(mcp, "search_objects", {"object_type": "deals", "filter_groups": six})
+    many = [{"filters": [{"property": "a", "value": "1"}] * 6}] * 4
+    assert "at most 18 filters" in await err(mcp, "search_objects", {"object_type": "deals", "filter_groups": many})
+    assert route.call_count == 1
+
+
+async def test_batch_get_reports_missing(hubspot: respx.MockRouter, mcp: Client) -> None:
+    route = hubspot.post("/crm/v3/objects/contacts/batch/read").respond(
+        207,
+        json={
+            "status": "COMPLETE",
+            "results": [contact("101", "ada@example.com")],
+            "numErrors": 1,
+            "errors": [
+                {"status": "error", "category": "OBJECT_NOT_FOUND", "message": "not found", "context": {"ids": ["999"]}}
+            ],
+            "startedAt": "2026-03-01T00:00:00Z",
+            "completedAt": "2026-03-01T00:00:01Z",
+        },
+    )
+    out = await ok(
+        mcp, "batch_get", {"object_type": "contacts", "ids": ["101", "999", "101"], "properties": ["hs_lead_status"]}
+    )
+    request = sent(route)
+    check_request("hubspot/contacts.json", request)
+    assert body(request)["inputs"] == [{"id": "101"}, {"id": "999"}]
+    assert "hs_lead_status" in body(request)["properties"] and "email" in body(request)["properties"]
+    assert [r["id"] for r in out["results"]] == ["101"] and out["missing"] == ["999"]

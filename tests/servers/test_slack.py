@@ -36,6 +36,20 @@ def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
         yield api
 
 
+def link(channel: str, ts: str) -> str:
+    return f"https://ghostbusters.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def permalinks(slack: respx.MockRouter) -> respx.Route:
+    """`chat.getPermalink` answering as Slack documents it, for any message."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        channel, ts = request.url.params["channel"], request.url.params["message_ts"]
+        return httpx.Response(200, json={"ok": True, "channel": channel, "permalink": link(channel, ts)})
+
+    return slack.get("/chat.getPermalink").mock(side_effect=answer)
+
+
 @pytest.fixture
 async def mcp() -> AsyncIterator[Client]:
     async with connected(create_server) as client:
@@ -106,6 +120,7 @@ async def test_list_channels_two_pages(slack: respx.MockRouter, mcp: Client) -> 
 
 
 async def test_channel_history(slack: respx.MockRouter, mcp: Client) -> None:
+    links = permalinks(slack)
     route = slack.get("/conversations.history").respond(
         200,
         json={
@@ -131,9 +146,12 @@ async def test_channel_history(slack: respx.MockRouter, mcp: Client) -> None:
     assert out["next_cursor"] == "bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz"
     assert out["messages"][0]["reactions"] == [{"name": "joy", "count": 1}]
     assert out["messages"][0]["reply_count"] == 2
+    assert out["messages"][0]["permalink"] == link("C012AB3CD", "1512085950.000216")
+    check(links.calls[0].request)
 
 
 async def test_thread_replies(slack: respx.MockRouter, mcp: Client) -> None:
+    permalinks(slack)
     route = slack.get("/conversations.replies").respond(
         200,
         json={
@@ -150,6 +168,111 @@ async def test_thread_replies(slack: respx.MockRouter, mcp: Client) -> None:
     check(route.calls[0].request)
     assert route.calls[0].request.url.params["ts"] == "1482960137.003543"
     assert [m["text"] for m in out["messages"]] == ["parent", "reply"] and out["next_cursor"] is None
+    assert [m["permalink"] for m in out["messages"]] == [
+        link("C012AB3CD", "1482960137.003543"),
+        link("C012AB3CD", "1483037603.017503"),
+    ]
+
+
+FILE = {
+    "id": "F0S43PZDF",
+    "created": 1531763342,
+    "timestamp": 1531763342,
+    "name": "tedair.gif",
+    "title": "tedair.gif",
+    "mimetype": "image/gif",
+    "filetype": "gif",
+    "pretty_type": "GIF",
+    "user": "U061F7AUR",
+    "size": 137531,
+    "url_private": "https://files.slack.com/files-pri/T061EG9R6-F0S43PZDF/tedair.gif",
+    "permalink": "https://ghostbusters.slack.com/files/U061F7AUR/F0S43PZDF/tedair.gif",
+}
+
+
+async def test_history_files_and_permalinks_cached(slack: respx.MockRouter, mcp: Client) -> None:
+    links = permalinks(slack)
+    body = {
+        "ok": True,
+        "has_more": False,
+        "messages": [
+            message("1531763342.000300", "see attached", files=[FILE], upload=True),
+            message("1531763340.000100", "plain"),
+        ],
+        "response_metadata": {"next_cursor": ""},
+    }
+    slack.get("/conversations.history").respond(200, json=body)
+    first = await ok(mcp, "get_channel_history", {"channel": "C012AB3CD"})
+    again = await ok(mcp, "get_channel_history", {"channel": "C012AB3CD"})
+    assert first == again and links.call_count == 2  # one getPermalink per message, then cached
+    assert first["messages"][0]["files"] == [
+        {
+            "id": "F0S43PZDF",
+            "name": "tedair.gif",
+            "title": "tedair.gif",
+            "filetype": "gif",
+            "mimetype": "image/gif",
+            "size": 137531,
+            "permalink": "https://ghostbusters.slack.com/files/U061F7AUR/F0S43PZDF/tedair.gif",
+        }
+    ]
+    assert first["messages"][1]["files"] == [] and first["messages"][1]["permalink"]
+
+
+async def test_permalink_failure_leaves_the_message_readable(slack: respx.MockRouter, mcp: Client) -> None:
+    slack.get("/chat.getPermalink").respond(200, json={"ok": False, "error": "message_not_found"})
+    slack.get("/conversations.history").respond(
+        200, json={"ok": True, "messages": [message("1.000001")], "response_metadata": {"next_cursor": ""}}
+    )
+    out = await ok(mcp, "get_channel_history", {"channel": "C1"})
+    assert out["messages"][0]["text"] == "hello" and out["messages"][0]["permalink"] is None
+
+
+@pytest.mark.parametrize(
+    ("channel", "listed", "scope"),
+    [
+        ("D024BE91L", None, "im:history"),
+        ("C0PRIV", {"is_channel": True, "is_private": True}, "groups:history"),
+        ("C0MPIM", {"is_mpim": True, "is_private": True}, "mpim:history"),
+        ("C0PUB", {"is_channel": True, "is_private": False}, "channels:history"),
+        ("C0UNKNOWN", None, "channels:history (groups:history if the channel is private)"),
+    ],
+)
+async def test_missing_scope_hint_fits_the_conversation(
+    slack: respx.MockRouter, mcp: Client, channel: str, listed: dict | None, scope: str
+) -> None:
+    if listed is not None:
+        slack.get("/conversations.list").respond(
+            200, json={"ok": True, "channels": [{"id": channel, **listed}], "response_metadata": {"next_cursor": ""}}
+        )
+        await ok(mcp, "list_channels", {"types": "public_channel,private_channel,mpim,im"})
+    slack.get("/conversations.history").respond(200, json={"ok": False, "error": "missing_scope"})
+    text = await err(mcp, "get_channel_history", {"channel": channel})
+    assert f"scope {scope} needed" in text
+
+
+async def test_commercial_distribution_limits_history(
+    slack: respx.MockRouter, mcp: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_APP_DISTRIBUTION", "commercial")
+    permalinks(slack)
+    route = slack.get("/conversations.history").respond(
+        200,
+        json={"ok": True, "messages": [message("2.000001")], "response_metadata": {"next_cursor": "more"}},
+    )
+    out = await ok(mcp, "get_channel_history", {"channel": "C1", "limit": 200, "max_pages": 5})
+    assert route.call_count == 1 and route.calls[0].request.url.params["limit"] == "15"
+    assert out["next_cursor"] == "more"  # one page per minute: the rest is left to the cursor
+    check(route.calls[0].request)
+    text = await err(mcp, "get_channel_history", {"channel": "C1", "cursor": "more"})
+    assert "1 request per minute" in text and "retry after" in text and route.call_count == 1
+    replies = slack.get("/conversations.replies").respond(
+        200, json={"ok": True, "messages": [message("2.000001")], "response_metadata": {"next_cursor": ""}}
+    )
+    await ok(mcp, "get_thread_replies", {"channel": "C1", "thread_ts": "2.000001"})  # its own minute
+    assert replies.calls[0].request.url.params["limit"] == "15"
+    monkeypatch.setenv("SLACK_APP_DISTRIBUTION", "sideloaded")
+    assert "SLACK_APP_DISTRIBUTION must be one of" in await err(mcp, "get_channel_history", {"channel": "C1"})
 
 
 async def test_post_and_reply(slack: respx.MockRouter, mcp: Client) -> None:
@@ -176,9 +299,7 @@ async def test_post_and_reply(slack: respx.MockRouter, mcp: Client) -> None:
         ]
     )
     posted = await ok(mcp, "post_message", {"channel": "C012AB3CD", "text": "Here's a message for you"})
-    replied = await ok(
-        mcp, "reply_to_thread", {"channel": "C012AB3CD", "thread_ts": posted["ts"], "text": "re"}
-    )
+    replied = await ok(mcp, "reply_to_thread", {"channel": "C012AB3CD", "thread_ts": posted["ts"], "text": "re"})
     first, second = route.calls[0].request, route.calls[1].request
     check(first)
     check(second)
@@ -231,6 +352,7 @@ async def test_search_messages_uses_user_token_and_pages(slack: respx.MockRouter
                         "ts": ts,
                         "text": "pickleball at noon?",
                         "permalink": f"https://x.slack.com/p{ts}",
+                        "files": [FILE],
                         "channel": {"id": "C1", "name": "sports", "is_private": False},
                     }
                 ],
@@ -244,13 +366,11 @@ async def test_search_messages_uses_user_token_and_pages(slack: respx.MockRouter
     first, second = route.calls[0].request, route.calls[1].request
     check(first, USER)
     check(second, USER)
-    assert (
-        first.url.params["count"] == "1"
-        and first.url.params["page"] == "1"
-        and second.url.params["page"] == "2"
-    )
+    assert first.url.params["count"] == "1" and first.url.params["page"] == "1" and second.url.params["page"] == "2"
     assert [m["ts"] for m in out["matches"]] == ["1.1", "2.2"] and out["next_cursor"] is None
     assert out["total"] == 2 and out["matches"][0]["channel_name"] == "sports"
+    assert out["matches"][0]["permalink"] == "https://x.slack.com/p1.1"
+    assert out["matches"][0]["files"][0]["name"] == "tedair.gif" and out["matches"][0]["files"][0]["size"] == 137531
 
 
 async def test_users(slack: respx.MockRouter, mcp: Client) -> None:

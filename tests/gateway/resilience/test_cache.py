@@ -16,8 +16,12 @@ def gateway_for(tmp_path: Path, **cache: object) -> GatewayProcess:
     config = write_config(
         tmp_path,
         {"faulty": faulty_server()},
-        gateway={"cache": {"ttl": 60, **cache}, "breaker": {"fail_max": 50},
-                 "retry": {"attempts": 1}, "servers": {"faulty": {"tools": TOOLS}}},
+        gateway={
+            "cache": {"ttl": 60, **cache},
+            "breaker": {"fail_max": 50},
+            "retry": {"attempts": 1},
+            "servers": {"faulty": {"tools": TOOLS}},
+        },
     )
     return GatewayProcess(config)
 
@@ -106,9 +110,15 @@ async def test_cache_keys_cover_the_callers_identity_unless_shared() -> None:
     from gateway.config.loader import parse_config
     from gateway.routing.hub import Hub
 
-    config = parse_config({"mcpServers": {"faulty": faulty_server()}, "gateway": {
-        "servers": {"faulty": {"tools": {"slow_read": {"shared": True}}}},
-    }}, "mcp.json")
+    config = parse_config(
+        {
+            "mcpServers": {"faulty": faulty_server()},
+            "gateway": {
+                "servers": {"faulty": {"tools": {"slow_read": {"shared": True}}}},
+            },
+        },
+        "mcp.json",
+    )
     hub = Hub(config)
 
     def text(result: dict) -> str:

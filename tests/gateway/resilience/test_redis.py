@@ -17,9 +17,16 @@ TOOLS = {"stats": {"cache": False}, "set_mode": {"invalidates": False}}
 @contextmanager
 def two_replicas(tmp_path: Path, redis_url: str, **gateway: object) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
     with faulty_http() as url:
-        config = write_config(tmp_path, {"faulty": {"url": url}}, gateway={
-            "redis_url": redis_url, "retry": {"attempts": 1}, "servers": {"faulty": {"tools": TOOLS}}, **gateway,
-        })
+        config = write_config(
+            tmp_path,
+            {"faulty": {"url": url}},
+            gateway={
+                "redis_url": redis_url,
+                "retry": {"attempts": 1},
+                "servers": {"faulty": {"tools": TOOLS}},
+                **gateway,
+            },
+        )
         first = GatewayProcess(config)
         try:
             second = GatewayProcess(config)

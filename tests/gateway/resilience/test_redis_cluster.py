@@ -40,11 +40,14 @@ async def test_cache_keys_of_a_server_share_a_slot(cluster: RedisCluster) -> Non
     link = RedisLink(cluster.url, RedisSettings())
     cache = Cache(CacheSettings(), link, ["hubspot", "gong"])
     for server in ("hubspot", "gong"):
-        slots = {cluster.cli(cluster.ports[0], "cluster", "keyslot", key).strip() for key in (
-            cache._gen_key(server),
-            cache._l2_key((server, "search", '{"q":"a"}', "alice")),
-            cache._l2_key((server, "get", '{"id":1}', "*")),
-        )}
+        slots = {
+            cluster.cli(cluster.ports[0], "cluster", "keyslot", key).strip()
+            for key in (
+                cache._gen_key(server),
+                cache._l2_key((server, "search", '{"q":"a"}', "alice")),
+                cache._l2_key((server, "get", '{"id":1}', "*")),
+            )
+        }
         assert len(slots) == 1, slots
     await link.aclose()
 

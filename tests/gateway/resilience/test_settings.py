@@ -13,10 +13,17 @@ SERVERS = {"s": {"command": "x"}, "t": {"command": "y"}}
 
 
 def test_defaults_and_partial_server_overrides() -> None:
-    config = parse_config({"mcpServers": SERVERS, "gateway": {
-        "breaker": {"fail_max": 3},
-        "servers": {"s": {"breaker": {"reset_timeout": 5}, "tools": {"search": {"cache": True, "ttl": 9}}}},
-    }}, "mcp.json", environ={})
+    config = parse_config(
+        {
+            "mcpServers": SERVERS,
+            "gateway": {
+                "breaker": {"fail_max": 3},
+                "servers": {"s": {"breaker": {"reset_timeout": 5}, "tools": {"search": {"cache": True, "ttl": 9}}}},
+            },
+        },
+        "mcp.json",
+        environ={},
+    )
     g = config.gateway
     s = ServerPolicy.build(g.breaker, g.retry, g.bulkhead, g.cache, g.servers.get("s"))
     t = ServerPolicy.build(g.breaker, g.retry, g.bulkhead, g.cache, g.servers.get("t"))

@@ -44,9 +44,7 @@ def test_fastmcp_path_paginated_list_is_filtered_too(secured: GatewayProcess) ->
 
 
 @pytest.mark.parametrize(("transport", "mode"), PATHS)
-async def test_denied_tool_hidden_and_refused_like_unknown(
-    secured: GatewayProcess, transport: str, mode: str
-) -> None:
+async def test_denied_tool_hidden_and_refused_like_unknown(secured: GatewayProcess, transport: str, mode: str) -> None:
     async with client(secured, BOB, transport, mode) as session:
         names = {tool.name for tool in await session.list_tools()}
         assert names == {"local_echo", "leaky_leak"}
@@ -83,9 +81,7 @@ async def _refusal(call) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("transport", "mode"), PATHS)
-async def test_prompts_and_resources_follow_the_allow_lists(
-    secured: GatewayProcess, transport: str, mode: str
-) -> None:
+async def test_prompts_and_resources_follow_the_allow_lists(secured: GatewayProcess, transport: str, mode: str) -> None:
     # alice (deny local_add) sees leaky's prompt, resource and template, and can use them
     async with client(secured, ALICE, transport, mode) as session:
         assert {p.name for p in await session.list_prompts()} == {"leaky_greeting"}

@@ -17,7 +17,11 @@ from tests.helpers.redis_proc import free_port
 def serve(config: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http", *args],
-        cwd=ROOT, env=child_env(ECHO_API_TOKEN="x" * 16), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=child_env(ECHO_API_TOKEN="x" * 16),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -52,8 +56,10 @@ def test_keyless_client_and_bad_hash_exit_2(tmp_path: Path) -> None:
     for auth, expected in [
         ({"clients": {"alice": {}}}, "$.gateway.auth.clients.alice: no token"),
         ({"clients": {"alice": {"token_sha256": "abc"}}}, "$.gateway.auth.clients.alice.token_sha256"),
-        ({"clients": {"a": {"token_sha256": hash_token(ALICE)}, "b": {"token_sha256": hash_token(ALICE)}}},
-         "the same token hash"),
+        (
+            {"clients": {"a": {"token_sha256": hash_token(ALICE)}, "b": {"token_sha256": hash_token(ALICE)}}},
+            "the same token hash",
+        ),
     ]:
         config = write_config(tmp_path, {"local": stdio_echo_server()}, {"auth": auth})
         proc = serve(config)
@@ -62,15 +68,35 @@ def test_keyless_client_and_bad_hash_exit_2(tmp_path: Path) -> None:
 
 
 def test_hash_token_command() -> None:
-    made = subprocess.run([sys.executable, "-m", "gateway", "hash-token"], capture_output=True, text=True,
-                          cwd=ROOT, env=child_env(), timeout=30)
+    made = subprocess.run(
+        [sys.executable, "-m", "gateway", "hash-token"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=30,
+    )
     lines = made.stdout.splitlines()
     token = lines[0].rsplit(" ", 1)[1]
     digest = lines[1].rsplit(" ", 1)[1]
     assert len(token) >= 40 and hash_token(token) == digest
-    hashed = subprocess.run([sys.executable, "-m", "gateway", "hash-token", "--stdin"], input=token + "\n",
-                            capture_output=True, text=True, cwd=ROOT, env=child_env(), timeout=30)
+    hashed = subprocess.run(
+        [sys.executable, "-m", "gateway", "hash-token", "--stdin"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=30,
+    )
     assert hashed.stdout.strip() == digest
-    weak = subprocess.run([sys.executable, "-m", "gateway", "hash-token", "--stdin"], input="hunter2\n",
-                          capture_output=True, text=True, cwd=ROOT, env=child_env(), timeout=30)
+    weak = subprocess.run(
+        [sys.executable, "-m", "gateway", "hash-token", "--stdin"],
+        input="hunter2\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=30,
+    )
     assert weak.returncode == 2

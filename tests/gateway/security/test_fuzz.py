@@ -18,10 +18,21 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-METHODS = st.sampled_from([
-    "tools/call", "tools/list", "initialize", "ping", "resources/list", "resources/read", "prompts/list",
-    "prompts/get", "notifications/initialized", "completion/complete", "logging/setLevel",
-]) | st.text(max_size=16)
+METHODS = st.sampled_from(
+    [
+        "tools/call",
+        "tools/list",
+        "initialize",
+        "ping",
+        "resources/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "notifications/initialized",
+        "completion/complete",
+        "logging/setLevel",
+    ]
+) | st.text(max_size=16)
 TOOLS = st.sampled_from(["local_echo", "local_add", "leaky_leak", "local_nope", "local_crash", ""]) | st.text(
     max_size=10
 )
@@ -70,8 +81,9 @@ def check_jsonrpc(item: Any) -> None:
 @given(body=BODY, headers=HEADERS)
 def test_jsonrpc_endpoint_survives_anything(secured: GatewayProcess, body: str, headers: dict[str, str]) -> None:
     headers = {"Authorization": f"Bearer {BOB}", **headers}
-    response = httpx.post(secured.base + "/mcp", content=body.encode("utf-8", "surrogatepass"), headers=headers,
-                          timeout=30)
+    response = httpx.post(
+        secured.base + "/mcp", content=body.encode("utf-8", "surrogatepass"), headers=headers, timeout=30
+    )
     assert response.status_code < 500, (response.status_code, response.text)
     if not response.content:
         assert response.status_code in (200, 202, 204, 400, 404, 405, 406, 415), response.status_code

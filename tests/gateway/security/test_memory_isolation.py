@@ -1,4 +1,6 @@
-"""Two clients' memories do not mix: the real ai_memory server behind the gateway, namespaces per client."""
+"""Two clients' memories do not mix: the real ai_memory server behind the gateway, its `namespace` argument
+declared client-scoped in config. The server is registered as `notes`: the rule, not a backend name, is
+what scopes it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from tests.gateway.security.conftest import ALICE, BOB, rpc
 from tests.helpers.procs import ROOT, GatewayProcess, write_config
 
 CAROL = "carol-0123456789abcdefghijklmnopqrstuvwxyz"
+SCOPED_NAMESPACE = {"namespace": {"lookup": {"tool": "get_memory", "argument": "id", "record": "memory"}}}
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +24,8 @@ def memory_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
         "command": "python",
         "args": ["-m", "servers.ai_memory"],
         "env": {"MCP_GATEWAY_DATA_DIR": str(directory / "data"), "PYTHONPATH": str(ROOT)},
+        # the rule that keeps clients' memories apart: `namespace` is per client, ids are looked up first
+        "clientScopedArguments": SCOPED_NAMESPACE,
     }
     auth = {
         "clients": {
@@ -30,7 +35,7 @@ def memory_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
         },
         "memory": {"shared_namespaces": ["team-*"]},
     }
-    process = GatewayProcess(write_config(directory, {"ai_memory": memory}, {"auth": auth}))
+    process = GatewayProcess(write_config(directory, {"notes": memory}, {"auth": auth}))
     try:
         yield process
     finally:
@@ -38,7 +43,7 @@ def memory_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
 
 
 def call(gateway: GatewayProcess, token: str, tool: str, **arguments: Any) -> dict[str, Any]:
-    response = rpc(gateway, "tools/call", {"name": f"ai_memory_{tool}", "arguments": arguments}, token=token)
+    response = rpc(gateway, "tools/call", {"name": f"notes_{tool}", "arguments": arguments}, token=token)
     assert response.status_code == 200, response.text
     return response.json()["result"]
 
@@ -74,9 +79,19 @@ def test_two_clients_memories_do_not_mix(memory_gateway: GatewayProcess) -> None
 
 def test_shared_namespaces_and_owners(memory_gateway: GatewayProcess) -> None:
     call(memory_gateway, ALICE, "store_memory", content="the team wiki lives at /wiki", namespace="team-kb")
-    assert contents(call(memory_gateway, BOB, "list_memories", namespace="team-kb")) == [
-        "the team wiki lives at /wiki"
-    ]
+    assert contents(call(memory_gateway, BOB, "list_memories", namespace="team-kb")) == ["the team wiki lives at /wiki"]
     call(memory_gateway, ALICE, "store_memory", content="alice and carol share this", namespace="pair")
     assert contents(call(memory_gateway, CAROL, "list_memories", namespace="pair")) == ["alice and carol share this"]
     assert contents(call(memory_gateway, BOB, "list_memories", namespace="pair")) == []
+
+
+def test_a_tool_over_every_scope_needs_one_named(memory_gateway: GatewayProcess) -> None:
+    """`memory_stats` without a namespace would report on every client's memories: refused; with one, the
+    client's own."""
+    for arguments in ({}, {"namespace": None}):
+        refused = call(memory_gateway, BOB, "memory_stats", **arguments)
+        assert refused["isError"] is True, refused
+        assert refused["content"][0]["text"] == "memory_stats needs a namespace through the gateway"
+    stats = call(memory_gateway, BOB, "memory_stats", namespace="default")
+    assert not stats.get("isError"), stats
+    assert stats["structuredContent"]["namespace"] == "bob/default"

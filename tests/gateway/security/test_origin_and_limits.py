@@ -14,8 +14,17 @@ from tests.helpers.redis_proc import RedisProcess
 RETRY_AFTER = "mcp-gateway/retryAfterSeconds"
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost.evil.example:8080", "null",
-                                    "https://127.0.0.1.nip.io", "file://", "http://[::1"])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://evil.example",
+        "http://localhost.evil.example:8080",
+        "null",
+        "https://127.0.0.1.nip.io",
+        "file://",
+        "http://[::1",
+    ],
+)
 def test_bad_origin_is_403_even_with_a_good_token(secured: GatewayProcess, origin: str) -> None:
     response = rpc(secured, "tools/list", token=ALICE, headers={"Origin": origin})
     assert response.status_code == 403

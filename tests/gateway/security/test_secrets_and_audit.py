@@ -83,12 +83,17 @@ def test_audit_to_a_file_with_redacted_arguments(tmp_path: Path) -> None:
 
 
 def test_check_does_not_print_secrets(tmp_path: Path) -> None:
-    failing = {"command": sys.executable, "args": ["-c", f"import sys; sys.exit('boom {PLANTED}')"],
-               "env": {"ECHO_API_TOKEN": "${ECHO_API_TOKEN}"}}
+    failing = {
+        "command": sys.executable,
+        "args": ["-c", f"import sys; sys.exit('boom {PLANTED}')"],
+        "env": {"ECHO_API_TOKEN": "${ECHO_API_TOKEN}"},
+    }
     config = secured_config(tmp_path, {"clients": clients()}, broken=failing)
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "check", "--config", str(config)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         env=child_env(ECHO_API_TOKEN=PLANTED, MCP_GATEWAY_STARTUP_TIMEOUT="5"),
         timeout=60,
     )

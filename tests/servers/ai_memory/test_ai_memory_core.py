@@ -39,6 +39,8 @@ async def test_tools_have_annotations_and_output_schemas(tmp_path, monkeypatch):
         "delete_memory",
         "delete_namespace",
         "memory_stats",
+        "ingest_source",  # servers/ai_memory/sources (issue 13)
+        "list_sources",
     }
     for name in ("recall_memory", "get_memory", "list_memories", "memory_stats"):
         assert tools[name].annotations.read_only_hint is True, name

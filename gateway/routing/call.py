@@ -1,0 +1,41 @@
+"""One tool call as it travels: built once by `Hub.call_tool` after routing, then handed whole to every
+stage after it (single-flight, L2 cache, breaker, bulkhead, retry) and to the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from gateway.backends.pipe import ProgressCallback
+from gateway.resilience.cache import Key
+from gateway.resilience.policy import ToolPolicy
+from gateway.routing.catalog import Route
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A routed `tools/call` whose arguments passed the tool's input schema."""
+
+    route: Route
+    arguments: dict[str, Any]
+    meta: dict[str, Any] | None  # the backend hop's `_meta`: the client's, less what each hop stamps itself
+    identity: str | None  # the authenticated client, when there is one (cache keys)
+    on_progress: ProgressCallback | None
+    policy: ToolPolicy
+    key: Key | None  # the cache key; None when the tool is not cacheable
+
+    @property
+    def exposed(self) -> str:
+        return self.route.exposed
+
+    @property
+    def server(self) -> str:
+        return self.route.backend.name
+
+
+class Answered(NamedTuple):
+    """A call that ended at routing: an unknown tool, invalid arguments, or a fresh cache hit."""
+
+    result: dict[str, Any]
+    outcome: str
+    server: str | None = None

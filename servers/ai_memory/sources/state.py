@@ -1,0 +1,110 @@
+"""Per namespace, source and scope: the ingestion cursor, item count and last run, in a SQLite file.
+
+The cursor only saves work: items are keyed by `source_id` in memory, so losing this file (or running
+on another replica) makes the next ingest re-read and skip what is already there, never duplicate it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sources (
+    namespace TEXT NOT NULL,
+    source TEXT NOT NULL,
+    scope_key TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    cursor TEXT,
+    items INTEGER NOT NULL DEFAULT 0,
+    last_run REAL,
+    last_result TEXT,
+    PRIMARY KEY (namespace, source, scope_key)
+)
+"""
+
+
+def scope_key(scope: dict[str, Any]) -> str:
+    """The scope as canonical JSON: the same scope always names the same cursor."""
+    return json.dumps(scope, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class SourceState:
+    """Reads and writes the `sources` table of `path` (one short connection per call, off the event loop)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(SCHEMA)
+        return conn
+
+    async def cursor(self, namespace: str, source: str, scope: dict[str, Any]) -> Any:
+        def read() -> Any:
+            with closing(self._connect()) as conn:
+                row = conn.execute(
+                    "SELECT cursor FROM sources WHERE namespace=? AND source=? AND scope_key=?",
+                    (namespace, source, scope_key(scope)),
+                ).fetchone()
+            return json.loads(row[0]) if row and row[0] is not None else None
+
+        return await anyio.to_thread.run_sync(read)
+
+    async def checkpoint(
+        self, namespace: str, source: str, scope: dict[str, Any], cursor: Any, added: int, result: dict[str, Any]
+    ) -> None:
+        """Save the cursor after a batch, add the batch's new items to the count, note the run so far."""
+
+        def write() -> None:
+            with closing(self._connect()) as conn, conn:
+                conn.execute(
+                    """INSERT INTO sources (namespace, source, scope_key, scope, cursor, items, last_run, last_result)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (namespace, source, scope_key) DO UPDATE SET
+                         cursor=excluded.cursor, items=items + excluded.items,
+                         last_run=excluded.last_run, last_result=excluded.last_result""",
+                    (
+                        namespace,
+                        source,
+                        scope_key(scope),
+                        scope_key(scope),
+                        json.dumps(cursor),
+                        added,
+                        time.time(),
+                        json.dumps(result),
+                    ),
+                )
+
+        await anyio.to_thread.run_sync(write)
+
+    async def listing(self, namespace: str | None) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            query = "SELECT namespace, source, scope, cursor, items, last_run, last_result FROM sources"
+            args: tuple[Any, ...] = ()
+            if namespace is not None:
+                query, args = query + " WHERE namespace=?", (namespace,)
+            with closing(self._connect()) as conn:
+                rows = conn.execute(query + " ORDER BY namespace, source, scope_key", args).fetchall()
+            return [
+                {
+                    "namespace": ns,
+                    "source": source,
+                    "scope": json.loads(scope),
+                    "cursor": json.loads(cursor) if cursor is not None else None,
+                    "items": items,
+                    "last_run": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_run)) if last_run else None,
+                    "last_result": json.loads(last_result) if last_result else None,
+                }
+                for ns, source, scope, cursor, items, last_run, last_result in rows
+            ]
+
+        return await anyio.to_thread.run_sync(read)
