@@ -4,6 +4,7 @@ framework-internal `_meta` reaches clients."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,10 @@ def test_tokens_and_arg_secrets_are_redacted_and_no_fastmcp_meta(tmp_path: Path)
         )
         result = response.json()["result"]
         assert "fastmcp" not in result.get("_meta", {}), result
+        deadline = time.monotonic() + 30
+        while not any(line["tool"] == "local_echo" for line in audit_lines(gateway.stderr)):
+            assert time.monotonic() < deadline, "no audit line"
+            time.sleep(0.05)
     finally:
         log = gateway.stop()
     assert "started with" in log  # the backend did print its args
