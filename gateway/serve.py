@@ -147,17 +147,11 @@ async def serve(
             if stdio is not None:
                 stdio.stop()  # serving stdio: finish the calls in flight, then leave
             else:
-                group.cancel_scope.cancel()  # still starting: nothing to drain
+                group.cancel_scope.cancel()  # not serving yet: nothing to drain
 
-        watcher = anyio.CancelScope()
-
-        async def watch_signals() -> None:
-            with watcher:
-                await stop_on_signal(on_signal)
-
-        group.start_soon(watch_signals)
         group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
         if transport == "stdio":
+            group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)
             front, _tracker = build_front(hub, guard)
             stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
@@ -166,8 +160,7 @@ async def serve(
         else:
             app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
-            watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
-            await anyio.lowlevel.checkpoint()
+            # uvicorn's handlers take the signals (GracefulServer) from the start: it serves at once
             await serve_http(
                 security.middleware(app),
                 host,
