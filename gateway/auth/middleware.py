@@ -106,7 +106,7 @@ def parse_allowed_origins(patterns: list[str]) -> tuple[Origin, ...] | None:
     return tuple(parsed)
 
 
-PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics"})
+PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics", "/status"})
 OPTIONAL_AUTH_PATHS = frozenset({"/health"})  # a valid token narrows the details to that client's view
 MESSAGES_PREFIX = "/messages/"
 

@@ -15,6 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from gateway.config.features import (
+    CacheHintSettings,
+    DiscoverySettings,
+    ProfileSettings,
+    ToolOverride,
+    check_profile_names,
+)
 from gateway.config.resilience import (
     BreakerSettings,
     BulkheadSettings,
@@ -74,6 +81,7 @@ class ServerConfig(_Strict):
     disabled: bool = False
     timeout: float | None = Field(default=None, gt=0)
     namespace: str | None = None  # prefix of exposed names; None: the server's name, "": no prefix
+    tools: dict[str, ToolOverride] = Field(default_factory=dict)  # rename, re-describe or hide backend tools
     client_scoped_arguments: dict[str, ScopedArgument] = Field(default_factory=dict, alias="clientScopedArguments")
 
     @field_validator("namespace")
@@ -258,6 +266,12 @@ class GatewaySettings(_Strict):
     # security (docs/security.md)
     auth: AuthSettings | None = None
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    # features (docs/features.md)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    profiles: dict[str, ProfileSettings] = Field(default_factory=dict)
+    cache_hints: CacheHintSettings = Field(default_factory=CacheHintSettings)
+
+    _profile_names = field_validator("profiles")(check_profile_names)
 
     @field_validator("name_separator")
     @classmethod
@@ -306,7 +320,7 @@ def expand_env(value: Any, environ: dict[str, str] | os._Environ[str], file: str
     return value
 
 
-_SECTIONS = frozenset({"auth", "audit"})  # objects, not env-overridable scalars
+_SECTIONS = frozenset({"auth", "audit", "profiles"})  # objects, not env-overridable scalars
 NESTING = "__"  # MCP_GATEWAY_BREAKER__FAIL_MAX=3 sets gateway.breaker.fail_max
 
 

@@ -1,9 +1,9 @@
-"""Who may call what: a client's tool allow/deny patterns and rate limit, and the catalog as that client
-sees it (recomputed only when the catalog changes)."""
+"""Who may call what: a client's tool allow/deny patterns (narrowed by a profile's, `gateway.profiles`) and
+rate limit, and the catalog as that client sees it (recomputed only when the catalog changes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -20,6 +20,7 @@ class Client:
     deny: tuple[str, ...] = ()
     rate_limit: RateLimitConfig | None = None
     memory_owner: str = ""
+    profile: tuple[str, ...] | None = None  # a profile's tool patterns: the client sees only what they match too
     _version: int = field(default=-1, repr=False)
     _tools: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _permitted: dict[str, bool] = field(default_factory=dict, repr=False)
@@ -31,7 +32,13 @@ class Client:
         self.memory_owner = self.memory_owner or self.name
 
     def matches(self, tool: str) -> bool:
+        if self.profile is not None and not any(fnmatchcase(tool, p) for p in self.profile):
+            return False
         return any(fnmatchcase(tool, p) for p in self.allow) and not any(fnmatchcase(tool, p) for p in self.deny)
+
+    def within(self, patterns: tuple[str, ...]) -> Client:
+        """This client seen through a profile: the intersection of its allow list and `patterns`."""
+        return replace(self, profile=patterns, _version=-1, _tools=[], _permitted={})
 
     def sync(self, hub: Hub) -> None:
         catalog = hub.catalog
@@ -59,3 +66,6 @@ def make_client(name: str, auth: AuthSettings, template: str | None = None) -> C
         rate_limit=entry.rate_limit or auth.rate_limit,
         memory_owner=entry.memory_owner or "",
     )
+
+
+ANONYMOUS = "anonymous"  # the caller of a profile's endpoint when gateway.auth is off

@@ -17,6 +17,7 @@ from gateway.guard.ratelimit import Buckets, MemoryBuckets
 from gateway.guard.redaction import Redactor
 from gateway.guard.scoping import Scoping
 from gateway.ops import metrics
+from gateway.routing import discovery
 from gateway.routing.hub import Hub
 
 RETRY_AFTER_META = "mcp-gateway/retryAfterSeconds"
@@ -34,8 +35,10 @@ class Guard:
         *,
         require_client: bool = False,
         audit: AuditLog | None = None,
+        default_client: Client | None = None,
     ) -> None:
         self.hub = hub
+        self.default_client = default_client  # who a transport without clients speaks for (stdio --profile)
         self.auth = auth
         self.redactor = redactor or Redactor()
         self.buckets = buckets or MemoryBuckets()
@@ -45,12 +48,25 @@ class Guard:
         self.scoping = Scoping(hub, shared)
 
     def tools(self, client: Client | None) -> list[dict[str, Any]]:
-        """The catalog as `client` sees it: the one filter of both front paths."""
+        """The catalog as `client` sees it: the one filter of both front paths (in search mode, the
+        meta-tools that stand in for it)."""
+        client = client or self.default_client
+        if self.hub.discovery is not None:
+            return [] if client is None and self.require_client else discovery.DEFINITIONS
         if client is None:
             return [] if self.require_client else self.hub.catalog.tools
         return client.tools(self.hub)
 
+    def list_hints(self, client: Client | None) -> dict[str, Any]:
+        """`ttlMs`/`cacheScope` of `tools/list` for 2026-07-28 clients: `public` only when the list is the same
+        for every caller (no per-client allow list, no profile), else `private`."""
+        client = client or self.default_client
+        shared = client is None and not self.require_client
+        ttl = self.hub.settings.cache_hints.list_ttl_ms
+        return {"ttlMs": ttl, "cacheScope": "public" if shared else "private"}
+
     def permits(self, client: Client | None, name: str) -> bool:
+        client = client or self.default_client
         if client is None:
             return not self.require_client
         return client.permits(self.hub, name)
@@ -58,6 +74,7 @@ class Guard:
     def shows(self, client: Client | None, exposed: str) -> bool:
         """Whether `client` may see a backend's prompt or resource, by its exposed name
         (`<server>_<name>`): the same allow/deny patterns as for tools."""
+        client = client or self.default_client
         if client is None:
             return not self.require_client
         return client.matches(exposed)
@@ -71,17 +88,30 @@ class Guard:
         meta: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
-        """Authorize, rate-limit, scope, route through the hub, scrub an error, write the audit line."""
+        """Authorize, rate-limit, scope, route through the hub, scrub an error, write the audit line. In
+        search mode `search_tools` is answered here and `call_tool` is unwrapped: its inner call takes this
+        same path (and is what the audit line names)."""
         began = time.perf_counter()
         if self.hub.joining and self.hub.catalog.resolve(name) is None:
             await self.hub.wait_for_tool(name)  # its backend may still be starting
         outcome = "exception"
+        client = client or self.default_client
         try:
+            if self.hub.discovery is not None and name in discovery.META_TOOLS:
+                if name == discovery.SEARCH_TOOLS:
+                    result, outcome = await self._search(client, arguments)
+                    return result
+                unwrapped = discovery.parse_call(arguments)
+                if isinstance(unwrapped, str):
+                    outcome = "invalid_arguments"
+                    return tool_error(unwrapped)
+                name, arguments = unwrapped
             result, outcome = await self._call(client, name, arguments or {}, meta, on_progress)
             if result.get("isError"):
                 self.redactor.result(result)
             return result
         finally:
+            self.hub.recent.record(name, client.name if client is not None else None, outcome, began)
             if self.audit.enabled:
                 self.audit.record(client.name if client is not None else None, name, outcome, began, arguments)
 
@@ -133,3 +163,21 @@ class Guard:
         result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
         result["_meta"] = {RETRY_AFTER_META: seconds}
         return result
+
+    async def _search(self, client: Client | None, arguments: Any) -> tuple[dict[str, Any], str]:
+        """`search_tools`: rate-limited like any call; only tools `client` may call are ever found."""
+        search = self.hub.discovery
+        assert search is not None
+        if client is None and self.require_client:
+            return tool_error(f"Unknown tool: '{discovery.SEARCH_TOOLS}'"), "denied"
+        parsed = discovery.parse_search(arguments)
+        if isinstance(parsed, str):
+            return tool_error(parsed), "invalid_arguments"
+        if client is not None and (refused := await self._rate_limited(client, discovery.SEARCH_TOOLS)):
+            return refused, "rate_limited"
+        query, limit = parsed
+        catalog = self.hub.catalog
+        found = await search.search(
+            catalog.tools, catalog.version, query, limit, lambda tool: self.permits(client, tool)
+        )
+        return discovery.search_result(found), "ok"

@@ -6,6 +6,11 @@ stored with, so a write to server S invalidates all of S's entries at once by ch
 this replica at once (a dict assignment), in the others through Redis (the `gen` key is read together with
 every L2 entry, and the change is published so their L1 drops too).
 
+Generations are increasing integers (Redis computes the next one atomically, above both its own value and
+the writer's) and a replica only ever moves to a higher one. So a Redis flushed or restored from an older
+snapshot, whose `gen` key is back at an old value, cannot revive the entries stored under it: every replica
+that still knows a higher generation ignores the old one and writes its own back.
+
 An L1 hit is a dict lookup, a generation compare and a shallow copy; it never awaits. Entries are kept
 `stale_grace` seconds past their TTL so that a failing backend can be answered with the last good result.
 
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,6 +35,25 @@ from gateway.resilience.redis_link import RedisLink
 
 CACHE_META = "mcp-gateway/cache"
 Key = tuple[str, str, str, str]
+
+# next generation: above what Redis holds and above what the writer knows (a restored Redis may be behind)
+GEN_NEXT = """
+local n = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') or 0, tonumber(ARGV[1])) + 1
+redis.call('SET', KEYS[1], n)
+return n
+"""
+# raise the generation in Redis to at least ARGV[1] (after a flush or a restore from an older snapshot)
+GEN_RAISE = """
+if (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+def gen_number(gen: str | None) -> int:
+    try:
+        return int(gen) if gen is not None else 0
+    except ValueError:
+        return 0  # a token from before generations were numbers
 
 
 @dataclass(slots=True)
@@ -141,8 +164,10 @@ class Cache:
             return None, None
         raw_gen, raw_entry = values
         gen = raw_gen.decode() if raw_gen is not None else "0"
-        if gen != self.gens.get(server) and server not in self._pending_gens:
-            self.gens[server] = gen  # another replica wrote (the publish may still be on its way)
+        if gen_number(gen) > gen_number(self.gens.get(server)):
+            self.on_remote_gen(server, gen)  # another replica wrote (the publish may still be on its way)
+        elif gen != self.gens.get(server) and server in self.gens:
+            await self._raise(server)  # Redis is behind us (flushed, restored): its entries are not ours
         if raw_entry is None:
             return None, None
         try:
@@ -189,24 +214,37 @@ class Cache:
 
     async def invalidate(self, server: str) -> None:
         """Drop every entry of `server`: here at once, in Redis and the other replicas when it is reachable."""
-        gen = secrets.token_hex(6)
-        self.gens[server] = gen
+        known = gen_number(self.gens.get(server))
+        self.gens[server] = str(known + 1)
         self.invalidations += 1
         if self.link is None:
             return
-        if not await self.link.publish({"k": "gen", "n": server, "g": gen}, self._gen_key(server), gen):
+        ok, n = await self.link.run(self.link.client.eval, GEN_NEXT, 1, self._gen_key(server), known)
+        if ok and gen_number(str(n)) > known + 1:
+            self.gens[server] = str(n)
+        if not ok or not await self.link.publish({"k": "gen", "n": server, "g": self.gens[server]}):
             self._pending_gens.add(server)  # pushed when Redis is back
 
+    async def _raise(self, server: str) -> bool:
+        assert self.link is not None
+        ok, _ = await self.link.run(self.link.client.eval, GEN_RAISE, 1, self._gen_key(server), self.gens[server])
+        return ok
+
     def on_remote_gen(self, server: str, gen: str) -> None:
-        if server in self.gens and server not in self._pending_gens:
+        """Move to another replica's generation, if it is newer than ours."""
+        if server in self.gens and gen_number(gen) > gen_number(self.gens[server]):
             self.gens[server] = gen
 
     async def resync(self) -> None:
         """After (re)connecting to Redis: push generations changed while it was away, adopt the others'."""
         assert self.link is not None
         for server in list(self._pending_gens):
-            gen = self.gens[server]
-            if await self.link.publish({"k": "gen", "n": server, "g": gen}, self._gen_key(server), gen):
+            # a fresh number above everything: another replica may have reached ours meanwhile
+            known = gen_number(self.gens[server])
+            ok, n = await self.link.run(self.link.client.eval, GEN_NEXT, 1, self._gen_key(server), known)
+            if ok:
+                self.gens[server] = str(max(gen_number(str(n)), known))
+            if ok and await self.link.publish({"k": "gen", "n": server, "g": self.gens[server]}):
                 self._pending_gens.discard(server)
         servers = list(self.gens)
         if not servers:
@@ -214,8 +252,11 @@ class Cache:
         ok, values = await self.link.run(self.link.mget, *[self._gen_key(s) for s in servers])
         if ok:
             for server, raw in zip(servers, values, strict=True):
-                if raw is not None:
-                    self.on_remote_gen(server, raw.decode())
+                remote = raw.decode() if raw is not None else "0"
+                if gen_number(remote) > gen_number(self.gens[server]):
+                    self.on_remote_gen(server, remote)
+                elif remote != self.gens[server]:
+                    await self._raise(server)
 
     def snapshot(self) -> dict[str, Any]:
         return {

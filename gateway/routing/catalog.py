@@ -67,39 +67,87 @@ def exposed_name(server: str, tool: str, separator: str = "_") -> str:
 
 
 class Catalog:
-    """All exposed tools of all backends; rebuilt whenever a backend's list changes."""
+    """All exposed tools of all backends; rebuilt whenever a backend's list changes.
 
-    def __init__(self, separator: str = "_") -> None:
+    A server entry's `tools` overrides rename, re-describe or hide backend tools here; a renamed tool that
+    lands on a name already taken, or any tool exposed under a `reserved` name (the meta-tools of search
+    mode), is a conflict: it is left out and described in `conflicts` (a config error at start-up)."""
+
+    def __init__(self, separator: str = "_", reserved: frozenset[str] = frozenset()) -> None:
         self.separator = separator
+        self.reserved = reserved
         self.routes: dict[str, Route] = {}
         self.by_tool: dict[tuple[str, str], Route] = {}  # (backend, backend's tool name) -> route
         self.tools: list[dict[str, Any]] = []
         self.tools_json = b"[]"
         self.version = 0
+        self.conflicts: list[tuple[str, str]] = []  # (JSON path in the config, problem)
 
     def rebuild(self, backends: list[Backend]) -> bool:
         """Recompute routes from the backends (in config order); return True if the exposed list changed."""
         routes: dict[str, Route] = {}
+        conflicts: list[tuple[str, str]] = []
+        renamed: set[str] = set()  # names given by an override: no silent `_2` suffix for these
         for backend in backends:
+            overrides = backend.config.tools
             # A backend that went down keeps its last-known tools: calls get a clear "down" error.
             for definition in backend.tools:
-                name = exposed_name(backend.namespace, definition["name"], self.separator)
+                tool = definition["name"]
+                override = overrides.get(tool)
+                if override is not None and override.disabled:
+                    continue  # hidden: neither listed nor callable
+                where = f"$.mcpServers.{backend.name}.tools.{tool}"
+                name = exposed_name(
+                    backend.namespace, override.name if override and override.name else tool, self.separator
+                )
+                if override is not None and override.description is not None:
+                    definition = {**definition, "description": override.description}
+                if name in self.reserved:
+                    conflicts.append(
+                        (
+                            where,
+                            f"tool {backend.name}.{tool} would be exposed as {name!r}, the "
+                            "name of a tool-search meta-tool; rename it in mcpServers",
+                        )
+                    )
+                    continue
+                renamed_here = override is not None and override.name is not None
+                if name in routes and (renamed_here or name in renamed):
+                    taken = routes[name]
+                    first, second = (backend, tool), (taken.backend, taken.tool)
+                    if not renamed_here:  # the override is the earlier tool's: point at it
+                        first, second = second, first
+                        where = f"$.mcpServers.{taken.backend.name}.tools.{taken.tool}"
+                    conflicts.append(
+                        (
+                            where,
+                            f"{first[0].name}.{first[1]} and {second[0].name}.{second[1]} would "
+                            f"both be exposed as {name!r}",
+                        )
+                    )
+                    continue
+                if renamed_here:
+                    renamed.add(name)
                 if name in routes:
                     base, suffix = name[:61], 2
                     while f"{base}_{suffix}" in routes:
                         suffix += 1
-                    renamed = f"{base}_{suffix}"
+                    suffixed = f"{base}_{suffix}"
                     logger.warning(
                         "tool name collision: %s.%s would be %r (taken by %s.%s); exposed as %r",
                         backend.name,
-                        definition["name"],
+                        tool,
                         name,
                         routes[name].backend.name,
                         routes[name].tool,
-                        renamed,
+                        suffixed,
                     )
-                    name = renamed
-                routes[name] = Route(name, backend, definition["name"], definition)
+                    name = suffixed
+                routes[name] = Route(name, backend, tool, definition)
+        for where, problem in conflicts:
+            if (where, problem) not in self.conflicts:
+                logger.error("config error: %s: %s", where, problem)
+        self.conflicts = conflicts
         tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
         changed = tools != self.tools
         self.routes = routes

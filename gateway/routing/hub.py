@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,17 +17,28 @@ from mcp.shared.exceptions import MCPError
 from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
 from gateway.backends.session import Backend, BackendRestarting, BackendUnavailable
-from gateway.config.loader import GatewayConfig
+from gateway.config.features import META_TOOLS
+from gateway.config.loader import ConfigError, GatewayConfig
 from gateway.ops import metrics, tracing
+from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
 from gateway.routing.call import Answered, ToolCall
 from gateway.routing.catalog import Catalog
+from gateway.routing.discovery import ToolSearch
 
 logger = logging.getLogger("mcp_gateway.hub")
 
 _ENVELOPE_META = frozenset({"progressToken"})  # progress is re-tokened on the backend hop
 ChangeListener = Callable[[], Awaitable[None]]
+
+
+def loaded_config(config: GatewayConfig) -> dict[str, str]:
+    """The SHA-256 of the validated config (after `${VAR}` and env overrides, canonical JSON) and the UTC
+    time it was loaded: two replicas with the same hash run the same configuration."""
+    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    loaded_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"hash": hashlib.sha256(canonical.encode()).hexdigest(), "loaded_at": loaded_at}
 
 
 class Hub:
@@ -40,7 +53,11 @@ class Hub:
         self.config = config
         self.tracer = tracer  # the call path's stage hooks: spans when tracing is on
         self.settings = config.gateway
-        self.catalog = Catalog(self.settings.name_separator)
+        search = self.settings.discovery.mode == "search"
+        self.recent = CallLog()  # the status page's recent calls (the guard records each)
+        self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
+        self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
+        self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self.backends = [
             Backend(name, server, self.settings, on_change=self._backend_changed, stderr=stderr)
             for name, server in config.enabled_servers.items()
@@ -73,6 +90,11 @@ class Hub:
                 for backend in self.backends:
                     await backend.ready.wait()
             self.catalog.rebuild(self.backends)
+            if self.catalog.conflicts:  # a renamed tool or a meta-tool's name clashes: refuse to start
+                where, problem = self.catalog.conflicts[0]
+                raise ConfigError("config", where, problem)
+            if self.discovery is not None:  # build the search index now, not on the first search
+                group.start_soon(self.discovery.index, self.catalog.tools, self.catalog.version)
             self.started.set()
             task_status.started()
 
@@ -137,6 +159,7 @@ class Hub:
                 for backend in self.backends
             },
             **self.resilience.health(),
+            "config": self.loaded,
             "version": __version__,
         }
 

@@ -130,8 +130,7 @@ class FastPath:
         if message["method"] == "tools/list":
             result: dict[str, Any] = {"tools": self.guard.tools(client)}
             if modern:
-                result["ttlMs"] = 0
-                result["cacheScope"] = "private"
+                result.update(self.guard.list_hints(client))
             return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}
         meta = params.get("_meta")
         progress_token = meta.get("progressToken") if isinstance(meta, dict) else None

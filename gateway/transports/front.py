@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.guard import Guard
+from gateway.routing import discovery
 from gateway.routing.hub import Hub
 from gateway.transports import framework
 from gateway.transports.components import (
@@ -79,11 +80,13 @@ class CatalogProvider(Provider):
     def _current(self) -> dict[str, GatewayTool]:
         catalog = self.hub.catalog
         if catalog.version != self._version:
-            tools = {}
-            for route in catalog.routes.values():
-                definition = route.definition
+            tools: dict[str, GatewayTool] = {}
+            definitions = [{**route.definition, "name": route.exposed} for route in catalog.routes.values()]
+            if self.hub.discovery is not None:  # search mode: the meta-tools (listed alone) come first
+                definitions = discovery.DEFINITIONS + definitions
+            for definition in definitions:
                 tool = GatewayTool(
-                    name=route.exposed,
+                    name=definition["name"],
                     title=definition.get("title"),
                     description=definition.get("description"),
                     parameters=definition.get("inputSchema") or {"type": "object"},
@@ -94,7 +97,7 @@ class CatalogProvider(Provider):
                     meta=definition.get("_meta"),
                 )
                 tool._guard = self.guard
-                tools[route.exposed] = tool
+                tools.setdefault(tool.name, tool)
             self._tools, self._version = tools, catalog.version
         return self._tools
 
@@ -104,6 +107,8 @@ class CatalogProvider(Provider):
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         tool = self._current().get(name)
+        if self.hub.discovery is not None and name in discovery.META_TOOLS:
+            return tool if self.guard.tools(current_client()) else None
         if tool is None or self.guard.permits(current_client(), name):
             return tool
         return None  # not this client's: exactly as if it did not exist

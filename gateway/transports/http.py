@@ -1,5 +1,5 @@
 """The HTTP side of the gateway: one ASGI app serving Streamable HTTP at `/mcp`, the legacy HTTP+SSE
-transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metrics`."""
+transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metrics`, `/status` (the page for people)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastmcp import FastMCP
 
 from gateway.auth.middleware import CLIENT_SCOPE_KEY, host_guard
 from gateway.guard.clients import Client
-from gateway.ops import metrics
+from gateway.ops import metrics, status
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
 from gateway.routing.hub import Hub
 
@@ -146,28 +146,26 @@ class GatewayHTTP:
         path: str = scope["path"]
         if path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH):
             await self.guarded(scope, receive, send)
-        elif path in ("/health", "/ready", "/metrics"):
+        elif path in ("/health", "/ready", "/metrics", "/status"):
             await self.ops_guarded(scope, receive, send)
         else:
             message = f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}"
             await send_error(send, 404, "not_found", message)
 
     async def _ops(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """`/health`, `/ready`, `/metrics`; an authenticated client sees only the backends and tools its
-        allow list lets it see."""
+        """`/health`, `/ready`, `/metrics`, `/status`; an authenticated client sees only the backends and
+        tools its allow list lets it see."""
         path: str = scope["path"]
         client = scope.get(CLIENT_SCOPE_KEY)
         if scope["method"] not in ("GET", "HEAD"):
             await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
         elif path == "/health":
-            health = self.hub.health()
+            health = self._health()
             if client is not None:
                 health = _visible_health(health, _visible_backends(self.hub, client))
-            if self.redact is not None:
-                for backend in health["backends"].values():
-                    if backend.get("last_error"):
-                        backend["last_error"] = self.redact(backend["last_error"])
             await send_json(send, 200, health)
+        elif path == "/status":
+            await self._status(scope, send)
         elif path == "/ready":
             ready = self.hub.ready
             await send_json(send, 200 if ready else 503, {"ready": ready})
@@ -178,6 +176,26 @@ class GatewayHTTP:
             headers = [(b"content-type", content_type.encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+
+    def _health(self) -> dict[str, Any]:
+        health = self.hub.health()
+        if self.redact is not None:
+            for backend in health["backends"].values():
+                if backend.get("last_error"):
+                    backend["last_error"] = self.redact(backend["last_error"])
+        return health
+
+    async def _status(self, scope: Scope, send: Send) -> None:
+        """The status page, as the caller's allow list (and profile) lets it see the gateway."""
+        client: Client | None = scope.get(CLIENT_SCOPE_KEY)
+        tools: dict[str, list[str]] = {backend.name: [] for backend in self.hub.backends}
+        for route in self.hub.catalog.routes.values():
+            tools[route.backend.name].append(route.exposed)
+        page = status.render(self._health(), tools, self.hub.recent, client.matches if client else lambda _: True)
+        body = page.encode()
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

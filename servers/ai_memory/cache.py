@@ -3,9 +3,13 @@
 `RedisCache` (when REDIS_URL is set) uses one pooled `redis.asyncio` client with short
 socket timeouts. Any Redis failure marks the cache down for a back-off period and turns
 every call into a miss: clients never see a Redis error, and since L1 only ever holds
-copies, nothing is lost. Invalidations that could not be sent while Redis was down are
-replayed before the cache is used again, so a Redis that merely lost its network never
-serves results from before a write.
+copies, nothing is lost.
+
+Redis also carries the change signal between replicas: `aimem:ver:{namespace}` holds the
+highest L3 version a replica has written there (`raise_to` only ever raises it). Signals that
+could not be sent while Redis was down are sent before the cache is used again. Nothing here
+is trusted for correctness: every cached entry is stamped with the L3 version it reflects and
+checked against it by the reader (coherence.py), so a flushed or restored Redis means misses.
 
 `LocalLRUCache` is the embedded default: a bounded in-process LRU with per-key TTLs.
 """
@@ -21,6 +25,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PREFIX = "aimem:"
+
+# max-set in one step, so that two replicas signalling at once never lower the value
+RAISE_TO = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local value = tonumber(ARGV[1])
+if value > current then redis.call('SET', KEYS[1], value) end
+return math.max(value, current)
+"""
 
 
 class CacheStats:
@@ -70,9 +82,9 @@ class LocalLRUCache:
         for k in keys:
             self._data.pop(k, None)
 
-    async def incr(self, key: str) -> None:
+    async def raise_to(self, key: str, value: int) -> None:
         current = self._get(key) or 0
-        self._data[key] = (0.0, int(current) + 1)
+        self._data[key] = (0.0, max(int(current), value))
 
     async def get_int(self, key: str) -> int | None:
         v = self._get(key)
@@ -91,18 +103,23 @@ class RedisCache:
         self.url = url
         self.timeout = timeout
         self.backoff = backoff
-        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
-                                   "max_connections": 32, "decode_responses": True}
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_connections": 32,
+            "decode_responses": True,
+        }
         if url.lower().startswith(("redis+cluster://", "rediss+cluster://")):
             # a Redis Cluster (the gateway's URL convention); multi-key DEL is split per slot by the client
             scheme, rest = url.split("://", 1)
-            self._client = aioredis.RedisCluster.from_url(scheme.lower().replace("+cluster", "") + "://" + rest,
-                                                          **options)
+            self._client = aioredis.RedisCluster.from_url(
+                scheme.lower().replace("+cluster", "") + "://" + rest, **options
+            )
         else:
             self._client = aioredis.Redis.from_url(url, retry_on_timeout=False, **options)
         self._down_until = 0.0
-        self._pending_incr: set[str] = set()
-        self._pending_del: set[str] = set()
+        self._pending_raise: dict[str, int] = {}
+        self._raise = self._client.register_script(RAISE_TO)
         self.stats = CacheStats()
 
     @property
@@ -116,16 +133,11 @@ class RedisCache:
         self._down_until = time.monotonic() + self.backoff
 
     async def _flush_pending(self) -> None:
-        if not (self._pending_incr or self._pending_del):
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for k in self._pending_incr:
-            pipe.incr(k)
-        if self._pending_del:
-            pipe.delete(*self._pending_del)
-        await pipe.execute()
-        self._pending_incr.clear()
-        self._pending_del.clear()
+        while self._pending_raise:
+            key, value = next(iter(self._pending_raise.items()))
+            await self._raise(keys=[key], args=[value])
+            if self._pending_raise.get(key) == value:
+                del self._pending_raise[key]
 
     async def _ready(self) -> bool:
         if not self.available:
@@ -156,24 +168,23 @@ class RedisCache:
             self._fail(exc)
 
     async def delete(self, *keys: str) -> None:
-        if not keys:
+        """Best effort: a key left behind is stamped with an older version and never served."""
+        if not keys or not await self._ready():
             return
-        if await self._ready():
-            try:
-                await self._client.delete(*keys)
-                return
-            except Exception as exc:
-                self._fail(exc)
-        self._pending_del.update(keys)
+        try:
+            await self._client.delete(*keys)
+        except Exception as exc:
+            self._fail(exc)
 
-    async def incr(self, key: str) -> None:
+    async def raise_to(self, key: str, value: int) -> None:
+        """Set the integer at key to max(current, value); replayed later if Redis is away."""
         if await self._ready():
             try:
-                await self._client.incr(key)
+                await self._raise(keys=[key], args=[value])
                 return
             except Exception as exc:
                 self._fail(exc)
-        self._pending_incr.add(key)
+        self._pending_raise[key] = max(value, self._pending_raise.get(key, 0))
 
     async def get_int(self, key: str) -> int | None:
         """The integer at key (0 if absent); None when Redis is unavailable."""

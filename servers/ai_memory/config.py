@@ -90,6 +90,17 @@ class MemoryConfig:
     warm_embedder: bool = True
     fusion: str = "blend"  # blend | rrf
     ann_min_vectors: int = 20_000
+    sync_interval: float = 0.5  # how stale a replica may be on a polling store without Redis
+    indexed_timeout: float = 30.0  # recall consistency="indexed" waits at most this long
+    outbox_batch: int = 500
+    outbox_max_backoff: float = 60.0
+    embed_batch: int = 256
+    orphan_interval: float = 30.0
+    sqlite_busy_timeout: float = 10.0
+    tombstone_retention: float = 7 * 86400.0
+    cortex_model: str = "snowflake-arctic-embed-l-v2.0"
+    cortex_function: str = "AI_EMBED"  # AI_EMBED | EMBED_TEXT_768 (legacy)
+    cortex_dim: int = 0  # 0: the model's known output size
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> MemoryConfig:
@@ -111,6 +122,8 @@ class MemoryConfig:
                 port=int(port) if port else None,
                 protocol=env.get("SNOWFLAKE_PROTOCOL"),
                 pool_size=_int(env, "SNOWFLAKE_POOL_SIZE", 4),
+                login_timeout=_int(env, "SNOWFLAKE_LOGIN_TIMEOUT", 10),
+                network_timeout=_int(env, "SNOWFLAKE_NETWORK_TIMEOUT", 30),
             )
         return cls(
             data_dir=default_data_dir(env),
@@ -128,4 +141,15 @@ class MemoryConfig:
             warm_embedder=env.get("AI_MEMORY_WARM_EMBEDDER", "1") not in ("0", "false", "no"),
             fusion=env.get("AI_MEMORY_FUSION", "blend"),
             ann_min_vectors=_int(env, "AI_MEMORY_ANN_MIN_VECTORS", 20_000),
+            sync_interval=_float(env, "AI_MEMORY_SYNC_INTERVAL", 0.5),
+            indexed_timeout=_float(env, "AI_MEMORY_INDEXED_TIMEOUT", 30.0),
+            outbox_batch=_int(env, "AI_MEMORY_OUTBOX_BATCH", 500),
+            outbox_max_backoff=_float(env, "AI_MEMORY_OUTBOX_MAX_BACKOFF", 60.0),
+            embed_batch=_int(env, "AI_MEMORY_EMBED_BATCH", 256),
+            orphan_interval=_float(env, "AI_MEMORY_ORPHAN_INTERVAL", 30.0),
+            sqlite_busy_timeout=_float(env, "AI_MEMORY_SQLITE_BUSY_TIMEOUT", 10.0),
+            tombstone_retention=_float(env, "AI_MEMORY_TOMBSTONE_RETENTION", 7 * 86400.0),
+            cortex_model=env.get("AI_MEMORY_CORTEX_MODEL") or "snowflake-arctic-embed-l-v2.0",
+            cortex_function=(env.get("AI_MEMORY_CORTEX_FUNCTION") or "AI_EMBED").strip().upper(),
+            cortex_dim=_int(env, "AI_MEMORY_CORTEX_DIM", 0),
         )

@@ -45,7 +45,7 @@ class FilterError(ValueError):
     pass
 
 
-def _as_date(value: Any) -> datetime | None:
+def as_date(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
@@ -85,7 +85,7 @@ def _equals(actual: Any, expected: Any) -> bool:
     if isinstance(actual, bool) or isinstance(expected, bool):
         return actual is expected if isinstance(actual, bool) and isinstance(expected, bool) else False
     if type(actual) is not type(expected):
-        da, de = _as_date(actual), _as_date(expected)
+        da, de = as_date(actual), as_date(expected)
         return da is not None and da == de
     return actual == expected
 
@@ -96,7 +96,7 @@ def _compare(op: str, actual: Any, bound: Any) -> bool:
             return False
         a, b = float(actual), float(bound)
     else:
-        a, b = _as_date(actual), _as_date(bound)  # type: ignore[assignment]
+        a, b = as_date(actual), as_date(bound)  # type: ignore[assignment]
         if a is None or b is None:
             return False
     if op == "$gt":
@@ -136,7 +136,7 @@ def _number(value: Any) -> float | None:
 def _timestamp(value: Any) -> float | None:
     if value is None:
         return None
-    parsed = _as_date(value)
+    parsed = as_date(value)
     return None if parsed is None else parsed.timestamp()
 
 
@@ -215,7 +215,7 @@ def _field_filter(path: str, spec: Any, where: str) -> Filter:
                 raise FilterError(f"{where}.{op}: operand must be a non-empty list")
             if any(isinstance(v, dict | list) for v in operand):
                 raise FilterError(f"{where}.{op}: list items must be scalars")
-        if op in _COMPARISONS and not _is_number(operand) and _as_date(operand) is None:
+        if op in _COMPARISONS and not _is_number(operand) and as_date(operand) is None:
             raise FilterError(f"{where}.{op}: operand must be a number or an ISO-8601 date, got {operand!r}")
         if op == "$exists" and not isinstance(operand, bool):
             raise FilterError(f"{where}.$exists: operand must be true or false")
@@ -223,7 +223,7 @@ def _field_filter(path: str, spec: Any, where: str) -> Filter:
     ranges = None
     if all(op in _COMPARISONS for op in spec):
         ranges = [
-            (op, "number", float(v)) if _is_number(v) else (op, "date", _as_date(v).timestamp())  # type: ignore[union-attr]
+            (op, "number", float(v)) if _is_number(v) else (op, "date", as_date(v).timestamp())  # type: ignore[union-attr]
             for op, v in spec.items()
         ]
     return _Field(path, checks, ranges)

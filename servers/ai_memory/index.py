@@ -14,6 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -187,6 +188,8 @@ class NamespaceIndex:
         self.vecs = np.zeros((64, dim), dtype=np.float32)
         self.expires = np.full(64, np.inf)
         self.alive = np.zeros(64, dtype=bool)
+        self.embedded = np.zeros(64, dtype=bool)  # has a vector (embedding runs behind the write)
+        self.version = 0  # the L3 namespace version this index reflects (see coherence.py)
         self.doc_len = np.zeros(64, dtype=np.float32)
         self.n = 0
         self.dead = 0
@@ -209,7 +212,7 @@ class NamespaceIndex:
         if need <= cap:
             return
         new = max(need, cap * 2)
-        for name in ("vecs", "expires", "alive", "doc_len"):
+        for name in ("vecs", "expires", "alive", "embedded", "doc_len"):
             old = getattr(self, name)
             shape = (new, *old.shape[1:])
             fill = np.inf if name == "expires" else 0
@@ -219,7 +222,8 @@ class NamespaceIndex:
 
     def add(self, records: list[MemoryRecord], vectors: np.ndarray | None = None) -> None:
         """Insert or replace records. Vectors come from `vectors` (row-aligned) or each
-        record's `embedding`; the stored record keeps no embedding of its own."""
+        record's `embedding`; a record with neither is found by keyword only until a later
+        `add` gives it one. The stored record keeps no embedding of its own."""
         if not records:
             return
         for r in records:
@@ -232,6 +236,7 @@ class NamespaceIndex:
             vec = vectors[i] if vectors is not None else r.embedding
             if vec is not None:
                 self.vecs[row] = vec
+            self.embedded[row] = vec is not None
             self.expires[row] = np.inf if r.expires_at is None else r.expires_at
             self.alive[row] = True
             terms = Counter(keyword_terms(r.content))
@@ -264,10 +269,14 @@ class NamespaceIndex:
         return rec
 
     def _compact(self) -> None:
-        keep = [(r, self.vecs[i].copy()) for i, r in enumerate(self.records) if r is not None]
+        keep = [
+            replace(r, embedding=self.vecs[i].copy() if self.embedded[i] else None)
+            for i, r in enumerate(self.records)
+            if r is not None
+        ]
         fresh = NamespaceIndex(self.namespace, self.dim, self.ann_min_vectors)
-        if keep:
-            fresh.add([r for r, _ in keep], np.stack([v for _, v in keep]))
+        fresh.version = self.version
+        fresh.add(keep)
         self.__dict__.update(fresh.__dict__)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
@@ -276,7 +285,12 @@ class NamespaceIndex:
 
     def vector(self, memory_id: str) -> np.ndarray | None:
         row = self.row_of.get(memory_id)
-        return None if row is None else self.vecs[row].copy()
+        return None if row is None or not self.embedded[row] else self.vecs[row].copy()
+
+    def unembedded(self) -> list[MemoryRecord]:
+        """Live records still waiting for their vector."""
+        rows = np.nonzero(self.alive[: self.n] & ~self.embedded[: self.n])[0]
+        return [self.records[r] for r in rows if self.records[r] is not None]  # type: ignore[misc]
 
     def expired_ids(self, now: float) -> list[str]:
         rows = np.nonzero(self.alive[: self.n] & (self.expires[: self.n] <= now))[0]
@@ -400,7 +414,8 @@ class NamespaceIndex:
 
         dense = kw = None
         ann = False
-        if mode in ("hybrid", "dense"):
+        vm = m & self.embedded[: self.n]  # rows a dense score can be computed for
+        if mode in ("hybrid", "dense") and (dense_override is not None or vm.any()):
             if dense_override is not None:
                 dense = np.full(self.n, -np.inf, dtype=np.float32)
                 for mid, sim in dense_override.items():
@@ -408,12 +423,14 @@ class NamespaceIndex:
                     if row is not None:
                         dense[row] = sim
             elif qvec is not None:
-                live = int(m.sum())
+                live = int(vm.sum())
                 if self.ann_active(live):
-                    dense = self.ann_scores(qvec, m, cand_n if mode == "hybrid" else k)
+                    dense = self.ann_scores(qvec, vm, cand_n if mode == "hybrid" else k)
                     ann = dense is not None
                 if dense is None:
-                    dense = self.dense_scores(qvec, m)
+                    dense = self.dense_scores(qvec, vm)
+                if not vm.all():
+                    dense = np.where(vm, dense, -np.inf).astype(np.float32)
         if mode in ("hybrid", "keyword"):
             kw_raw, ceiling = self.bm25_scores(keyword_terms(query))
             kw = kw_raw / ceiling if ceiling > 0 else kw_raw

@@ -42,6 +42,7 @@ class MemoryRecord:
     expires_at: float | None = None
     embedding: np.ndarray | None = None
     embedder: str | None = None
+    version: int = 0  # the namespace version L3 gave this state of the record (0: not in L3 yet)
 
     def expired(self, at: float | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now() if at is None else at)
@@ -61,6 +62,7 @@ class MemoryRecord:
             "updated_at": self.updated_at,
             "expires_at": self.expires_at,
             "embedder": self.embedder,
+            "version": self.version,
         }
         if with_embedding and self.embedding is not None:
             d["embedding"] = [float(x) for x in self.embedding]
@@ -80,4 +82,5 @@ class MemoryRecord:
             expires_at=None if d.get("expires_at") is None else float(d["expires_at"]),
             embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
             embedder=d.get("embedder"),
+            version=int(d.get("version") or 0),
         )

@@ -6,12 +6,14 @@ nothing until the lifespan starts it (or the first tool call does). See docs/ai_
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastmcp import FastMCP
 from fastmcp.server.lifespan import lifespan
-from mcp.types import ToolAnnotations
+from fastmcp.tools.base import ToolResult
+from mcp.types import TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.ai_memory.config import MemoryConfig
@@ -82,10 +84,34 @@ class MemoryStats(BaseModel):
     l3: dict[str, Any]
 
 
+KEY_DOC = (
+    "Your own identity for this memory within the namespace (an upstream record id, say): storing "
+    "again with the same key updates that memory in place instead of adding one"
+)
+
+
 class MemoryInput(BaseModel):
     content: str
     metadata: dict[str, Any] | None = None
     ttl_seconds: float | None = None
+    key: str | None = Field(default=None, description=KEY_DOC)
+
+
+class DeadLetter(BaseModel):
+    seq: int
+    op: str | None
+    id: str | None
+    reason: str
+
+
+class DeadLetters(BaseModel):
+    action: str
+    affected: int
+    dead_letters: list[DeadLetter]
+
+
+class RecallHits(BaseModel):
+    result: list[MemoryHit]
 
 
 FILTERS_DOC = (
@@ -94,9 +120,7 @@ FILTERS_DOC = (
     'nested keys. Example: {"$or": [{"topic": "billing"}, {"priority": {"$gte": 3}}]}'
 )
 
-READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def create_server(config: MemoryConfig | None = None, service: MemoryService | None = None) -> FastMCP:
@@ -121,14 +145,14 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
     async def store_memory(
         content: Annotated[str, Field(description="The text to remember")],
         namespace: str = "default",
-        metadata: Annotated[
-            dict[str, Any] | None, Field(description="JSON object stored with the memory")
-        ] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="JSON object stored with the memory")] = None,
         ttl_seconds: Annotated[float | None, Field(description="Forget after this many seconds")] = None,
+        key: Annotated[str | None, Field(description=KEY_DOC)] = None,
     ) -> StoredMemory:
-        """Store one memory. Acknowledged only once durable. Storing the same content again in the
-        same namespace returns the first id (deduplicated=true), so retries never duplicate."""
-        return StoredMemory(**await svc.store_memory(content, namespace, metadata, ttl_seconds))
+        """Store one memory. Acknowledged once durable; findable by id and keyword at once, by meaning
+        once embedded (moments later). Storing the same content again in the same namespace returns the
+        first id (deduplicated=true), so retries never duplicate; with a key, storing again updates."""
+        return StoredMemory(**await svc.store_memory(content, namespace, metadata, ttl_seconds, key))
 
     @mcp.tool(
         annotations=ToolAnnotations(
@@ -136,24 +160,37 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
         )
     )
     async def store_memories(memories: list[MemoryInput], namespace: str = "default") -> StoredBatch:
-        """Store many memories in one durable batch, embedded in one pass. Returns ids in input order."""
+        """Store many memories in one durable batch (embedded behind the acknowledgement, in batches).
+        Returns ids in input order."""
         payload = [m.model_dump() for m in memories]
         out = await svc.store_memories(payload, namespace)
         return StoredBatch(
             namespace=out["namespace"], ids=out["ids"], stored=out["stored"], deduplicated=out["deduplicated"]
         )
 
-    @mcp.tool(annotations=READ)
+    @mcp.tool(annotations=READ, output_schema=RecallHits.model_json_schema())
     async def recall_memory(
         query: str,
         namespace: str = "default",
         k: Annotated[int, Field(description="How many memories to return (1-100)")] = 5,
         filters: Annotated[dict[str, Any] | None, Field(description=FILTERS_DOC)] = None,
         min_score: Annotated[float | None, Field(description="Drop hits scoring below this (0..1)")] = None,
-    ) -> list[MemoryHit]:
+        consistency: Annotated[
+            Literal["eventual", "indexed"],
+            Field(
+                description='"eventual": answer now (memories not yet embedded match by keyword only); '
+                '"indexed": first wait until every memory stored before this call is embedded'
+            ),
+        ] = "eventual",
+    ) -> ToolResult:
         """Find the memories most relevant to a query: semantic similarity fused with keyword (BM25)
         relevance, best first. Expired memories are never returned."""
-        return [MemoryHit(**h) for h in await svc.recall_memory(query, namespace, k, filters, min_score)]
+        out = await svc.recall(query, namespace, k, filters, min_score, consistency=consistency)
+        hits = RecallHits(result=[MemoryHit(**h) for h in out.hits]).model_dump(mode="json")
+        content = [TextContent(type="text", text=json.dumps(hits["result"]))]
+        content += [TextContent(type="text", text="note: " + n) for n in out.notes]
+        meta = {"ai_memory/" + k: v for k, v in out.meta.items()} or None
+        return ToolResult(content=content, structured_content=hits, meta=meta)
 
     @mcp.tool(annotations=READ)
     async def get_memory(id: str) -> Memory:
@@ -201,9 +238,26 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
         """Delete every memory in a namespace."""
         return NamespaceDeleted(**await svc.delete_namespace(namespace))
 
+    @mcp.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False
+        )
+    )
+    async def memory_dead_letters(
+        action: Annotated[
+            Literal["list", "replay", "discard"],
+            Field(description="list them; replay = queue them for L3 again; discard = drop them for good"),
+        ] = "list",
+        seqs: Annotated[list[int] | None, Field(description="Which dead letters (their seq); all when omitted")] = None,
+    ) -> DeadLetters:
+        """Writes that L3 refused for good after they were acknowledged (kept aside so later writes
+        are not held up): list, replay or discard them."""
+        return DeadLetters(**await svc.dead_letters(action, seqs))
+
     @mcp.tool(annotations=READ)
     async def memory_stats(namespace: str | None = None) -> MemoryStats:
-        """Counts per tier, L1 hit rate, index size and the embedder in use."""
+        """Counts per tier, L1 hit rate, index size and lag (memories not yet embedded), the embedder in
+        use, the outbox (depth, oldest age, dead letters) and whether L3 is reachable now."""
         return MemoryStats(**await svc.memory_stats(namespace))
 
     register_source_tools(mcp, svc, svc.config.data_dir)  # ingest_source, list_sources

@@ -42,6 +42,7 @@ def _manifests() -> list[tuple[str, dict[str, Any]]]:
 
 MANIFESTS = _manifests()
 BY_KIND = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in MANIFESTS}
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 @pytest.mark.parametrize(("name", "manifest"), MANIFESTS, ids=[name for name, _ in MANIFESTS])
@@ -54,11 +55,11 @@ def test_manifest_matches_kubernetes_schema(name: str, manifest: dict[str, Any])
 
 def test_schema_validation_catches_mistakes() -> None:
     """The validator is not vacuous: a misspelt field and a wrong type are rejected."""
-    deployment = json.loads(json.dumps(BY_KIND[("Deployment", "mcp-gateway")]))
+    deployment = json.loads(json.dumps(BY_KIND[("StatefulSet", "mcp-gateway")]))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-    deployment = json.loads(json.dumps(BY_KIND[("Deployment", "mcp-gateway")]))
+    deployment = json.loads(json.dumps(BY_KIND[("StatefulSet", "mcp-gateway")]))
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
@@ -83,7 +84,7 @@ def test_configmap_is_a_valid_gateway_config() -> None:
     assert set(token_hash) <= set(auth_keys)
     shipped = json.loads((ROOT / "config" / "mcp.json").read_text())
     assert document["mcpServers"] == shipped["mcpServers"], "deploy/mcp.json drifted from config/mcp.json"
-    deployment = BY_KIND[("Deployment", "mcp-gateway")]
+    deployment = BY_KIND[("StatefulSet", "mcp-gateway")]
     pod = deployment["spec"]["template"]["spec"]
     # The kubelet must not SIGKILL a drain: grace > drain + calls in flight + streams + backends closing.
     settings = config.gateway
@@ -101,7 +102,7 @@ def test_configmap_is_a_valid_gateway_config() -> None:
 
 def test_pods_run_non_root_on_a_read_only_root() -> None:
     for (kind, name), doc in BY_KIND.items():
-        if kind != "Deployment":
+        if kind not in WORKLOADS:
             continue
         pod = doc["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -114,8 +115,9 @@ def test_pods_run_non_root_on_a_read_only_root() -> None:
             assert "memory" in container["resources"]["limits"], name
             mounts |= {mount["mountPath"] for mount in container.get("volumeMounts", [])}
         assert "/data" in mounts, name
-    gateway = BY_KIND[("Deployment", "mcp-gateway")]["spec"]["template"]["spec"]
-    assert {volume["name"]: "emptyDir" in volume for volume in gateway["volumes"]}["data"]
+    gateway = BY_KIND[("StatefulSet", "mcp-gateway")]["spec"]
+    assert "data" not in {volume["name"] for volume in gateway["template"]["spec"]["volumes"]}
+    assert [claim["metadata"]["name"] for claim in gateway["volumeClaimTemplates"]] == ["data"]
 
 
 def test_services_and_selectors_agree() -> None:
@@ -125,7 +127,7 @@ def test_services_and_selectors_agree() -> None:
             targets = [
                 d
                 for (k, _), d in BY_KIND.items()
-                if k == "Deployment" and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+                if k in WORKLOADS and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
             ]
             assert len(targets) == 1, name
             ports = {p["name"] for c in targets[0]["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
@@ -133,7 +135,7 @@ def test_services_and_selectors_agree() -> None:
     for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
         assert (kind, "mcp-gateway") in BY_KIND
     secrets = {name for (kind, name) in BY_KIND if kind == "Secret"}
-    pod = BY_KIND[("Deployment", "mcp-gateway")]["spec"]["template"]["spec"]
+    pod = BY_KIND[("StatefulSet", "mcp-gateway")]["spec"]["template"]["spec"]
     referenced = {ref["secretRef"]["name"] for ref in pod["containers"][0]["envFrom"]}
     referenced |= {
         item["valueFrom"]["secretKeyRef"]["name"]

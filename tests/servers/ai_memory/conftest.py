@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,8 +13,8 @@ from typing import Any
 import fakesnow
 import pytest
 
+from embedding.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.config import MemoryConfig, SnowflakeSettings
-from servers.ai_memory.embedder import Embedder, MiniLMEmbedder, make_embedder
 from servers.ai_memory.service import MemoryService
 
 
@@ -46,11 +47,12 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Freeze the service's notion of time (created_at, TTL expiry) under test control."""
     fake = FakeClock()
-    import servers.ai_memory.records as records
-    import servers.ai_memory.service as service
+    import servers.ai_memory as package
 
-    monkeypatch.setattr(records, "now", fake)
-    monkeypatch.setattr(service, "now", fake)
+    for name in ("records", "writes", "reads", "coherence", "maintenance", "sqlite_store", "snowflake_store"):
+        module = importlib.import_module(f"{package.__name__}.{name}")
+        if hasattr(module, "now"):
+            monkeypatch.setattr(module, "now", fake)
     return fake
 
 
@@ -66,7 +68,7 @@ async def make_service(tmp_path: Path, default_embedder: Embedder) -> AsyncItera
     """Factory for started services over the embedded defaults (real model); closed at the end."""
     made: list[MemoryService] = []
 
-    async def factory(data_dir: Path | None = None, *, background: bool = False, **kw: Any) -> MemoryService:
+    async def factory(data_dir: Path | None = None, *, background: bool = True, **kw: Any) -> MemoryService:
         store = kw.pop("store", None)
         embedder = kw.pop("embedder", default_embedder)
         svc = MemoryService(make_config(data_dir or tmp_path / "data", **kw), embedder=embedder, store=store)
@@ -92,7 +94,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_fakesnow_bucket() -> Iterator[None]:
-    """fakesnow makes a temporary "stage bucket" directory when it is imported and never removes it."""
+    """fakesnow makes a temporary "stage bucket" directory when it is imported and never removes it.
+    Also: fakesnow learns Snowflake's VECTOR type before it renders its first statement (fake_cortex.py)."""
+    from .fake_cortex import install_rendering
+
+    install_rendering()
     yield
     from fakesnow.transforms import stage
 

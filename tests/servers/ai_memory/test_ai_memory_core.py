@@ -39,6 +39,7 @@ async def test_tools_have_annotations_and_output_schemas(tmp_path, monkeypatch):
         "delete_memory",
         "delete_namespace",
         "memory_stats",
+        "memory_dead_letters",
         "ingest_source",  # servers/ai_memory/sources (issue 13)
         "list_sources",
     }
@@ -53,7 +54,7 @@ async def test_tools_have_annotations_and_output_schemas(tmp_path, monkeypatch):
 async def test_recall_ranks_paraphrase_with_real_model(make_service):
     svc = await make_service()
     ids = await _seed(svc)
-    hits = await svc.recall_memory("what is the name of my pet?", k=3)
+    hits = await svc.recall_memory("what is the name of my pet?", k=3, consistency="indexed")
     assert hits[0]["id"] == ids[0]
     hits = await svc.recall_memory("which foods can't I eat", k=3)
     assert hits[0]["id"] == ids[2]
@@ -172,10 +173,15 @@ async def test_update_reembeds_on_content_change(make_service):
     svc = await make_service()
     m = await svc.store_memory("My favourite colour is green", metadata={"kind": "pref"})
     await svc.store_memory("The car needs new tyres before winter")
-    idx = await svc._ns("default")
+    await svc.recall_memory("colour", consistency="indexed")
+    idx = await svc.live.current("default")
     before = idx.vector(m["id"])
     upd = await svc.update_memory(m["id"], content="I now play the cello every evening")
     assert upd["reembedded"] is True and upd["metadata"] == {"kind": "pref"}
+    assert idx.vector(m["id"]) is None  # acknowledged before it is embedded: keyword-findable at once
+    assert (await svc.recall_memory("cello", k=1))[0]["id"] == m["id"]
+    await svc.recall_memory("cello", consistency="indexed")
+    idx = await svc.live.current("default")
     after = idx.vector(m["id"])
     assert not np.allclose(before, after)
     assert np.allclose(after, svc.embedder.embed(["I now play the cello every evening"])[0], atol=1e-5)
@@ -183,11 +189,11 @@ async def test_update_reembeds_on_content_change(make_service):
     assert hits[0]["id"] == m["id"]
     meta_only = await svc.update_memory(m["id"], metadata={"kind": "hobby"})
     assert meta_only["reembedded"] is False and meta_only["content"].startswith("I now play")
-    assert np.allclose(idx.vector(m["id"]), after)
+    assert np.allclose((await svc.live.current("default")).vector(m["id"]), after)
     got = await svc.get_memory(m["id"])
     assert got["metadata"] == {"kind": "hobby"}
     # persisted: a fresh service over the same files sees the new content and vector
-    assert svc.store.get(m["id"]).content == "I now play the cello every evening"
+    assert svc.store.get(m["id"])[0].content == "I now play the cello every evening"
 
 
 async def test_get_list_delete_and_cursor(make_service):
@@ -251,13 +257,14 @@ async def test_bad_input_through_mcp_is_an_error_result(tmp_path, monkeypatch):
 async def test_min_score_and_l1_hits(make_service):
     svc = await make_service()
     await _seed(svc)
+    await svc.recall_memory("golden retriever dog", k=5, consistency="indexed", use_cache=False)
     all_hits = await svc.recall_memory("golden retriever dog", k=5)
     assert all_hits[0]["score"] > all_hits[-1]["score"]
     cut = await svc.recall_memory("golden retriever dog", k=5, min_score=all_hits[0]["score"] - 1e-9)
     assert [h["id"] for h in cut] == [all_hits[0]["id"]]
-    hits_before = svc.recall_hits
+    hits_before = svc.reads.hits
     again = await svc.recall_memory("golden retriever dog", k=5)
-    assert again == all_hits and svc.recall_hits == hits_before + 1
+    assert again == all_hits and svc.reads.hits == hits_before + 1
     # a write to the namespace invalidates cached recalls
     new = await svc.store_memory("Our second dog, a golden retriever puppy, is named Waffles")
     fresh = await svc.recall_memory("golden retriever dog", k=5)
@@ -273,6 +280,6 @@ async def test_survives_restart_over_the_same_data_dir(make_service, tmp_path):
     ids = await _seed(svc)
     await svc.close()
     svc2 = await make_service(tmp_path / "d")
-    hits = await svc2.recall_memory("what is the name of my pet?", k=1)
+    hits = await svc2.recall_memory("what is the name of my pet?", k=1, consistency="indexed")
     assert hits[0]["id"] == ids[0]
     assert (await svc2.store_memory(FACTS[0][0]))["deduplicated"] is True

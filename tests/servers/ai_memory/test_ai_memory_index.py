@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from servers.ai_memory.embedder import HashEmbedder
+from embedding.embedder import HashEmbedder
 from servers.ai_memory.index import IVFIndex, NamespaceIndex
 from servers.ai_memory.records import MemoryRecord, content_hash
 
@@ -108,7 +108,7 @@ def test_ivf_lists_partition_all_rows():
 
 
 def test_embedder_batches_are_length_sorted_and_within_budget():
-    from servers.ai_memory.embedder import MiniLMEmbedder
+    from embedding.embedder import MiniLMEmbedder
 
     e = MiniLMEmbedder(batch_size=4, batch_tokens=40)
     lengths = [5, 30, 2, 9, 9, 12, 3, 7, 1, 20]

