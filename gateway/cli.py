@@ -145,7 +145,8 @@ async def _ask(url: str, method: str, params: dict[str, Any], name: str | None =
         raise NoGateway(f"{url} answered HTTP {response.status_code} without a JSON-RPC answer")
     if "error" in message:
         raise RuntimeError(f"the gateway at {url} answered: {message['error'].get('message')}")
-    return message["result"]
+    result: dict[str, Any] = message["result"]
+    return result
 
 
 async def _remote_tools(url: str) -> list[dict[str, Any]]:
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.config.loader import ConfigError, load_config
     from gateway.guard.audit import setup_audit
     from gateway.ops import logs
-    from gateway.serve import load_security
+    from gateway.serve import BindError, load_security
 
     log_format = logs.setup(os.environ)
     try:
@@ -407,10 +408,15 @@ def main(argv: list[str] | None = None) -> None:
                 args.profile,
                 backend_options=_loop_options(),
             )
+        except* BindError as group:  # the address cannot be served: found before any backend starts
+            refused = group.exceptions[0]
         except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)
             refused = group.exceptions[0]
             while isinstance(refused, BaseExceptionGroup):  # task groups nest: the first leaf
                 refused = refused.exceptions[0]
+        if isinstance(refused, BindError):
+            print(f"mcp-gateway: {refused}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
         if isinstance(refused, ConfigError):
             print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)

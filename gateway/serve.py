@@ -3,7 +3,9 @@ the hub and the guard, and serve one client-facing transport."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +13,8 @@ from typing import Any
 import anyio
 
 from gateway.auth.keys import auth_enabled, load_keys
-from gateway.auth.middleware import SecurityMiddleware
-from gateway.config.loader import AuthSettings, GatewayConfig
+from gateway.auth.middleware import SecurityMiddleware, parse_allowed_origins
+from gateway.config.loader import AuthSettings, ConfigError, GatewayConfig
 from gateway.guard.audit import AuditLog
 from gateway.guard.guard import Guard
 from gateway.guard.ratelimit import Buckets, MemoryBuckets, make_buckets
@@ -71,10 +73,41 @@ def load_security(
     """Resolve keys and secrets once at start-up; a problem is a `ConfigError` (exit 2). The audit log is
     off until `gateway.guard.audit.setup_audit` turns it on."""
     auth = config.gateway.auth
+    if auth is not None:
+        try:
+            parse_allowed_origins(auth.allowed_origins)
+        except ValueError as error:
+            raise ConfigError(file, "gateway.auth.allowed_origins", str(error)) from None
     keys = load_keys(auth, file, environ) if auth is not None else {}
     redactor = Redactor(collect_secrets(config, raw_servers, environ))
     audit = AuditLog(config.gateway.audit.arguments, redactor)
     return Security(auth, keys, redactor, audit, config.gateway.redis_url, config.gateway.redis.prefix)
+
+
+class BindError(Exception):
+    """The HTTP address cannot be served (invalid, or in use): one line naming the address and the problem."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`, made before any backend starts so a bad address fails at once."""
+    where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    if not 0 < port < 65536:
+        raise BindError(f"cannot serve on {where}: the port must be between 1 and 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as error:
+        raise BindError(f"cannot serve on {where}: the host does not resolve ({error})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        problem = "the address is already in use" if error.errno == errno.EADDRINUSE else error.strerror or error
+        raise BindError(f"cannot serve on {where}: {problem}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
@@ -86,7 +119,9 @@ def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     if security is not None:
         app.redact = security.redactor
     streamable = app.streamable
-    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, framework.session_ids(streamable))
+    auth = security.auth if security is not None and security.enabled else None
+    per_client = auth.max_sessions_per_client if auth is not None else None
+    app.mcp_handler = StreamableFront(FastPath(hub, guard), streamable, framework.session_ids(streamable), per_client)
     return app
 
 
@@ -105,6 +140,7 @@ async def serve(
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
     tools to that profile's (over HTTP each profile has its own endpoints)."""
+    listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
     hub = Hub(config, tracer, stderr)
     settings = config.gateway
     stdio: StdioFront | None = None
@@ -114,17 +150,11 @@ async def serve(
             if stdio is not None:
                 stdio.stop()  # serving stdio: finish the calls in flight, then leave
             else:
-                group.cancel_scope.cancel()  # still starting: nothing to drain
+                group.cancel_scope.cancel()  # not serving yet: nothing to drain
 
-        watcher = anyio.CancelScope()
-
-        async def watch_signals() -> None:
-            with watcher:
-                await stop_on_signal(on_signal)
-
-        group.start_soon(watch_signals)
-        await group.start(hub.run)
+        group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
         if transport == "stdio":
+            group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)
             if profile is not None:
                 guard.default_client = profile_client(settings.profiles, profile)
@@ -135,8 +165,7 @@ async def serve(
         else:
             app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
-            watcher.cancel()  # from here uvicorn's handlers take the signals (GracefulServer)
-            await anyio.lowlevel.checkpoint()
+            # uvicorn's handlers take the signals (GracefulServer) from the start: it serves at once
             if settings.profiles:  # the profile endpoints keep their own layers around authentication
                 entry = HTTPEntry(
                     with_profiles(app, security.middleware, settings.profiles), None, settings.max_body_bytes
@@ -148,6 +177,7 @@ async def serve(
                 host,
                 port,
                 hub=hub,
+                sock=listening,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
                 json_logs=json_logs,

@@ -5,9 +5,10 @@ against DNS rebinding (`host_guard`)."""
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import ipaddress
+import re
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastmcp.server.http import HostOriginGuardMiddleware
 
@@ -29,33 +30,84 @@ def host_guard(app: ASGIApp) -> ASGIApp:
     return guarded
 
 
-def _origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
-    origin = origin.strip().rstrip("/").lower()
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"^(?:\[[0-9a-f:.]+\]|{_LABEL}(?:\.{_LABEL})*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A parsed `scheme://host:port`; `port` None in an allow entry means any port (`:*`)."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+
+def parse_origin(text: str, *, wildcard_port: bool = False) -> Origin | None:
+    """`scheme://host[:port]` exactly (no userinfo, path, query or fragment), or None. IPv6 hosts are
+    bracketed; a missing port is the scheme's default; `:*` is allowed only where `wildcard_port`."""
+    text = text.strip().lower().removesuffix("/")
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in _DEFAULT_PORTS or not rest or any(c in rest for c in "/?#@\\ \t"):
+        return None
+    if rest.startswith("["):
+        host, bracket, tail = rest.partition("]")
+        host += bracket
+        if not bracket or (tail and not tail.startswith(":")):
+            return None
+        port_text = tail[1:] if tail else None
+    else:
+        host, colon, port_text = rest.partition(":")
+        port_text = port_text if colon else None
+    if not _HOST.match(host) or (host.startswith("[") and not _valid_ipv6(host[1:-1])):
+        return None
+    if port_text is None:
+        return Origin(scheme, host, _DEFAULT_PORTS[scheme])
+    if port_text == "*" and wildcard_port:
+        return Origin(scheme, host, None)
+    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+        return None
+    return Origin(scheme, host, int(port_text))
+
+
+def _valid_ipv6(text: str) -> bool:
     try:
-        parts = urlsplit(origin)
-        if parts.hostname is None or parts.path or parts.query:
-            return False
-        if parts.port is None:
-            origin = f"{origin}:{443 if parts.scheme == 'https' else 80}"
+        ipaddress.IPv6Address(text)
     except ValueError:
         return False
-    return any(pattern == "*" or fnmatchcase(origin, pattern) for pattern in patterns)
+    return True
 
 
-def _normalize_pattern(pattern: str) -> str:
-    pattern = pattern.strip().rstrip("/").lower()
-    if pattern == "*" or pattern.endswith(":*"):
-        return pattern
-    try:
-        parts = urlsplit(pattern)
-        if parts.port is None and parts.scheme in ("http", "https"):
-            return f"{pattern}:{443 if parts.scheme == 'https' else 80}"
-    except ValueError:
-        pass
-    return pattern
+def _origin_allowed(origin: str, allowed: tuple[Origin, ...] | None) -> bool:
+    """`allowed` None means every origin (`"*"` in the config)."""
+    if allowed is None:
+        return True
+    parsed = parse_origin(origin)
+    if parsed is None:
+        return False
+    return any(
+        entry.scheme == parsed.scheme and entry.host == parsed.host and entry.port in (None, parsed.port)
+        for entry in allowed
+    )
+
+
+def parse_allowed_origins(patterns: list[str]) -> tuple[Origin, ...] | None:
+    """The configured allow entries, parsed (None: `"*"`, any origin); an entry that is not
+    `scheme://host[:port|:*]` is a `ValueError` naming it."""
+    if any(pattern.strip() == "*" for pattern in patterns):
+        return None
+    parsed = []
+    for pattern in patterns:
+        entry = parse_origin(pattern, wildcard_port=True)
+        if entry is None:
+            raise ValueError(f"allowed origin {pattern!r} is not scheme://host[:port] (port may be *)")
+        parsed.append(entry)
+    return tuple(parsed)
 
 
 PROTECTED_PATHS = frozenset({"/mcp", "/mcp/", "/sse", "/metrics", "/status"})
+OPTIONAL_AUTH_PATHS = frozenset({"/health"})  # a valid token narrows the details to that client's view
 MESSAGES_PREFIX = "/messages/"
 
 
@@ -65,12 +117,18 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, auth: AuthSettings | None, keys: dict[str, str] | None = None) -> None:
         self.app = app
         origins = auth.allowed_origins if auth is not None else AuthSettings().allowed_origins
-        self.origins = tuple(_normalize_pattern(p) for p in origins)
+        self.origins = parse_allowed_origins(origins)
         self.authenticator = Authenticator(auth, keys or {}) if auth is not None and auth_enabled(auth) else None
         self.sessions = SessionOwners() if self.authenticator is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not protects(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in OPTIONAL_AUTH_PATHS:
+            await self.identify(scope, _header(scope, b"authorization"))
+        if not protects(path):
             await self.app(scope, receive, send)
             return
         origin = authorization = None
@@ -82,6 +140,17 @@ class SecurityMiddleware:
         admitted = await self.admit(scope, send, origin, authorization)
         if admitted is not None:
             await self.app(admitted[0], receive, admitted[1])
+
+    async def identify(self, scope: Scope, authorization: str | None) -> None:
+        """For a path where a token is optional (`/health`): a valid one puts its client in `scope`, so the
+        endpoint shows that client's view; none, or an invalid one, leaves the anonymous view."""
+        if self.authenticator is None:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            client = await self.authenticator.authenticate(token.strip())
+            if client is not None:
+                scope[CLIENT_SCOPE_KEY] = client
 
     async def admit(
         self, scope: Scope, send: Send, origin: str | None, authorization: str | None
@@ -115,6 +184,10 @@ class SecurityMiddleware:
 def protects(path: str) -> bool:
     """Whether requests to `path` pass the Origin check and authentication."""
     return path in PROTECTED_PATHS or path.startswith(MESSAGES_PREFIX)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), "")
 
 
 def _authenticated_user(client: Client) -> Any:

@@ -33,6 +33,10 @@ ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 _ID_PREFIX = "gw-"
 _MAX_LINE = 2**27
 
+# FastMCP backends log one plain line per record (its rich console handler wraps a message over several
+# lines, which the gateway would relay as several records)
+_PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false"}
+
 
 class PipeClosed(Exception):
     """The backend process closed its stdout (it exited or crashed)."""
@@ -208,7 +212,7 @@ async def open_pipe(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=stderr or sys.stderr,
-        env=get_default_environment() | (env or {}),
+        env=get_default_environment() | _PLAIN_LOGS | (env or {}),
         cwd=cwd,
         limit=_MAX_LINE,
         start_new_session=True,

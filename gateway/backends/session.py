@@ -54,6 +54,11 @@ class BackendUnavailable(Exception):
     """The backend has no live session right now, or lost it during the call."""
 
 
+class BackendRestarting(BackendUnavailable):
+    """The backend is down and its supervisor is bringing it back: the call was not sent (not a failure of
+    the backend that a circuit breaker should count)."""
+
+
 class _WatchedStream:
     """A receive stream that sets an event when the transport closes (EOF)."""
 
@@ -110,6 +115,7 @@ class Backend:
         self.last_error: str | None = None
         self.startup_ms: float | None = None
         self.restarts = 0
+        self.sessions_opened = 0  # sessions that completed their handshake and lists (1 after the first start)
         self.tools: list[dict[str, Any]] = []
         self.resources: list[mcp_types.Resource] = []
         self.resource_templates: list[mcp_types.ResourceTemplate] = []
@@ -119,7 +125,8 @@ class Backend:
         self._pipe: StdioPipe | None = None
         self.in_flight = InFlight()  # the calls being served, for relaying the backend's requests and logs
         self.on_resource_updated: ResourceUpdatedCallback | None = None
-        self.ready = anyio.Event()
+        self.ready = anyio.Event()  # set once the first start has succeeded or failed
+        self._up = anyio.Event()  # set while the session is up
         self.exit_grace = 2.0  # a stdio child's time to exit on its own when the session closes
         self._refresh_requested = anyio.Event()
 
@@ -276,10 +283,12 @@ class Backend:
                     self.session = session
                     self.modern = session.discover_result is not None  # negotiated the 2026 era
                     self.state = "up"
+                    self.sessions_opened += 1
                     self.last_error = None
                     self.startup_ms = (time.perf_counter() - began) * 1000
                     backoff = self.settings.restart_backoff_initial
                     logger.info("backend %s up (%d tools, %.0f ms)", self.name, len(self.tools), self.startup_ms)
+                    self._up.set()
                     self.ready.set()
                     if not started:
                         started = True
@@ -322,6 +331,8 @@ class Backend:
 
     def _mark_down(self, error: BaseException) -> None:
         self.session = None
+        if self._up.is_set():
+            self._up = anyio.Event()
         self.state = "down"
         self.last_error = _describe_error(error)
         logger.warning("backend %s down: %s", self.name, self.last_error)
@@ -332,12 +343,20 @@ class Backend:
 
     # ------------------------------------------------------------------ calls
 
-    def _live_session(self) -> ClientSession:
+    async def _live_session(self) -> ClientSession:
+        """The session; during the first start, wait for it (bounded by `startup_timeout`); while the
+        supervisor restarts the backend, `BackendRestarting` at once."""
         session = self.session
-        if session is None or self.state != "up":
-            detail = f": {self.last_error}" if self.last_error else ""
-            raise BackendUnavailable(f"backend '{self.name}' is {self.state}{detail}")
-        return session
+        if session is not None and self.state == "up":
+            return session
+        if not self.ready.is_set():  # still starting for the first time: the call waits for it
+            with anyio.move_on_after(self.settings.startup_timeout):
+                await self._up.wait()
+            session = self.session
+            if session is not None and self.state == "up":
+                return session
+        detail = f" (last error: {self.last_error})" if self.last_error else ""
+        raise BackendRestarting(f"backend '{self.name}' is restarting{detail}")
 
     async def request(
         self,
@@ -352,7 +371,7 @@ class Backend:
         This is the hot path: no model round-trips, just the SDK dispatcher's id correlation.
         Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
         """
-        session = self._live_session()
+        session = await self._live_session()
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
         params = sdk.stamp(session, method, dict(params) if params else {}, options)
         peer = CURRENT_PEER.get()  # the client to relay this call's sampling/elicitation/logs to

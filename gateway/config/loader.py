@@ -211,6 +211,9 @@ class AuthSettings(_Strict):
     jwt: JWTConfig | None = None
     allowed_origins: list[str] = Field(default_factory=lambda: list(LOOPBACK_ORIGINS))
     rate_limit: RateLimitConfig | None = None
+    max_sessions_per_client: int = Field(
+        default=100, gt=0, description="Streamable HTTP sessions one client may hold open; over it, initialize is 429"
+    )
     memory: MemoryIsolation = Field(default_factory=MemoryIsolation)
 
     @field_validator("clients")

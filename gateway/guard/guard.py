@@ -8,7 +8,7 @@ import math
 import time
 from typing import Any
 
-from gateway.backends.messages import tool_error
+from gateway.backends.messages import invalid_unicode, tool_error
 from gateway.backends.pipe import ProgressCallback
 from gateway.config.loader import AuthSettings
 from gateway.guard.audit import AuditLog
@@ -92,6 +92,8 @@ class Guard:
         search mode `search_tools` is answered here and `call_tool` is unwrapped: its inner call takes this
         same path (and is what the audit line names)."""
         began = time.perf_counter()
+        if self.hub.joining and self.hub.catalog.resolve(name) is None:
+            await self.hub.wait_for_tool(name)  # its backend may still be starting
         outcome = "exception"
         client = client or self.default_client
         try:
@@ -124,6 +126,9 @@ class Guard:
         if not self.permits(client, name):
             metrics.CALLS.labels("_unknown", "unknown_tool").inc()
             return tool_error(f"Unknown tool: '{name}'"), "denied"  # exactly what an unknown tool gets
+        if arguments and invalid_unicode(arguments):
+            message = f"Invalid arguments for tool '{name}': a string is not valid Unicode (a lone surrogate)"
+            return tool_error(message), "invalid_arguments"
         identity = None
         if client is not None:
             identity = client.name
@@ -140,16 +145,21 @@ class Guard:
         result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress, identity=identity)
         return result, "error" if result.get("isError") else "ok"
 
-    async def _rate_limited(self, client: Client, name: str) -> dict[str, Any] | None:
-        """The refusal when `client` is over its rate limit, else None (a token was taken)."""
+    async def rate_limited(self, client: Client) -> float | None:
+        """Take one of `client`'s rate-limit tokens (tool calls and `initialize` both do): None if it got
+        one, else the seconds until one is available."""
         limit = client.rate_limit
         if limit is None:
             return None
         wait = await self.buckets.take(client.name, limit.per_minute / 60, limit.capacity)
-        if wait <= 0:
+        return math.ceil(wait * 10) / 10 if wait > 0 else None
+
+    async def _rate_limited(self, client: Client, name: str) -> dict[str, Any] | None:
+        """The refusal when `client` is over its rate limit, else None (a token was taken)."""
+        seconds = await self.rate_limited(client)
+        if seconds is None:
             return None
         metrics.CALLS.labels(name, "rate_limited").inc()
-        seconds = math.ceil(wait * 10) / 10
         result = tool_error(f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s")
         result["_meta"] = {RETRY_AFTER_META: seconds}
         return result

@@ -22,7 +22,8 @@ class Redactor:
     """Replaces known secret values, bearer tokens and `Authorization` header values with [REDACTED]."""
 
     _GENERIC = (
-        r"(?:(?<=bearer )|(?<=basic ))[A-Za-z0-9._~+/=-]{8,}"
+        r"mgw_[A-Za-z0-9_-]{16,}"  # gateway client tokens (`mcp-gateway hash-token`), wherever they appear
+        r"|(?:(?<=bearer )|(?<=basic ))[A-Za-z0-9._~+/=-]{8,}"
         r"|(?:(?<=authorization: )|(?<=authorization=)|(?<=\"authorization\": \"))(?!bearer |basic )[^\s\"',}]{6,}"
     )
 
@@ -45,7 +46,7 @@ class Redactor:
 def collect_secrets(
     config: GatewayConfig, raw_servers: Mapping[str, Any] | None, environ: Mapping[str, str]
 ) -> set[str]:
-    """Values to scrub: env vars referenced (`${VAR}`) in servers' `env`/`headers`, header values,
+    """Values to scrub: env vars referenced (`${VAR}`) in servers' `env`/`headers`/`args`, header values,
     server env values under secret-looking names, and every `*TOKEN*`/`*SECRET*`/`*KEY*`/`*PASSWORD*`
     variable of the gateway's environment."""
     secrets: set[str] = set()
@@ -55,12 +56,14 @@ def collect_secrets(
     for server in (raw_servers or {}).values():
         if not isinstance(server, dict):
             continue
-        for section in ("env", "headers"):
-            for value in (server.get(section) or {}).values():
-                if isinstance(value, str):
-                    for match in ENV_REFERENCE.finditer(value):
-                        if environ.get(match.group(1)):
-                            secrets.add(environ[match.group(1)])
+        args = server.get("args")
+        values = [*(server.get("env") or {}).values(), *(server.get("headers") or {}).values()]
+        values += args if isinstance(args, list) else []
+        for value in values:
+            if isinstance(value, str):
+                for match in ENV_REFERENCE.finditer(value):
+                    if environ.get(match.group(1)):
+                        secrets.add(environ[match.group(1)])
     for server in config.mcp_servers.values():
         secrets.update(server.headers.values())
         for header_value in server.headers.values():

@@ -67,17 +67,18 @@ def setup(environ: Mapping[str, str]) -> str:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
-        # FastMCP configures its own rich handler when imported; send its records through ours instead.
-        import fastmcp  # noqa: F401
-
-        for name in ("fastmcp", "mcp"):
-            framework = logging.getLogger(name)
-            framework.handlers.clear()
-            framework.propagate = True
     else:
         fmt = "text"
         handler.addFilter(_RequestIdFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s"))
+    # FastMCP configures its own rich console handler when imported (wrapped, multi-line records in another
+    # format); send its records and the SDK's through ours instead, so every line has one format.
+    import fastmcp  # noqa: F401
+
+    for name in ("fastmcp", "mcp"):
+        framework = logging.getLogger(name)
+        framework.handlers.clear()
+        framework.propagate = True
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

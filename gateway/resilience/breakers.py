@@ -168,6 +168,12 @@ class Breaker:
             if probe:
                 self.probing = False
 
+    def close(self) -> None:
+        """Close the breaker (the backend was restarted and answered its handshake and lists)."""
+        self.probing = False
+        if self.cb.state.name != pybreaker.STATE_CLOSED or self.storage.counter:
+            self.cb.close()
+
     def release_probe(self, probe: bool) -> None:
         """The call was abandoned (cancelled) before it had an outcome."""
         if probe:

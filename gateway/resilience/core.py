@@ -59,7 +59,7 @@ class Call(Protocol):
 
 C = TypeVar("C", bound=Call)
 Forward = Callable[[C, float | None], Awaitable[tuple[dict[str, Any], str]]]
-REFUSED = ("breaker_open", "overloaded")  # outcomes of calls that never reached the backend
+REFUSED = ("breaker_open", "overloaded", "restarting")  # outcomes of calls that never reached the backend
 
 
 class _Flight:
@@ -180,6 +180,7 @@ class Resilience(Generic[C]):
         attempts = sp.retry.attempts if policy.retry else 1
         deadline = time.monotonic() + sp.retry.max_total
         attempt = 0
+        failed: str | None = None  # the failure of the previous attempt, counted once when the call ends
         while True:
             attempt += 1
             probe = False
@@ -187,6 +188,8 @@ class Resilience(Generic[C]):
                 try:
                     probe = breaker.admit()
                 except BreakerOpen as error:
+                    if failed is not None:
+                        breaker.record(failed, False)
                     return tool_error(str(error)), "breaker_open", "breaker_open"
             if bulkhead is not None:
                 try:
@@ -208,19 +211,36 @@ class Resilience(Generic[C]):
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
+            if outcome == "restarting":  # the supervisor is on it: neither a failure nor a success
+                if breaker is not None:
+                    breaker.release_probe(probe)
+                    if failed is not None:
+                        breaker.record(failed, False)
+                return result, outcome, None
             failure = None if outcome == "ok" else failure_kind(outcome, result, sp)
+            retry = failure is not None and attempt < attempts and failure in sp.retry.on
+            delay = backoff(sp.retry, attempt) if retry else 0.0
+            if retry and time.monotonic() + delay >= deadline:
+                retry = False
             if breaker is not None:
-                breaker.record(failure, probe)
-            if failure is None or attempt >= attempts or failure not in sp.retry.on:
+                if retry:  # one client call counts once, however many attempts it makes
+                    breaker.release_probe(probe)
+                else:
+                    breaker.record(failure, probe)
+            if not retry:
                 return result, outcome, failure
-            delay = backoff(sp.retry, attempt)
-            if time.monotonic() + delay >= deadline:
-                return result, outcome, failure
+            failed = failure
             self.retries += 1
             logger.info(
                 "retrying %s in %.2f s after %s (attempt %d of %d)", call.exposed, delay, failure, attempt + 1, attempts
             )
             await anyio.sleep(delay)
+
+    def backend_up(self, server: str) -> None:
+        """The supervisor (re)started `server` (handshake and lists done): close its breakers."""
+        for name, breaker in self.breakers.by_name.items():
+            if name == server or name.startswith(server + "/"):
+                breaker.close()
 
     # ------------------------------------------------------------------ replicas
 

@@ -14,9 +14,9 @@ import anyio
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
-from gateway.backends.messages import RESERVED_META, tool_error
+from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
-from gateway.backends.session import Backend, BackendUnavailable
+from gateway.backends.session import Backend, BackendRestarting, BackendUnavailable
 from gateway.config.features import META_TOOLS
 from gateway.config.loader import ConfigError, GatewayConfig
 from gateway.ops import metrics, tracing
@@ -66,7 +66,9 @@ class Hub:
         self.resilience: Resilience[ToolCall] = Resilience(self.settings, list(self.by_name), self._forward)
         self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
-        self.started = anyio.Event()
+        self.started = anyio.Event()  # set once every backend is up or has failed its first start
+        self._changed = anyio.Event()  # set (and replaced) whenever a backend's state or lists change
+        self._sessions_seen: dict[str, int] = {}  # backend -> sessions it had opened at its last change
         self.draining = False
         self.calls_in_flight = dict.fromkeys(self.by_name, 0)  # per backend; shutdown waits for them
         for name in self.by_name:
@@ -75,7 +77,11 @@ class Hub:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Start every backend concurrently; report started once each is up or has failed once."""
+        """Start every backend concurrently; report started once each is up or has failed once.
+
+        A front that must answer at once runs this with `start_soon` instead: backends join the catalog as
+        they come up (listeners announce each change), and calls for tools not listed yet wait for them
+        (`wait_for_tool`)."""
         async with anyio.create_task_group() as group:
             group.start_soon(self.resilience.run)
             for backend in self.backends:
@@ -102,12 +108,29 @@ class Hub:
             metrics.BACKEND_STARTUP.labels(backend.name).set(backend.startup_ms / 1000)
         if backend.state == "down":
             metrics.BACKEND_RESTARTS.labels(backend.name).inc()
-        if self.catalog.rebuild(self.backends) and self.started.is_set():
+        elif self._sessions_seen.get(backend.name) != backend.sessions_opened:  # a new session is up
+            self._sessions_seen[backend.name] = backend.sessions_opened
+            self.resilience.backend_up(backend.name)
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+        if self.catalog.rebuild(self.backends):
             for listener in list(self._listeners):
                 try:
                     await listener()
                 except Exception as error:
                     logger.debug("catalog listener failed: %s", error)
+
+    @property
+    def joining(self) -> bool:
+        """Some backend has not finished its first start yet."""
+        return not self.started.is_set() and not all(backend.ready.is_set() for backend in self.backends)
+
+    async def wait_for_tool(self, name: str) -> None:
+        """While backends are still starting, wait until `name` is in the catalog or every backend has
+        started (bounded by `startup_timeout`): a call for a tool of a backend still starting waits for it."""
+        with anyio.move_on_after(self.settings.startup_timeout):
+            while self.catalog.resolve(name) is None and self.joining:
+                await self._changed.wait()
 
     @property
     def healthy(self) -> bool:
@@ -250,6 +273,8 @@ class Hub:
             result = await backend.call_tool(
                 route.tool, call.arguments, meta=meta, on_progress=call.on_progress, timeout=timeout
             )
+        except BackendRestarting as error:
+            return tool_error(f"{error}; try again shortly"), "restarting"
         except BackendUnavailable as error:
             return tool_error(f"{error}; try again shortly"), "unavailable"
         except MCPError as error:
@@ -264,7 +289,11 @@ class Hub:
             return tool_error(message), "bad_response"
         result.pop("resultType", None)
         if isinstance(result_meta := result.get("_meta"), dict):
-            cleaned = {key: value for key, value in result_meta.items() if not key.startswith(RESERVED_META)}
+            cleaned = {
+                key: value
+                for key, value in result_meta.items()
+                if not key.startswith(RESERVED_META) and key != FRAMEWORK_META
+            }
             if cleaned:
                 result["_meta"] = cleaned
             else:

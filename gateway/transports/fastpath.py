@@ -35,7 +35,7 @@ def modern_version(message: dict[str, Any]) -> str | None:
     if not isinstance(meta, dict):
         return None
     version = meta.get(PROTOCOL_VERSION_META)
-    return version if version in MODERN_VERSIONS else None
+    return version if isinstance(version, str) and version in MODERN_VERSIONS else None
 
 
 def cancelled_request_id(message: Any) -> Any:

@@ -3,13 +3,16 @@ transport at `/sse` (posting to `/messages/`), and `/health`, `/ready`, `/metric
 
 from __future__ import annotations
 
+import asyncio
+import re
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from fastmcp import FastMCP
 
-from gateway.auth.middleware import CLIENT_SCOPE_KEY, SecurityMiddleware, host_guard, protects
+from gateway.auth.middleware import CLIENT_SCOPE_KEY, OPTIONAL_AUTH_PATHS, SecurityMiddleware, host_guard, protects
 from gateway.guard.clients import Client
 from gateway.ops import metrics, status
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send, send_error, send_json
@@ -73,7 +76,9 @@ class HTTPEntry:
             else:  # chunked: count what arrives (with a length, the server reads no more than declared)
                 receive = self._counting(receive)
             inner_send: Send = send_with_id
-            if self.security is not None and protects(scope["path"]):
+            if self.security is not None and scope["path"] in OPTIONAL_AUTH_PATHS:
+                await self.security.identify(scope, authorization)
+            elif self.security is not None and protects(scope["path"]):
                 admitted = await self.security.admit(scope, send_with_id, origin, authorization)
                 if admitted is None:
                     return
@@ -152,6 +157,47 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+_LABEL = re.compile(rb'(tool|backend|breaker)="([^"]*)"')
+
+
+def _accepts_event_stream(scope: Scope) -> bool:
+    """No Accept header, or one that admits `text/event-stream`."""
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+    if accept is None:
+        return True
+    types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
+    return bool(types & {b"text/event-stream", b"text/*", b"*/*", b""})
+
+
+def _visible_backends(hub: Hub, client: Client) -> set[str]:
+    """The backends `client` can see: those with at least one tool its allow list lets it call."""
+    return {route.backend.name for name, route in hub.catalog.routes.items() if client.matches(name)}
+
+
+def _visible_metrics(body: bytes, client: Client, backends: set[str]) -> bytes:
+    """The exposition without the samples of tools and backends hidden from `client`."""
+    kept = []
+    for line in body.split(b"\n"):
+        for label, value in _LABEL.findall(line):
+            name = value.decode(errors="replace")
+            if label == b"tool" and name != "_unknown" and not client.matches(name):
+                break
+            if label != b"tool" and name.partition("/")[0] not in backends:
+                break
+        else:
+            kept.append(line)
+    return b"\n".join(kept)
+
+
+def _visible_health(health: dict[str, Any], backends: set[str]) -> dict[str, Any]:
+    """`/health` without the backends (and their breakers and bulkheads) hidden from the client."""
+    health = dict(health)
+    for section in ("backends", "bulkheads", "breakers"):
+        if isinstance(health.get(section), dict):
+            health[section] = {name: doc for name, doc in health[section].items() if name.partition("/")[0] in backends}
+    return health
+
+
 class GatewayHTTP:
     """Routes by path to the MCP transports and the operational endpoints."""
 
@@ -164,6 +210,15 @@ class GatewayHTTP:
         self._exit_stack: AsyncExitStack | None = None
         self.hosts = HostGuard()
 
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == SSE_PATH and scope["method"] == "GET" and not _accepts_event_stream(scope):
+            await send_error(send, 406, "not_acceptable", f"{SSE_PATH} answers with text/event-stream only")
+            return
+        if scope["path"].startswith((SSE_PATH, MESSAGE_PATH)):
+            await self.sse(scope, receive, send)
+        else:
+            await self.mcp_handler(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
@@ -172,36 +227,42 @@ class GatewayHTTP:
         if kind != "http":
             return
         path: str = scope["path"]
-        if path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH):
-            if not await self.hosts.allows(scope):
+        mcp = path in (MCP_PATH, MCP_PATH + "/", SSE_PATH) or path.startswith(MESSAGE_PATH)
+        if mcp or path in ("/health", "/ready", "/metrics", "/status"):
+            if not await self.hosts.allows(scope):  # DNS-rebinding protection, operational endpoints included
                 await send_error(send, 421, "misdirected_request", "the Host of this request is not this server")
-            elif path.startswith((SSE_PATH, MESSAGE_PATH)):
-                await self.sse(scope, receive, send)
+            elif mcp:
+                await self._mcp(scope, receive, send)
             else:
-                await self.mcp_handler(scope, receive, send)
-        elif path in ("/health", "/ready", "/metrics", "/status"):
-            if scope["method"] not in ("GET", "HEAD"):
-                await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
-            elif path == "/health":
-                await send_json(send, 200, self._health())
-            elif path == "/status":
-                await self._status(scope, send)
-            elif path == "/ready":
-                ready = self.hub.ready
-                await send_json(send, 200 if ready else 503, {"ready": ready})
-            else:
-                body, content_type = metrics.render(self.hub.collector)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [(b"content-type", content_type.encode())],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await self._ops(scope, receive, send)
         else:
             message = f"no endpoint at {path}; MCP is served at {MCP_PATH} and {SSE_PATH}"
             await send_error(send, 404, "not_found", message)
+
+    async def _ops(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`/health`, `/ready`, `/metrics`, `/status`; an authenticated client sees only the backends and
+        tools its allow list lets it see."""
+        path: str = scope["path"]
+        client = scope.get(CLIENT_SCOPE_KEY)
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_error(send, 405, "method_not_allowed", f"{path} answers GET only")
+        elif path == "/health":
+            health = self._health()
+            if client is not None:
+                health = _visible_health(health, _visible_backends(self.hub, client))
+            await send_json(send, 200, health)
+        elif path == "/status":
+            await self._status(scope, send)
+        elif path == "/ready":
+            ready = self.hub.ready
+            await send_json(send, 200 if ready else 503, {"ready": ready})
+        else:
+            body, content_type = metrics.render(self.hub.collector)
+            if client is not None:
+                body = _visible_metrics(body, client, _visible_backends(self.hub, client))
+            headers = [(b"content-type", content_type.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
     def _health(self) -> dict[str, Any]:
         health = self.hub.health()
@@ -241,6 +302,54 @@ class GatewayHTTP:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request's complete headers before it is closed."""
+
+
+def _header_timeout_protocol() -> type:
+    """uvicorn's httptools protocol, closing a connection whose request headers are not complete within
+    `HEADER_TIMEOUT` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
+    client could hold connections open forever by never finishing its headers). Idle keep-alive connections
+    are closed by uvicorn's own `timeout_keep_alive`."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_timed_out)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_timed_out(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+    return HeaderTimeoutProtocol
+
+
 async def serve_http(
     app: ASGIApp,
     host: str,
@@ -250,8 +359,10 @@ async def serve_http(
     drain_seconds: float = 0.0,
     shutdown_timeout: float = 10.0,
     json_logs: bool = False,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown)."""
+    """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown);
+    on `sock` when given (already bound and listening), else on `host:port`."""
     import uvicorn
 
     from gateway.ops.shutdown import STREAM_GRACE_SECONDS, GracefulServer
@@ -264,7 +375,8 @@ async def serve_http(
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: uvicorn logs through ours
         lifespan="on",
         access_log=False,  # the audit log has a line per call; an access line per request costs the hot path
+        http=_header_timeout_protocol(),
         timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
     server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)
-    await server.serve()
+    await server.serve(sockets=[sock] if sock is not None else None)

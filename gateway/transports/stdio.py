@@ -23,18 +23,11 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.backends.inflight import CURRENT_PEER
-from gateway.transports import framework
+from gateway.transports import framework, jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
 logger = logging.getLogger("mcp_gateway.stdio")
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-
-
-def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
 def _claim_stdio() -> tuple[int, int]:
@@ -142,7 +135,8 @@ class StdioFront:
             del buffer[:start]
             if len(buffer) > self.max_line_bytes:
                 if not discarding:
-                    self.send(_error(None, INVALID_REQUEST, f"message over {self.max_line_bytes} bytes"))
+                    too_long = jsonrpc.Malformed(jsonrpc.INVALID_REQUEST, f"message over {self.max_line_bytes} bytes")
+                    self.send(too_long.response)
                 buffer.clear()
                 discarding = True
         if buffer.strip() and not discarding:
@@ -150,9 +144,9 @@ class StdioFront:
 
     async def _dispatch(self, line: bytes, to_server: Any, group: anyio.abc.TaskGroup) -> None:
         try:
-            message = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            self.send(_error(None, PARSE_ERROR, f"Parse error: {error}"))
+            message = jsonrpc.decode(line)
+        except jsonrpc.Malformed as error:
+            self.send(error.response)
             return
         cancelled = cancelled_request_id(message)
         if cancelled is not None and self.fast.cancel(cancelled):
@@ -170,7 +164,9 @@ class StdioFront:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
         except Exception:
             request_id = message.get("id") if isinstance(message, dict) else None
-            self.send(_error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"))
+            invalid = jsonrpc.Malformed(jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+            invalid.request_id = request_id
+            self.send(invalid.response)
             return
         if isinstance(message, dict) and message.get("method") == "initialize":
             self._initialize_ids.add(message.get("id"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
@@ -23,7 +24,8 @@ from gateway.auth.middleware import CLIENT_SCOPE_KEY
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
-from gateway.ops.codec import DecodeError, dumps, loads
+from gateway.ops.codec import dumps
+from gateway.transports import jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
@@ -40,9 +42,33 @@ def _session_id(scope: Scope) -> str | None:
     return None
 
 
+_TRIMMED = frozenset({b"mcp-method", b"mcp-name"})
+
+
+def _trimmed(scope: Scope) -> Scope:
+    """`scope` with surrounding whitespace removed from the `Mcp-Method` and `Mcp-Name` values (SEP-2243:
+    a server accepts it), copied only when there is some."""
+    headers = scope["headers"]
+    if not any(name in _TRIMMED and value != value.strip() for name, value in headers):
+        return scope
+    return {**scope, "headers": [(n, v.strip() if n in _TRIMMED else v) for n, v in headers]}
+
+
 def _cancelled(request_id: Any) -> dict[str, Any]:
     """What the POST of a cancelled request gets (HTTP must answer; the client has stopped waiting)."""
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32800, "message": "Request cancelled"}}
+
+
+RATE_LIMITED = -32029  # JSON-RPC server error: the client is over one of its limits (answered with HTTP 429)
+
+
+async def _send_jsonrpc(
+    send: Send, status: int, document: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = dumps(document)
+    all_headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -62,15 +88,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class StreamableFront:
     """The ASGI handler mounted at `/mcp`."""
 
-    def __init__(self, fast: FastPath, fallback: ASGIApp, session_ids: Callable[[], Container[str]]) -> None:
+    def __init__(
+        self,
+        fast: FastPath,
+        fallback: ASGIApp,
+        session_ids: Callable[[], Container[str]],
+        max_sessions_per_client: int | None = None,
+    ) -> None:
         self.fast = fast
         self.fallback = fallback
         self.session_ids = session_ids  # FastMCP's live session table
         self.server = getattr(getattr(fallback, "state", None), "fastmcp_server", None)  # the FastMCP front
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: dict[str, Any] = {}  # session id -> capabilities from its `initialize`
+        self.max_sessions_per_client = max_sessions_per_client  # with auth: `gateway.auth.max_sessions_per_client`
+        self.session_clients: dict[str, str] = {}  # session id -> the authenticated client that opened it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope = _trimmed(scope)
         if scope["method"] != "POST":
             await self.fallback(scope, receive, send)
             return
@@ -83,64 +118,101 @@ class StreamableFront:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if self._cancels_fast_request(scope, body) or (self.replies and self._take_reply(scope, body)):
+        try:
+            message = jsonrpc.decode(body)
+        except jsonrpc.Malformed as error:
+            if error.code == jsonrpc.PARSE_ERROR:  # not JSON at all: the SDK answers (415/406/400 as due)
+                await self.fallback(scope, _replay(body, receive), send)
+                return
+            await _send_jsonrpc(send, 400, error.response)
+            return
+        if self._cancels_fast_request(scope, message) or (self.replies and self._take_reply(scope, message)):
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        request = self._eligible(scope, body)
+        request = self._eligible(scope, message)
         if request is None:
-            if b'"initialize"' in body:
-                send = self._capture_capabilities(body, send)
+            if isinstance(message, dict) and message.get("method") == "initialize":
+                client = scope.get(CLIENT_SCOPE_KEY)
+                if client is not None and (refusal := await self._refuse_initialize(client, message)) is not None:
+                    status, document, headers = refusal
+                    await _send_jsonrpc(send, status, document, headers)
+                    return
+                send = self._capture_capabilities(message, send, client)
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
         await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
 
-    def _take_reply(self, scope: Scope, body: bytes) -> bool:
+    def _take_reply(self, scope: Scope, message: Any) -> bool:
         """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
         session_id = _session_id(scope)
-        if session_id is None:
-            return False
-        try:
-            message = loads(body)
-        except (DecodeError, UnicodeDecodeError):
-            return False
-        return self.replies.take(session_id, message)
+        return session_id is not None and self.replies.take(session_id, message)
 
-    def _capture_capabilities(self, body: bytes, send: Send) -> Send:
-        """Remember the client capabilities an `initialize` declares, under the session id FastMCP assigns."""
-        try:
-            message = loads(body)
-        except (DecodeError, UnicodeDecodeError):
-            return send
-        if not isinstance(message, dict) or message.get("method") != "initialize":
-            return send
+    async def _refuse_initialize(
+        self, client: Client, message: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None:
+        """429 when `client` is over its rate limit or already holds `max_sessions_per_client` sessions."""
+        request_id = message.get("id")
+        if (seconds := await self.fast.guard.rate_limited(client)) is not None:
+            text = f"Rate limit exceeded for client '{client.name}': retry after {seconds:g} s"
+            error = {"code": RATE_LIMITED, "message": text, "data": {"retryAfterSeconds": seconds}}
+            return (
+                429,
+                {"jsonrpc": "2.0", "id": request_id, "error": error},
+                [(b"retry-after", str(math.ceil(seconds)).encode())],
+            )
+        limit = self.max_sessions_per_client
+        if limit is None:
+            return None
+        self._forget_closed_sessions()
+        held = sum(1 for owner in self.session_clients.values() if owner == client.name)
+        if held < limit:
+            return None
+        text = (
+            f"Too many sessions: client '{client.name}' already holds {held} open sessions "
+            f"(gateway.auth.max_sessions_per_client is {limit}); close one (DELETE) or reuse it"
+        )
+        error = {
+            "code": RATE_LIMITED,
+            "message": text,
+            "data": {"limit": "gateway.auth.max_sessions_per_client", "max": limit},
+        }
+        return 429, {"jsonrpc": "2.0", "id": request_id, "error": error}, []
+
+    def _forget_closed_sessions(self) -> None:
+        live = self.session_ids()
+        for table in (self.client_capabilities, self.session_clients):
+            for stale in [key for key in table if key not in live]:
+                del table[stale]
+
+    def _capture_capabilities(self, message: dict[str, Any], send: Send, client: Client | None = None) -> Send:
+        """Remember the client capabilities an `initialize` declares (and the client that sent it), under the
+        session id FastMCP assigns."""
         capabilities = declared_capabilities(message)
 
         async def capturing_send(event: Message) -> None:
             if event["type"] == "http.response.start":
                 for name, value in event.get("headers", ()):
                     if name.lower() == b"mcp-session-id":
-                        live = self.session_ids()
-                        for stale in [key for key in self.client_capabilities if key not in live]:
-                            del self.client_capabilities[stale]
-                        self.client_capabilities[value.decode("latin-1")] = capabilities
+                        self._forget_closed_sessions()
+                        session_id = value.decode("latin-1")
+                        self.client_capabilities[session_id] = capabilities
+                        if client is not None:
+                            self.session_clients[session_id] = client.name
             await send(event)
 
         return capturing_send
 
-    def _cancels_fast_request(self, scope: Scope, body: bytes) -> bool:
+    def _cancels_fast_request(self, scope: Scope, message: Any) -> bool:
         """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
-        if b"notifications/cancelled" not in body:
+        request_id = cancelled_request_id(message)
+        if request_id is None:
             return False
         session_id = _session_id(scope)
-        try:
-            request_id = cancelled_request_id(loads(body))
-        except (DecodeError, UnicodeDecodeError):
-            return False
-        return session_id is not None and request_id is not None and self.fast.cancel((session_id, request_id))
+        return session_id is not None and self.fast.cancel((session_id, request_id))
 
-    def _eligible(self, scope: Scope, body: bytes) -> tuple[bool, dict[str, Any]] | None:
+    def _eligible(self, scope: Scope, message: Any) -> tuple[bool, dict[str, Any]] | None:
         """(modern?, request) when this POST may take the fast path, else None."""
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
@@ -152,10 +224,6 @@ class StreamableFront:
         if "application/json" not in accept or "text/event-stream" not in accept:
             return None
         if not headers.get("content-type", "").startswith("application/json"):
-            return None
-        try:
-            message = loads(body)
-        except (DecodeError, UnicodeDecodeError):
             return None
         if not is_fast_candidate(message):
             return None

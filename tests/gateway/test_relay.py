@@ -171,7 +171,8 @@ def test_dns_rebinding_is_refused(relay_gateway: GatewayProcess) -> None:
         assert response.status_code == 421, path
     response = httpx.post(relay_gateway.base + "/mcp", json=body, headers={**headers, "origin": "http://evil.example"})
     assert response.status_code == 403
-    assert httpx.get(relay_gateway.base + "/health", headers={"host": "evil.example"}).status_code == 200
+    # introspection is Host-guarded too (issue 16)
+    assert httpx.get(relay_gateway.base + "/health", headers={"host": "evil.example"}).status_code == 421
 
 
 class _Peer(Peer):

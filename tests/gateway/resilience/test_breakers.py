@@ -61,42 +61,86 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
     assert "breaker faulty: half-open -> closed" in log
 
 
-async def test_crashed_backend_opens_its_breaker_until_it_is_back(tmp_path: Path) -> None:
+async def test_calls_while_a_crashed_backend_restarts_fail_fast_and_do_not_trip_the_breaker(tmp_path: Path) -> None:
+    """Issue 16, point 1: a polling client behind a crashing backend. The calls made while the supervisor
+    restarts it say "restarting" (they do not count, so the breaker never opens), and the first call after
+    /health says `up` succeeds. Each client call counts once however many attempts it made."""
     config = write_config(
         tmp_path,
         {"faulty": faulty_server(), "healthy": stdio_echo_server()},
         gateway={
             "restart_backoff_initial": 1.5,
-            "breaker": {"fail_max": 2, "reset_timeout": 0.5},
+            "breaker": {"fail_max": 3, "reset_timeout": 30},
             "retry": {"initial_backoff": 0.01, "max_backoff": 0.02},
+            "servers": {"faulty": {"tools": {"stats": {"cache": False}, "read": {"cache": False}}}},
+        },
+    )
+    gateway = GatewayProcess(config)
+    try:
+        async with client(gateway) as c, anyio.create_task_group() as group:
+            hung: list[str] = []
+
+            async def hang() -> None:
+                hung.append((await call(c, "faulty_hang", {"tag": "in flight"}))[1])
+
+            group.start_soon(hang)  # a read-only call in flight when the backend dies: retried, counted once
+            await until(lambda: _hanging(c))
+            error, text, _ = await call(c, "faulty_crash")
+            assert error and "faulty" in text
+            await until(lambda: hung)
+            assert "faulty" in hung[0]
+
+            texts = []
+            while (await health(gateway))["backends"]["faulty"]["state"] != "up":
+                error, text, _ = await call(c, "faulty_read", {"key": "x"})
+                texts.append(text)
+                await anyio.sleep(0.05)
+            assert texts and all("restarting" in text for text in texts if text != "x#1"), texts
+            assert not any("failing fast" in text for text in texts), texts
+            error, text, _ = await call(c, "faulty_read", {"key": "y"})  # the first call after "up"
+            assert not error and text.startswith("y#"), text
+            doc = await health(gateway)
+            assert doc["breakers"]["faulty"]["state"] == "closed"
+            assert doc["breakers"]["faulty"]["opened"] == 0
+            assert doc["breakers"]["faulty"]["total_failures"] == 2  # the crash call and the hung call
+            assert doc["backends"]["faulty"]["restarts"] == 1
+    finally:
+        gateway.stop()
+
+
+async def _hanging(c: object) -> bool:
+    return (await stats(c)).get("hang", 0) >= 1  # type: ignore[arg-type]
+
+
+async def test_a_restart_closes_an_open_breaker(tmp_path: Path) -> None:
+    """Calls in flight when a backend dies can open its breaker; the supervisor's successful restart
+    (handshake and tool list) closes it, so calls succeed at once instead of after `reset_timeout`."""
+    config = write_config(
+        tmp_path,
+        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        gateway={
+            "restart_backoff_initial": 0.5,
+            "breaker": {"fail_max": 1, "reset_timeout": 600},
+            "servers": {"faulty": NO_CACHE_STATS},
         },
     )
     gateway = GatewayProcess(config)
     try:
         async with client(gateway) as c:
-            error, text, _ = await call(c, "faulty_crash")
-            assert error and "faulty" in text
-
-            async def fails_fast() -> bool:
-                _, text, _ = await call(c, "faulty_read", {"key": "x"})
-                return "failing fast" in text
-
-            await until(fails_fast)
-            error, text, _ = await call(c, "healthy_echo", {"text": "fine"})
-            assert not error and text == "fine"
-
-            async def answers() -> bool:
-                error, _, _ = await call(c, "faulty_read", {"key": "y"})
-                return not error
-
-            await until(answers, interval=0.1)
-            doc = await health(gateway)
-            assert doc["backends"]["faulty"]["state"] == "up"
-            assert doc["breakers"]["faulty"]["state"] == "closed"
-            assert doc["breakers"]["faulty"]["opened"] >= 1
-            assert doc["breakers"]["faulty"]["last_failure"] == "unavailable"
+            error, _, _ = await call(c, "faulty_crash")
+            assert error
+            assert (await health(gateway))["breakers"]["faulty"]["state"] == "open"
+            await until(lambda: _up(gateway))
+            error, text, _ = await call(c, "faulty_read", {"key": "z"})
+            assert not error and text.startswith("z#"), text
+            assert (await health(gateway))["breakers"]["faulty"]["opened"] == 1
     finally:
-        gateway.stop()
+        log = gateway.stop()
+    assert "breaker faulty: open -> closed" in log
+
+
+async def _up(gateway: GatewayProcess) -> bool:
+    return (await health(gateway))["backends"]["faulty"]["state"] == "up"
 
 
 async def test_hung_call_times_out_and_the_backend_is_sent_a_cancellation(tmp_path: Path) -> None:
