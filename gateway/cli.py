@@ -117,6 +117,7 @@ async def _serve(
     security: Security,
     stderr: BackendStderr,
     profile: str | None = None,
+    config_file: str | None = None,
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
@@ -133,6 +134,7 @@ async def _serve(
             tracer=tracer or tracing.NO_TRACING,
             stderr=stderr,
             profile=profile,
+            config_file=config_file,
         )
     finally:
         if tracer is not None:
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                 security,
                 stderr,
                 args.profile,
+                args.config,
                 backend_options=_loop_options(),
             )
         except* ConfigError as group:  # found once the backends list their tools (a renamed tool's clash)

@@ -22,6 +22,7 @@ from gateway.ops.logs import BackendStderr
 from gateway.ops.shutdown import stop_on_signal
 from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
+from gateway.routing.reload import Reloader
 from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
@@ -101,10 +102,12 @@ async def serve(
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
     profile: str | None = None,
+    config_file: str | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
-    tools to that profile's (over HTTP each profile has its own endpoints)."""
+    tools to that profile's (over HTTP each profile has its own endpoints). With `config_file`, changes to
+    that file (or SIGHUP) reload the server list live (gateway.routing.reload)."""
     hub = Hub(config, tracer, stderr)
     settings = config.gateway
     stdio: StdioFront | None = None
@@ -124,6 +127,8 @@ async def serve(
 
         group.start_soon(watch_signals)
         await group.start(hub.run)
+        if config_file is not None:
+            group.start_soon(Reloader(hub, config_file).watch)
         if transport == "stdio":
             guard = security.guard(hub, http=False)
             if profile is not None:
