@@ -31,6 +31,11 @@ logger = logging.getLogger("mcp_gateway.hub")
 
 _ENVELOPE_META = frozenset({"progressToken"})  # progress is re-tokened on the backend hop
 ChangeListener = Callable[[], Awaitable[None]]
+LIST_CHANGED = (  # what a listener announces to its clients when the hub's lists change
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+)
 
 
 def loaded_config(config: GatewayConfig) -> dict[str, str]:

@@ -54,7 +54,7 @@ class Reloader:
         hub = self.hub
         loaded = loaded_config(config)
         if loaded["hash"] == hub.loaded["hash"]:
-            logger.info("config reload: %s unchanged", self.file)
+            logger.debug("config reload: %s unchanged", self.file)
             return
         if config.gateway != hub.settings:
             changed = sorted(
@@ -88,13 +88,11 @@ class Reloader:
         await hub.announce()  # the removed tools are gone now; the new ones announce themselves once up
 
     async def watch(self) -> None:
-        """Reload whenever the file changes (editors that replace it atomically included) or on SIGHUP."""
+        """Reload on SIGHUP and whenever the file's directory changes: an edit in place, an editor's atomic
+        replace, or a Kubernetes ConfigMap's symlink swap (a reload of identical content does nothing)."""
         async with anyio.create_task_group() as group:
             group.start_soon(self._on_sighup)
-            target = self.file.resolve()
-            async for _changes in watchfiles.awatch(
-                target.parent, watch_filter=lambda _change, path: Path(path) == target, debounce=200
-            ):
+            async for _changes in watchfiles.awatch(self.file.absolute().parent, debounce=200):
                 await self.reload()
 
     async def _on_sighup(self) -> None:

@@ -22,7 +22,7 @@ from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.guard.guard import Guard
 from gateway.routing import discovery
-from gateway.routing.hub import Hub
+from gateway.routing.hub import LIST_CHANGED, Hub
 from gateway.transports import framework
 from gateway.transports.components import (
     BackendComponentsProvider,
@@ -115,24 +115,27 @@ class CatalogProvider(Provider):
 
 
 class SessionTracker(Middleware):
-    """Remembers connected sessions so a catalog change can be announced to each of them."""
+    """Remembers connected clients (their connections: a request's `ServerSession` lives only as long as the
+    request) so a catalog change can be announced to each of them."""
 
     def __init__(self) -> None:
-        self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def on_message(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
         ctx = context.fastmcp_context
         if ctx is not None and ctx.request_context is not None:
-            self.sessions.add(ctx.request_context.session)
+            self.connections.add(framework.connection_of(ctx.request_context.session))
         return await call_next(context)
 
     async def announce_tools_changed(self) -> None:
-        for session in list(self.sessions):
+        """`list_changed` for tools, prompts and resources to every connected client."""
+        for connection in list(self.connections):
             try:
-                await session.send_notification(mcp_types.ToolListChangedNotification())
+                for method in LIST_CHANGED:
+                    await connection.outbound.notify(method, None)
             except Exception as error:
                 logger.debug("could not notify a session: %s", error)
-                self.sessions.discard(session)
+                self.connections.discard(connection)
 
 
 def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
