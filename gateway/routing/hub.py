@@ -125,6 +125,7 @@ class Hub:
         scope = self._scopes.pop(name, None)
         if scope is not None:
             scope.cancel()
+        backend.tools, backend.prompts, backend.resources, backend.resource_templates = [], [], [], []
         self.catalog.rebuild(self.backends)
 
     async def announce(self) -> None:

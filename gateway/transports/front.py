@@ -20,6 +20,7 @@ from fastmcp.utilities.versions import VersionSpec
 from gateway import __version__
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
+from gateway.backends.session import Backend
 from gateway.guard.guard import Guard
 from gateway.routing import discovery
 from gateway.routing.hub import LIST_CHANGED, Hub
@@ -143,15 +144,27 @@ def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionT
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
     guard = guard or Guard(hub)
     server.add_provider(CatalogProvider(hub, guard))
-    for backend in hub.backends:
-        server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
     server.add_completion_handler(completion_handler(server))
     subscriptions = ResourceSubscriptions(server)
     lowlevel = framework.lowlevel(server)
     lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscriptions.subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, subscriptions.unsubscribe)
-    for backend in hub.backends:
-        backend.on_resource_updated = subscriptions.updated
+    mounted: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+    def mount() -> None:
+        """Mount the resources and prompts of each backend not mounted yet: at start, and for the backends a
+        config reload starts (a stopped backend's provider stays, empty)."""
+        for backend in hub.backends:
+            if backend not in mounted:
+                mounted.add(backend)
+                server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
+                backend.on_resource_updated = subscriptions.updated
+
+    async def mount_on_change() -> None:
+        mount()
+
+    mount()
+    hub.add_listener(mount_on_change)  # before the transports' listeners announce the change to clients
     tracker = SessionTracker()
     server.add_middleware(tracker)
     return server, tracker

@@ -134,3 +134,36 @@ async def test_sighup_rereads_the_config(tmp_path: Path) -> None:
             assert gateway.proc.poll() is None  # SIGHUP reloads, it does not stop the gateway
     finally:
         gateway.stop()
+
+
+def _leaky() -> dict[str, Any]:
+    return {"command": "python", "args": ["-m", "tests.backends.leaky"], "env": {"PYTHONPATH": str(ROOT)}}
+
+
+async def test_prompts_and_resources_follow_a_reload(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"keep": stdio_echo_server()})
+    gateway = GatewayProcess(config)
+    try:
+        heard: list[str] = []
+
+        async def on_message(message: object) -> None:
+            heard.append(type(message).__name__)
+
+        async with client_for("http", gateway, config, mode="legacy", message_handler=on_message) as client:
+            assert await client.list_prompts() == []
+            _write(config, {"keep": stdio_echo_server(), "notes": _leaky()})
+            with anyio.fail_after(30):
+                while "notes_greeting" not in {p.name for p in await client.list_prompts()}:
+                    await anyio.sleep(0.1)
+            assert {"PromptListChangedNotification", "ResourceListChangedNotification"} <= set(heard)
+            rendered = await client.get_prompt("notes_greeting", {"name": "Ada"})
+            assert "Hello, Ada." in str(rendered.messages[0].content)
+            assert [str(r.uri) for r in await client.list_resources()] == ["notes://notes/today"]
+
+            _write(config, {"keep": stdio_echo_server()})
+            with anyio.fail_after(30):
+                while await client.list_prompts():
+                    await anyio.sleep(0.1)
+            assert await client.list_resources() == []
+    finally:
+        gateway.stop()
