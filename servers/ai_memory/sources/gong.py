@@ -134,12 +134,12 @@ class GongSource:
                     Item(
                         source="gong",
                         source_id=f"{meta.id}:{index}" + (f"#{piece}" if len(chunks) > 1 else ""),
-                        content=f"Gong call “{title}”, {who} at {ts or 'an unknown time'}: {chunk}",
+                        content=f"{who}: {chunk}",
                         url=meta.url,
                         author=name,
                         ts=ts,
                         account=account,
-                        extra={"call_id": meta.id, "affiliation": affiliation, "topic": turn.topic},
+                        extra={"call_id": meta.id, "title": title, "affiliation": affiliation, "topic": turn.topic},
                     )
                 )
         return items

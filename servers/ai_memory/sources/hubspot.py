@@ -98,7 +98,7 @@ class HubSpotSource:
                 Item(
                     source="hubspot",
                     source_id=f"{singular}:{record.id}",
-                    content=f"HubSpot {singular} {title}: {facts}",
+                    content=f"{singular.capitalize()} {title}: {facts}",
                     url=url,
                     author=owner,
                     ts=record.updated_at,
@@ -118,9 +118,7 @@ class HubSpotSource:
                         Item(
                             source="hubspot",
                             source_id=f"note:{note.id}" + (f"#{n}" if len(chunks) > 1 else ""),
-                            content=f"HubSpot note on {singular} {title}"
-                            + (f" by {author}" if author else "")
-                            + f" at {ts or 'an unknown time'}: {chunk}",
+                            content=f"Note on {singular} {title}: {chunk}",
                             url=url,
                             author=author,
                             ts=ts,

@@ -1,8 +1,9 @@
 """Write what a source yields into memory, idempotently, and keep its cursor.
 
-Memories are written only through the memory service's tool-level functions (`list_memories`,
-`store_memories`, `update_memory`): an item is found again by its metadata `source` + `source_id`,
-so re-ingesting updates it when it changed and skips it when it did not; it is never stored twice.
+Memories are written only through the memory service's `store_memories`, each under the key
+`{source}:{source_id}`: storing an item again updates its memory in place (same id), or leaves it
+as it is when nothing changed, so an item is never stored twice, and two items with the same text
+stay two memories.
 """
 
 from __future__ import annotations
@@ -24,21 +25,14 @@ from servers.common import RetryPolicy
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # Ingestion runs long and unattended: it waits out rate limits for longer than an interactive tool call.
 INGEST_POLICY = RetryPolicy(max_rate_limit_attempts=10, max_total_wait=600.0)
-LOOKUP_PAGE = 1000
+STORE_CHUNK = 1000
+"""Items per `store_memories` call (within the service's AI_MEMORY_MAX_BATCH, and SQLite's bound variables)."""
 
 
 class MemoryTools(Protocol):
-    """The memory service functions ingestion needs (the same ones the memory tools call)."""
-
-    async def list_memories(
-        self, namespace: str, limit: int, cursor: str | None, filters: dict[str, Any] | None
-    ) -> dict[str, Any]: ...
+    """The memory service function ingestion needs (the one the `store_memories` tool calls)."""
 
     async def store_memories(self, memories: list[dict[str, Any]], namespace: str) -> dict[str, Any]: ...
-
-    async def update_memory(
-        self, memory_id: str, content: str | None, metadata: dict[str, Any] | None
-    ) -> dict[str, Any]: ...
 
 
 class Ingestor:
@@ -104,38 +98,17 @@ class Ingestor:
         return {**counts, "cursor": cursor}
 
     async def write(self, namespace: str, items: list[Item]) -> dict[str, int]:
-        """Store new items, update changed ones, skip the rest."""
-        latest = {item.source_id: item for item in items}  # the last copy of an item in a batch wins
-        existing = await self._existing(namespace, items[0].source, list(latest))
+        """Upsert the batch under each item's key: the store reports unchanged items as deduplicated;
+        of the rest, a key this namespace has ingested before is an update, any other is new."""
+        latest = list({item.key: item for item in items}.values())  # the last copy of an item in a batch wins
         counts = {"ingested": 0, "updated": 0, "skipped": 0}
-        new: list[Item] = []
-        for source_id, item in latest.items():
-            memory = existing.get(source_id)
-            if memory is None:
-                new.append(item)
-            elif memory["content"] == item.content and memory["metadata"] == item.metadata:
-                counts["skipped"] += 1
-            else:
-                content = item.content if memory["content"] != item.content else None
-                await self.memory.update_memory(memory["id"], content, item.metadata)
-                counts["updated"] += 1
-        if new:
+        for start in range(0, len(latest), STORE_CHUNK):
+            chunk = latest[start : start + STORE_CHUNK]
             stored = await self.memory.store_memories(
-                [{"content": i.content, "metadata": i.metadata} for i in new], namespace
+                [{"content": i.content, "metadata": i.metadata, "key": i.key} for i in chunk], namespace
             )
-            # The same text already remembered without this source_id counts as skipped, not a duplicate.
-            counts["ingested"] += stored["stored"]
-            counts["skipped"] += len(new) - stored["stored"]
+            known = await self.state.seen(namespace, [i.key for i in chunk])
+            for item, result in zip(chunk, stored["items"], strict=True):
+                status = "skipped" if result["deduplicated"] else "updated" if item.key in known else "ingested"
+                counts[status] += 1
         return counts
-
-    async def _existing(self, namespace: str, source: str, source_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        filters = {"source": source, "source_id": {"$in": source_ids}}
-        cursor: str | None = None
-        while True:
-            page = await self.memory.list_memories(namespace, LOOKUP_PAGE, cursor, filters)
-            for memory in page["memories"]:
-                found.setdefault(memory["metadata"]["source_id"], memory)
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return found

@@ -26,6 +26,11 @@ class Item:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def key(self) -> str:
+        """The memory's upsert key: re-ingesting the item updates this memory, whatever its text."""
+        return f"{self.source}:{self.source_id}"
+
+    @property
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "source": self.source,

@@ -60,7 +60,7 @@ class SlackSource:
             # history pages run newest to oldest: a run cut short resumes at the next page
             yield items, {"latest_ts": since, "resume": {"page": page_cursor, "newest": newest}}
 
-    async def _thread(self, scope: SlackScope, label: str, thread_ts: str) -> list[Item]:
+    async def _thread(self, scope: SlackScope, label: str | None, thread_ts: str) -> list[Item]:
         items: list[Item] = []
         page_cursor: str | None = None
         while True:
@@ -73,7 +73,7 @@ class SlackSource:
             if page_cursor is None:
                 return items
 
-    async def _items(self, scope: SlackScope, label: str, m: Message) -> list[Item]:
+    async def _items(self, scope: SlackScope, label: str | None, m: Message) -> list[Item]:
         text = (m.text or "").strip()
         files = ", ".join(f.name or f.title or "file" for f in m.files)
         if files:
@@ -82,15 +82,14 @@ class SlackSource:
             return []
         author = await self._user_name(m.user) if m.user else (m.bot_id and f"bot {m.bot_id}")
         when = iso_from_epoch(float(m.ts))
-        reply = m.thread_ts is not None and m.thread_ts != m.ts
-        where = f"Slack {label}" + (" (thread reply)" if reply else "")
         chunks = parts(text)
-        extra = {"channel": scope.channel, "thread_ts": m.thread_ts}
+        # the channel's name and the thread say where, in metadata; the text keeps who said what
+        extra = {"channel": scope.channel, "channel_name": label, "thread_ts": m.thread_ts}
         return [
             Item(
                 source="slack",
                 source_id=f"{scope.channel}:{m.ts}" + (f"#{n}" if len(chunks) > 1 else ""),
-                content=f"{where}, {author or 'unknown'} at {when}: {chunk}",
+                content=f"{author}: {chunk}" if author else chunk,
                 url=m.permalink,
                 author=author,
                 ts=when,
@@ -100,16 +99,16 @@ class SlackSource:
             for n, chunk in enumerate(chunks, start=1)
         ]
 
-    async def _channel_label(self, channel: str) -> str:
+    async def _channel_label(self, channel: str) -> str | None:
         call = Call(
             "GET", "/conversations.info", params={"channel": channel}, what=f"channel {channel}", buckets=("tier3",)
         )
         try:
             raw = (await self.api.send(call)).get("channel") or {}
         except UpstreamError:
-            return channel
+            return None
         self.reader.remember(raw)
-        return f"#{raw['name']}" if raw.get("name") else channel
+        return f"#{raw['name']}" if raw.get("name") else None
 
     async def _user_name(self, user: str) -> str:
         if user not in self._names:

@@ -1,7 +1,9 @@
-"""Per namespace, source and scope: the ingestion cursor, item count and last run, in a SQLite file.
+"""Per namespace, source and scope: the ingestion cursor, item count and last run, in a SQLite file;
+and per namespace, the keys of the items ingested so far (to tell an update from a new item).
 
-The cursor only saves work: items are keyed by `source_id` in memory, so losing this file (or running
-on another replica) makes the next ingest re-read and skip what is already there, never duplicate it.
+This file only saves work and names counts: memories are upserted by key, so losing it (or running
+on another replica) makes the next ingest re-read and skip what is already there, never duplicate it
+(a changed item is then counted as ingested, not updated).
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ CREATE TABLE IF NOT EXISTS sources (
     last_run REAL,
     last_result TEXT,
     PRIMARY KEY (namespace, source, scope_key)
-)
+);
+CREATE TABLE IF NOT EXISTS items (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID
 """
 
 
@@ -45,7 +52,7 @@ class SourceState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(SCHEMA)
+        conn.executescript(SCHEMA)
         return conn
 
     async def cursor(self, namespace: str, source: str, scope: dict[str, Any]) -> Any:
@@ -85,6 +92,20 @@ class SourceState:
                 )
 
         await anyio.to_thread.run_sync(write)
+
+    async def seen(self, namespace: str, keys: list[str]) -> set[str]:
+        """Which of `keys` were ingested into `namespace` before; all of them are noted as ingested now."""
+
+        def mark() -> set[str]:
+            with closing(self._connect()) as conn, conn:
+                marks = ",".join("?" * len(keys))
+                known = conn.execute(
+                    f"SELECT key FROM items WHERE namespace=? AND key IN ({marks})", (namespace, *keys)
+                ).fetchall()
+                conn.executemany("INSERT OR IGNORE INTO items VALUES (?, ?)", [(namespace, k) for k in keys])
+            return {k for (k,) in known}
+
+        return await anyio.to_thread.run_sync(mark)
 
     async def listing(self, namespace: str | None) -> list[dict[str, Any]]:
         def read() -> list[dict[str, Any]]:
