@@ -246,6 +246,7 @@ async def _serve(
     security: Security,
     stderr: BackendStderr,
     profile: str | None = None,
+    config_file: str | None = None,
 ) -> int:
     from gateway.ops import tracing
     from gateway.serve import serve
@@ -262,6 +263,7 @@ async def _serve(
             tracer=tracer or tracing.NO_TRACING,
             stderr=stderr,
             profile=profile,
+            config_file=config_file,
         )
     finally:
         if tracer is not None:
@@ -406,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
                 security,
                 stderr,
                 args.profile,
+                args.config,
                 backend_options=_loop_options(),
             )
         except* BindError as group:  # the address cannot be served: found before any backend starts

@@ -24,6 +24,7 @@ from gateway.ops.logs import BackendStderr
 from gateway.ops.shutdown import stop_on_signal
 from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
+from gateway.routing.reload import Reloader
 from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
@@ -136,10 +137,12 @@ async def serve(
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
     profile: str | None = None,
+    config_file: str | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
-    tools to that profile's (over HTTP each profile has its own endpoints)."""
+    tools to that profile's (over HTTP each profile has its own endpoints). With `config_file`, changes to
+    that file (or SIGHUP) reload the server list live (gateway.routing.reload)."""
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
     hub = Hub(config, tracer, stderr)
     settings = config.gateway
@@ -153,6 +156,8 @@ async def serve(
                 group.cancel_scope.cancel()  # not serving yet: nothing to drain
 
         group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
+        if config_file is not None:
+            group.start_soon(Reloader(hub, config_file).watch)
         if transport == "stdio":
             group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)

@@ -76,20 +76,12 @@ class Resilience(Generic[C]):
 
     def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward[C]) -> None:
         self.forward = forward
-        self.servers = {
-            name: ServerPolicy.build(
-                settings.breaker, settings.retry, settings.bulkhead, settings.cache, settings.servers.get(name)
-            )
-            for name in servers
-        }
+        self.settings = settings
+        self.servers: dict[str, ServerPolicy] = {}
         self.breakers = Breakers()
-        for name, sp in self.servers.items():
-            if sp.breaker.enabled:
-                self.breakers.get(name, sp.breaker)  # listed in /health from the start
-        self.bulkheads = {
-            name: Bulkhead(name, sp.bulkhead.max_concurrent, sp.bulkhead.max_queue, sp.bulkhead.queue_timeout)
-            for name, sp in self.servers.items()
-        }
+        self.bulkheads: dict[str, Bulkhead] = {}
+        for name in servers:
+            self.add_server(name)
         url = settings.redis_url  # the config loader fills it from env REDIS_URL
         self.link = RedisLink(url, settings.redis) if url else None
         self.cache = Cache(settings.cache, self.link, servers)
@@ -102,6 +94,20 @@ class Resilience(Generic[C]):
         self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
         self._inflight: dict[Key, _Flight] = {}
         self.retries = 0
+
+    def add_server(self, name: str) -> None:
+        """Build (or rebuild, after a config reload) one server's policy, breaker and bulkhead."""
+        settings = self.settings
+        sp = ServerPolicy.build(
+            settings.breaker, settings.retry, settings.bulkhead, settings.cache, settings.servers.get(name)
+        )
+        self.servers[name] = sp
+        if sp.breaker.enabled:
+            self.breakers.get(name, sp.breaker)  # listed in /health from the start
+        self.bulkheads[name] = Bulkhead(
+            name, sp.bulkhead.max_concurrent, sp.bulkhead.max_queue, sp.bulkhead.queue_timeout
+        )
+        self._policies = {}  # tool policies resolve again against the new server policy
 
     async def run(self) -> None:
         """Background work (Redis events); runs for the hub's lifetime."""

@@ -18,7 +18,7 @@ from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
 from gateway.backends.session import Backend, BackendRestarting, BackendUnavailable
 from gateway.config.features import META_TOOLS
-from gateway.config.loader import ConfigError, GatewayConfig
+from gateway.config.loader import ConfigError, GatewayConfig, ServerConfig
 from gateway.ops import metrics, tracing
 from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
@@ -31,6 +31,11 @@ logger = logging.getLogger("mcp_gateway.hub")
 
 _ENVELOPE_META = frozenset({"progressToken"})  # progress is re-tokened on the backend hop
 ChangeListener = Callable[[], Awaitable[None]]
+LIST_CHANGED = (  # what a listener announces to its clients when the hub's lists change
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+)
 
 
 def loaded_config(config: GatewayConfig) -> dict[str, str]:
@@ -58,11 +63,11 @@ class Hub:
         self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
         self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
         self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
-        self.backends = [
-            Backend(name, server, self.settings, on_change=self._backend_changed, stderr=stderr)
-            for name, server in config.enabled_servers.items()
-        ]
+        self._stderr = stderr
+        self.backends = [self._backend(name, server) for name, server in config.enabled_servers.items()]
         self.by_name = {backend.name: backend for backend in self.backends}
+        self._group: anyio.abc.TaskGroup | None = None  # where the backends run (set by `run`)
+        self._scopes: dict[str, anyio.CancelScope] = {}  # each backend's, to stop it alone (reload)
         self.resilience: Resilience[ToolCall] = Resilience(self.settings, list(self.by_name), self._forward)
         self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
@@ -83,9 +88,10 @@ class Hub:
         they come up (listeners announce each change), and calls for tools not listed yet wait for them
         (`wait_for_tool`)."""
         async with anyio.create_task_group() as group:
+            self._group = group
             group.start_soon(self.resilience.run)
             for backend in self.backends:
-                group.start_soon(backend.run)
+                group.start_soon(self._supervise, backend)
             with anyio.move_on_after(self.settings.startup_timeout + 1):
                 for backend in self.backends:
                     await backend.ready.wait()
@@ -97,6 +103,44 @@ class Hub:
                 group.start_soon(self.discovery.index, self.catalog.tools, self.catalog.version)
             self.started.set()
             task_status.started()
+
+    def _backend(self, name: str, server: ServerConfig) -> Backend:
+        return Backend(name, server, self.settings, on_change=self._backend_changed, stderr=self._stderr)
+
+    async def _supervise(self, backend: Backend) -> None:
+        with self._scopes.setdefault(backend.name, anyio.CancelScope()):
+            await backend.run()
+
+    def add_backend(self, name: str, server: ServerConfig) -> Backend:
+        """Start one more backend while serving (config reload); it joins the catalog, announced to the
+        listeners, once it is up. A backend of that name must have been removed first."""
+        assert self._group is not None and name not in self.by_name, name
+        backend = self._backend(name, server)
+        self.backends.append(backend)
+        self.by_name[name] = backend
+        self.resilience.add_server(name)
+        self.calls_in_flight.setdefault(name, 0)  # kept after a removal: calls still in flight count down
+        metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
+        self._group.start_soon(self._supervise, backend)
+        return backend
+
+    def remove_backend(self, name: str) -> None:
+        """Stop one backend (its process and session); its tools leave the catalog at the next `announce`."""
+        backend = self.by_name.pop(name)
+        self.backends.remove(backend)
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        backend.tools, backend.prompts, backend.resources, backend.resource_templates = [], [], [], []
+        self.catalog.rebuild(self.backends)
+
+    async def announce(self) -> None:
+        """Tell every listener (the connected clients) that the exposed lists changed."""
+        for listener in list(self._listeners):
+            try:
+                await listener()
+            except Exception as error:
+                logger.debug("catalog listener failed: %s", error)
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Call `listener` whenever the exposed catalog changes."""
@@ -113,12 +157,10 @@ class Hub:
             self.resilience.backend_up(backend.name)
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
-        if self.catalog.rebuild(self.backends):
-            for listener in list(self._listeners):
-                try:
-                    await listener()
-                except Exception as error:
-                    logger.debug("catalog listener failed: %s", error)
+        if self.by_name.get(backend.name) is not backend:  # stopped by a reload: its lists are gone already
+            return
+        if self.catalog.rebuild(self.backends):  # backends join as they come up, announced to the clients
+            await self.announce()
 
     @property
     def joining(self) -> bool:

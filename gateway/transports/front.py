@@ -20,9 +20,10 @@ from fastmcp.utilities.versions import VersionSpec
 from gateway import __version__
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
+from gateway.backends.session import Backend
 from gateway.guard.guard import Guard
 from gateway.routing import discovery
-from gateway.routing.hub import Hub
+from gateway.routing.hub import LIST_CHANGED, Hub
 from gateway.transports import framework
 from gateway.transports.components import (
     BackendComponentsProvider,
@@ -115,24 +116,27 @@ class CatalogProvider(Provider):
 
 
 class SessionTracker(Middleware):
-    """Remembers connected sessions so a catalog change can be announced to each of them."""
+    """Remembers connected clients (their connections: a request's `ServerSession` lives only as long as the
+    request) so a catalog change can be announced to each of them."""
 
     def __init__(self) -> None:
-        self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def on_message(self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]) -> Any:
         ctx = context.fastmcp_context
         if ctx is not None and ctx.request_context is not None:
-            self.sessions.add(ctx.request_context.session)
+            self.connections.add(framework.connection_of(ctx.request_context.session))
         return await call_next(context)
 
     async def announce_tools_changed(self) -> None:
-        for session in list(self.sessions):
+        """`list_changed` for tools, prompts and resources to every connected client."""
+        for connection in list(self.connections):
             try:
-                await session.send_notification(mcp_types.ToolListChangedNotification())
+                for method in LIST_CHANGED:
+                    await connection.outbound.notify(method, None)
             except Exception as error:
                 logger.debug("could not notify a session: %s", error)
-                self.sessions.discard(session)
+                self.connections.discard(connection)
 
 
 def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
@@ -140,15 +144,27 @@ def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionT
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
     guard = guard or Guard(hub)
     server.add_provider(CatalogProvider(hub, guard))
-    for backend in hub.backends:
-        server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
     server.add_completion_handler(completion_handler(server))
     subscriptions = ResourceSubscriptions(server)
     lowlevel = framework.lowlevel(server)
     lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, subscriptions.subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, subscriptions.unsubscribe)
-    for backend in hub.backends:
-        backend.on_resource_updated = subscriptions.updated
+    mounted: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+    def mount() -> None:
+        """Mount the resources and prompts of each backend not mounted yet: at start, and for the backends a
+        config reload starts (a stopped backend's provider stays, empty)."""
+        for backend in hub.backends:
+            if backend not in mounted:
+                mounted.add(backend)
+                server.add_provider(BackendComponentsProvider(backend, guard), namespace=backend.namespace)
+                backend.on_resource_updated = subscriptions.updated
+
+    async def mount_on_change() -> None:
+        mount()
+
+    mount()
+    hub.add_listener(mount_on_change)  # before the transports' listeners announce the change to clients
     tracker = SessionTracker()
     server.add_middleware(tracker)
     return server, tracker

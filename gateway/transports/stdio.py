@@ -23,6 +23,7 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.backends.inflight import CURRENT_PEER
+from gateway.routing.hub import LIST_CHANGED
 from gateway.transports import framework, jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
@@ -198,4 +199,5 @@ class StdioFront:
 
     async def announce_tools_changed(self) -> None:
         if self._write is not None and self.legacy_version is not None:
-            self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            for method in LIST_CHANGED:
+                self.send({"jsonrpc": "2.0", "method": method})
