@@ -18,6 +18,7 @@ from gateway.auth.keys import hash_token
 from gateway.routing.discovery import parse_call, parse_search
 from tests.gateway.security.conftest import ALICE, BOB, LIMITED, PATHS, client, rpc
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+from tests.helpers.redis_proc import free_port
 
 META = {"search_tools", "call_tool"}
 COUNTED = "counted-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -129,7 +130,18 @@ def test_a_backend_tool_named_like_a_meta_tool_is_a_config_error(tmp_path: Path)
     server = {**stdio_echo_server(), "namespace": "", "tools": {"echo": {"name": "call_tool"}}}
     config = write_config(tmp_path, {"local": server}, {"discovery": {"mode": "search"}})
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--transport", "http", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--transport",
+            "http",
+            "--port",
+            str(free_port()),
+        ],
         cwd=ROOT,
         env=child_env(),
         capture_output=True,

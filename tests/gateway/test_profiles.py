@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastmcp import Client
@@ -17,6 +18,7 @@ from fastmcp.client.transports import SSETransport, StdioTransport, StreamableHt
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, rpc, tool_names
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+from tests.helpers.redis_proc import free_port
 
 OVERRIDES = {"echo": {"name": "say", "description": "Say the text back."}, "crash": {"disabled": True}}
 PROFILES = {"mathy": {"tools": ["local_add", "local_say"]}, "ops": {"tools": ["local_who*"]}}
@@ -108,7 +110,11 @@ async def test_a_profile_over_stdio(tmp_path: Path) -> None:
         cwd=str(ROOT),
     )
     async with Client(transport) as session:
-        assert {tool.name for tool in await session.list_tools()} == {"local_add", "local_say"}
+        # over stdio the gateway answers before its backends are up; they join (tools/list_changed) as they come
+        with anyio.fail_after(60):
+            while not (tools := {tool.name for tool in await session.list_tools()}):
+                await anyio.sleep(0.1)
+        assert tools == {"local_add", "local_say"}
         assert (await session.call_tool("local_say", {"text": "stdio"})).content[0].text == "stdio"
         outside = await session.call_tool("local_whoami", {}, raise_on_error=False)
         assert outside.is_error
@@ -138,7 +144,7 @@ def test_an_unknown_stdio_profile_is_refused(tmp_path: Path) -> None:
 def test_a_renamed_tool_that_collides_is_a_config_error(tmp_path: Path) -> None:
     server = {**stdio_echo_server(), "tools": {"echo": {"name": "add"}}}  # local_add exists already
     config = write_config(tmp_path, {"local": server})
-    assert serve_fails(config, "--transport", "http", "--port", "0") == [
+    assert serve_fails(config, "--transport", "http", "--port", str(free_port())) == [
         f"mcp-gateway: config error: {config}: $.mcpServers.local.tools.echo: local.echo and local.add would both "
         "be exposed as 'local_add'"
     ]
