@@ -112,31 +112,8 @@ def test_not_ready_when_no_backend_is_up(tmp_path: Path) -> None:
             "broken": {"command": sys.executable, "args": ["-c", "import sys; sys.exit(7)"]},
         },
     )
-    process = GatewayProcess.__new__(GatewayProcess)
-    from tests.helpers import procs
-
-    process.port = procs.free_port()
-    process.base = f"http://127.0.0.1:{process.port}"
-    process.proc = procs.subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--transport",
-            "http",
-            "--port",
-            str(process.port),
-        ],
-        cwd=procs.ROOT,
-        env=procs.child_env(),
-        stdout=procs.subprocess.DEVNULL,
-        stderr=procs.subprocess.PIPE,
-    )
+    process = GatewayProcess(config, wait_path="/health")  # /ready stays 503 here
     try:
-        procs.wait_http(process.base + "/health", process.proc)
         process.wait_for(lambda h: h["backends"]["broken"]["state"] == "down")
         ready = httpx.get(process.base + "/ready")
         assert ready.status_code == 503 and ready.json() == {"ready": False}

@@ -98,7 +98,8 @@ def write_config(directory: Path, servers: dict[str, Any], gateway: dict[str, An
 class GatewayProcess:
     """`mcp-gateway serve --transport http` on a free port; its stderr is collected as it comes (`.stderr`)."""
 
-    def __init__(self, config: Path, *args: str, **env: str) -> None:
+    def __init__(self, config: Path, *args: str, wait_path: str | None = "/ready", **env: str) -> None:
+        """Start it and wait until `wait_path` answers 200 (None: return at once, the caller polls)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -123,7 +124,8 @@ class GatewayProcess:
         self._stderr = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()  # a full pipe would block the gateway's logging
-        wait_http(self.base + "/ready", self.proc)
+        if wait_path is not None:
+            wait_http(self.base + wait_path, self.proc)
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -151,10 +153,7 @@ class GatewayProcess:
 
     def stop(self) -> str:
         stop(self.proc)
-        reader = getattr(self, "_reader", None)
-        if reader is None:  # made without __init__
-            return self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-        reader.join(timeout=10)
+        self._reader.join(timeout=10)
         return self.stderr
 
 

@@ -5,15 +5,13 @@ with the backends that are up; a backend that is still starting is absent, then 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers.procs import ROOT, GatewayProcess, child_env, free_port, stdio_echo_server, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 from tests.helpers.stdio import StdioGateway
 
 STARTS_AFTER = "import time, runpy; time.sleep({}); runpy.run_module('tests.backends.echo', run_name='__main__')"
@@ -51,27 +49,7 @@ def test_stdio_answers_before_a_slow_backend_is_up_and_announces_it(tmp_path: Pa
 
 def test_http_serves_before_a_slow_backend_is_up(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"fast": stdio_echo_server(), "slow": slow_echo(8)})
-    gateway = GatewayProcess.__new__(GatewayProcess)  # started by hand: /ready is not awaited
-    gateway.port = free_port()
-    gateway.base = f"http://127.0.0.1:{gateway.port}"
-    gateway.proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            "--transport",
-            "http",
-            "--port",
-            str(gateway.port),
-        ],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    gateway = GatewayProcess(config, wait_path=None)  # /ready is not awaited: the test polls tools/list
     try:
         headers = {
             "Accept": "application/json, text/event-stream",
