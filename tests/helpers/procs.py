@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers.redis_proc import free_port
+from tests.helpers.redis_proc import free_port, orphan_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +65,7 @@ def module_over_http(module: str, *args: str) -> Iterator[str]:
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=orphan_guard(),
     )
     try:
         deadline = time.monotonic() + 30
@@ -120,6 +121,7 @@ class GatewayProcess:
             env=child_env(**env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=orphan_guard(),
         )
         self._stderr = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)

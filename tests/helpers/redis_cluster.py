@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.helpers.redis_proc import orphan_guard
+
 
 def cluster_port() -> int:
     """A free port P whose cluster bus port P + 10000 is free too (so P < 55536)."""
@@ -73,6 +75,7 @@ class RedisCluster:
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    preexec_fn=orphan_guard(),
                 )
             )
         for port in self.ports:

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the test process dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def orphan_guard() -> Callable[[], None] | None:
+    """A `preexec_fn` that stops a test's child process when the test process is killed (pytest-timeout, a
+    killed run), so no gateway or redis-server outlives its test. Linux ties the signal to the thread that
+    forked, so only children started on the main thread get it."""
+    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def free_port() -> int:
@@ -48,6 +66,7 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=orphan_guard(),
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

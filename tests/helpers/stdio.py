@@ -11,6 +11,7 @@ from queue import Empty, Queue
 from typing import Any
 
 from tests.helpers.procs import ROOT, child_env
+from tests.helpers.redis_proc import orphan_guard
 
 
 def check_jsonrpc(item: Any) -> None:
@@ -35,6 +36,7 @@ class StdioGateway:
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
             env=child_env(),
+            preexec_fn=orphan_guard(),
         )
         self.lines: Queue[bytes] = Queue()
         threading.Thread(target=self._read, daemon=True).start()
