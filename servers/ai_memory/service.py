@@ -71,7 +71,7 @@ class MemoryService:
         self._cache = cache
         self._started = False
         self._start_lock: asyncio.Lock | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[tuple[asyncio.Task, anyio.CancelScope]] = []
         self._store_ready = False
         self.outbox: Outbox | None = None
 
@@ -165,7 +165,17 @@ class MemoryService:
         self.purger = Purger(cfg, store, self.live, self.writes)
 
     def _spawn(self, coro: Any, name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+        """Run a background loop inside a cancel scope of its own. anyio re-delivers a scope's cancellation at
+        every await until the task ends, so `close` stops the loop even when one CancelledError is absorbed on
+        the way (an inner `move_on_after` whose deadline expires at the moment of a plain `Task.cancel()`
+        takes that cancellation as its own, and the loop would wait again, for ever)."""
+        scope = anyio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await coro
+
+        self._tasks.append((asyncio.create_task(run(), name=name), scope))
 
     def _to_index(self, records: list[MemoryRecord]) -> None:
         if self.local_vectors:
@@ -192,11 +202,11 @@ class MemoryService:
         return self._store_ready
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
+        for _, scope in self._tasks:
+            scope.cancel()
+        for task, _ in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+                await task
         self._tasks.clear()
         if self._started:
             await self.cache.close()

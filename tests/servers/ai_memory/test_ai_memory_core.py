@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from fastmcp import Client
@@ -283,3 +285,35 @@ async def test_survives_restart_over_the_same_data_dir(make_service, tmp_path):
     hits = await svc2.recall_memory("what is the name of my pet?", k=1, consistency="indexed")
     assert hits[0]["id"] == ids[0]
     assert (await svc2.store_memory(FACTS[0][0]))["deduplicated"] is True
+
+
+async def test_close_stops_a_background_loop_that_absorbed_one_cancellation(make_service):
+    """A plain `Task.cancel()` can be absorbed on the way (an inner `move_on_after` whose deadline expires at that
+    moment takes it as its own, and the indexer loop waited again, for ever: CI hung in teardown). `close` must
+    stop every background loop even so."""
+    import asyncio
+
+    import anyio
+
+    svc = await make_service()
+    absorbed: list[int] = []
+
+    async def loop_that_absorbs_one_stop() -> None:
+        while True:
+            try:
+                await anyio.sleep(3600)
+            except asyncio.CancelledError:
+                if absorbed:
+                    raise
+                absorbed.append(1)
+
+    svc._spawn(loop_that_absorbs_one_stop(), "absorbs-one-stop")
+    await anyio.sleep(0)
+    closing = asyncio.create_task(svc.close())
+    done, _ = await asyncio.wait({closing}, timeout=20)
+    if not done:
+        closing.cancel()  # a second cancellation ends the loop, so the test fails instead of hanging
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+    assert closing in done, "close() waited for ever on a loop that had absorbed one cancellation"
+    assert absorbed == [1]
