@@ -282,7 +282,10 @@ class Hub:
         finally:
             in_flight[server] -= 1
         elapsed = time.perf_counter() - began
-        self._count(call.exposed, server, outcome, elapsed)
+        if outcome == "invalid_arguments":  # refused before the backend: counted, not timed
+            metrics.child(metrics.CALLS, call.exposed, outcome).inc()
+        else:
+            self._count(call.exposed, server, outcome, elapsed)
         if outcome != "ok":
             logger.info("tools/call %s: %s after %.0f ms", call.exposed, outcome, elapsed * 1000)
         return result, outcome
