@@ -140,7 +140,10 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
         port = target.port
         await wait_port(port, proc)
         await asyncio.sleep(1.5 if target.key not in ("echo",) else 0.3)  # backends finish their handshake
-        warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
+        for _ in range(30):  # a busy machine may take a while to bring the backends up: warm until answered
+            warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
+            if warm.requests:
+                break
         if warm.requests == 0 or warm.failures > warm.requests // 2:
             return {
                 "skipped": f"its answers failed during warm-up ({warm.failures} of {warm.requests}): "

@@ -1,6 +1,7 @@
 """The guard every tool call of a front transport passes: authorization (a tool the client may not use is
 answered exactly like an unknown tool), the rate limit, client-scoped arguments, redaction of error texts,
-and one audit line. See docs/security.md for the model."""
+the cache hints a result carries on (narrowed to `private` where the answer depends on the caller), and one
+audit line. See docs/security.md for the model."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.guard.ratelimit import Buckets, MemoryBuckets
 from gateway.guard.redaction import Redactor
 from gateway.guard.scoping import Scoping
 from gateway.ops import metrics
+from gateway.resilience.cache import SCOPE_HINT, TTL_HINT, hinted_ttl
 from gateway.routing import discovery
 from gateway.routing.hub import Hub
 
@@ -57,13 +59,27 @@ class Guard:
             return [] if self.require_client else self.hub.catalog.tools
         return client.tools(self.hub)
 
+    def _same_for_everyone(self, client: Client | None) -> bool:
+        """Nothing the gateway answers depends on who asks: no per-client allow list, profile or scoped
+        arguments (all of which come with a client)."""
+        return client is None and self.default_client is None and not self.require_client
+
     def list_hints(self, client: Client | None) -> dict[str, Any]:
         """`ttlMs`/`cacheScope` of `tools/list` for 2026-07-28 clients: `public` only when the list is the same
         for every caller (no per-client allow list, no profile), else `private`."""
-        client = client or self.default_client
-        shared = client is None and not self.require_client
         ttl = self.hub.settings.cache_hints.list_ttl_ms
-        return {"ttlMs": ttl, "cacheScope": "public" if shared else "private"}
+        return {"ttlMs": ttl, "cacheScope": "public" if self._same_for_everyone(client) else "private"}
+
+    def narrow_hints(self, client: Client | None, result: dict[str, Any]) -> None:
+        """The backend's own cache hints on a tool result (`ttlMs`, `cacheScope`), passed on narrowed: a
+        result that depends on the caller, or whose scope the backend left out, is `private`; a malformed
+        `ttlMs` is 0. A result without hints gets none."""
+        if TTL_HINT not in result and SCOPE_HINT not in result:
+            return
+        if result.get(SCOPE_HINT) != "public" or not self._same_for_everyone(client):
+            result[SCOPE_HINT] = "private"
+        if TTL_HINT in result and hinted_ttl(result) == 0:
+            result[TTL_HINT] = 0  # a malformed one too
 
     def permits(self, client: Client | None, name: str) -> bool:
         client = client or self.default_client
@@ -109,6 +125,7 @@ class Guard:
             result, outcome = await self._call(client, name, arguments or {}, meta, on_progress)
             if result.get("isError"):
                 self.redactor.result(result)
+            self.narrow_hints(client, result)
             return result
         finally:
             self.hub.recent.record(name, client.name if client is not None else None, outcome, began)

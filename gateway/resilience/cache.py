@@ -13,6 +13,14 @@ that still knows a higher generation ignores the old one and writes its own back
 
 An L1 hit is a dict lookup, a generation compare and a shallow copy; it never awaits. Entries are kept
 `stale_grace` seconds past their TTL so that a failing backend can be answered with the last good result.
+An L1 miss reads the generation and the entry in one MGET, batched with the other lookups of the same loop
+turn (`RedisLink.read`); an L2 hit is promoted into L1 for the rest of its freshness.
+
+The backend's own cache hints on a tool result (2026-07-28 `ttlMs`, `cacheScope`) bound what is kept:
+`ttlMs` 0 (or malformed) is never stored, a positive one caps the entry's freshness, and a hit tells the
+client only the freshness left (`ttlMs` counts down with the entry's age). A `private` result is never kept
+under a key shared by every caller (tools configured `shared`): it is stored under the caller's identity,
+and from then on that tool is keyed per caller in this replica.
 
 Why not FastMCP's `ResponseCachingMiddleware` and the py-key-value-aio stores under it: the middleware runs
 only on the FastMCP path, which the hot path bypasses; the stores are async on every get (an L1 hit would
@@ -29,11 +37,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.config.resilience import CacheSettings
+from gateway.ops import codec
 from gateway.resilience.policy import ToolPolicy
 from gateway.resilience.redis_link import RedisLink
 
 CACHE_META = "mcp-gateway/cache"
+TTL_HINT, SCOPE_HINT = "ttlMs", "cacheScope"  # a result's 2026-07-28 cache hints
+SHARED = "*"  # the identity part of a key shared by every caller
 Key = tuple[str, str, str, str]
 
 # next generation: above what Redis holds and above what the writer knows (a restored Redis may be behind)
@@ -56,6 +69,16 @@ def gen_number(gen: str | None) -> int:
         return 0  # a token from before generations were numbers
 
 
+def hinted_ttl(result: dict[str, Any]) -> float | None:
+    """The seconds a result's own `ttlMs` lets it be reused (0 for a malformed one), None without a hint."""
+    ttl = result.get(TTL_HINT)
+    if ttl is None:
+        return None
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+        return 0.0
+    return ttl / 1000
+
+
 @dataclass(slots=True)
 class Entry:
     gen: str
@@ -63,6 +86,7 @@ class Entry:
     stale_until: float
     size: int
     result: dict[str, Any]
+    hint_until: float | None = None  # when the backend's `ttlMs` runs out (monotonic), if it sent one
 
 
 def copy_result(result: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +98,19 @@ def copy_result(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def served(entry: Entry, now: float) -> dict[str, Any]:
+    """A copy of a fresh entry's result, its `ttlMs` (when the backend sent one) down to what is left."""
+    out = copy_result(entry.result)
+    if entry.hint_until is not None:
+        out[TTL_HINT] = max(0, int((entry.hint_until - now) * 1000))
+    return out
+
+
 def stale_result(result: dict[str, Any]) -> dict[str, Any]:
     out = dict(result)
     out["_meta"] = {**(result.get("_meta") or {}), CACHE_META: "stale"}
+    if TTL_HINT in out:
+        out[TTL_HINT] = 0  # past its freshness: not to be reused downstream
     return out
 
 
@@ -117,16 +151,19 @@ class Cache:
         self.prefix = link.prefix if link is not None else "mcp-gateway"
         self.gens: dict[str, str] = dict.fromkeys(servers, "0")
         self._pending_gens: set[str] = set()
+        self.private: set[tuple[str, str]] = set()  # (server, tool) configured shared that answered `private`
         self.hits = self.l2_hits = self.misses = self.stale = self.stores = self.too_big = 0
         self.invalidations = 0
 
     # ------------------------------------------------------------------ keys
 
-    @staticmethod
-    def key(policy: ToolPolicy, arguments: dict[str, Any] | None, identity: str | None) -> Key:
-        canonical = json.dumps(arguments or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        who = "*" if policy.shared else (identity or "")
-        return (policy.server, policy.tool, canonical, who)
+    def key(self, policy: ToolPolicy, arguments: dict[str, Any] | None, identity: str | None) -> Key:
+        try:
+            canonical = orjson.dumps(arguments or {}, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # what orjson refuses (a lone surrogate, an integer past 64 bits)
+            canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+        shared = policy.shared and (policy.server, policy.tool) not in self.private
+        return (policy.server, policy.tool, canonical, SHARED if shared else (identity or ""))
 
     def _l2_key(self, key: Key) -> str:
         digest = hashlib.blake2b("\0".join(key[1:]).encode(), digest_size=20).hexdigest()
@@ -142,11 +179,11 @@ class Cache:
     def fresh(self, key: Key) -> dict[str, Any] | None:
         """The L1 hit path: a copy of a fresh, current-generation result, or None. Never awaits."""
         entry = self.l1.entries.get(key)
-        if entry is None or entry.gen != self.gens.get(key[0]) or time.monotonic() >= entry.fresh_until:
+        if entry is None or entry.gen != self.gens.get(key[0]) or (now := time.monotonic()) >= entry.fresh_until:
             return None
         self.l1.entries.move_to_end(key)
         self.hits += 1
-        return copy_result(entry.result)
+        return served(entry, now)
 
     def stale_l1(self, key: Key) -> Entry | None:
         entry = self.l1.get(key)
@@ -159,8 +196,8 @@ class Cache:
         if self.link is None:
             return None, None
         server = key[0]
-        ok, values = await self.link.run(self.link.client.mget, self._gen_key(server), self._l2_key(key))
-        if not ok:
+        values = await self.link.read(self._gen_key(server), self._l2_key(key))
+        if values is None:
             return None, None
         raw_gen, raw_entry = values
         gen = raw_gen.decode() if raw_gen is not None else "0"
@@ -171,26 +208,46 @@ class Cache:
         if raw_entry is None:
             return None, None
         try:
-            doc = json.loads(raw_entry)
-        except ValueError:
-            return None, None
-        if doc.get("g") != self.gens.get(server):
-            return None, None
-        wall, mono = time.time(), time.monotonic()
-        entry = Entry(doc["g"], mono + doc["f"] - wall, mono + doc["s"] - wall, len(raw_entry), doc["r"])
+            doc = codec.loads(raw_entry)
+            if doc["g"] != self.gens.get(server):
+                return None, None
+            wall, mono = time.time(), time.monotonic()
+            hint = doc.get("h")
+            entry = Entry(
+                doc["g"],
+                mono + doc["f"] - wall,
+                mono + doc["s"] - wall,
+                len(raw_entry),
+                doc["r"],
+                None if hint is None else mono + hint - wall,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None, None  # not an entry of ours
         if wall < doc["f"]:
             self.l1.put(key, entry)
             self.l2_hits += 1
-            return copy_result(entry.result), None
+            return served(entry, mono), None
         return None, entry if wall < doc["s"] else None
 
     # ------------------------------------------------------------------ writes
 
-    async def put(self, policy: ToolPolicy, key: Key, gen: str, result: dict[str, Any]) -> None:
-        """Store a successful result under the generation that was current when the call started."""
+    async def put(
+        self, policy: ToolPolicy, key: Key, gen: str, result: dict[str, Any], identity: str | None = None
+    ) -> None:
+        """Store a successful result under the generation that was current when the call started, for no
+        longer than its own `ttlMs` allows, and a `private` one only under the caller's `identity`."""
         if gen != self.gens.get(policy.server):
             return  # a write to this server happened meanwhile: this result may predate it
-        payload = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        ttl = policy.ttl
+        hint = hinted_ttl(result)
+        if hint is not None:
+            if hint <= 0:
+                return  # the backend said not to reuse it
+            ttl = min(ttl, hint)
+        if key[3] == SHARED and result.get(SCOPE_HINT) == "private":
+            self.private.add((policy.server, policy.tool))  # its later calls are keyed per caller
+            key = (key[0], key[1], key[2], identity or "")
+        payload = codec.dumps(result)
         if len(payload) > policy.max_entry_bytes:
             self.too_big += 1
             return
@@ -199,17 +256,19 @@ class Cache:
             key,
             Entry(
                 gen,
-                now_mono + policy.ttl,
-                now_mono + policy.ttl + policy.stale_grace,
+                now_mono + ttl,
+                now_mono + ttl + policy.stale_grace,
                 len(payload),
                 copy_result(result),
+                None if hint is None else now_mono + hint,
             ),
         )
         self.stores += 1
         if self.link is not None:
-            fresh, stale = wall + policy.ttl, wall + policy.ttl + policy.stale_grace
-            doc = f'{{"g":{json.dumps(gen)},"f":{fresh!r},"s":{stale!r},"r":{payload}}}'
-            px = max(1, int((policy.ttl + policy.stale_grace) * 1000))
+            fresh, stale = wall + ttl, wall + ttl + policy.stale_grace
+            hinted = b"" if hint is None else b',"h":%r' % (wall + hint)
+            doc = b'{"g":%s,"f":%r,"s":%r%s,"r":%s}' % (orjson.dumps(gen), fresh, stale, hinted, payload)
+            px = max(1, int((ttl + policy.stale_grace) * 1000))
             await self.link.run(self.link.client.set, self._l2_key(key), doc, None, px)
 
     async def invalidate(self, server: str) -> None:

@@ -1,7 +1,7 @@
 """The resilient call path the hub runs every tool call through.
 
-cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> breaker ->
-bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
+cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> argument check ->
+breaker -> bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
 invalidate-on-write
 """
 
@@ -18,7 +18,7 @@ import anyio
 from gateway.backends.messages import tool_error
 from gateway.resilience.breakers import BreakerOpen, Breakers
 from gateway.resilience.bulkhead import Bulkhead, Overloaded
-from gateway.resilience.cache import Cache, Entry, Key, copy_result, stale_result
+from gateway.resilience.cache import SCOPE_HINT, SHARED, Cache, Entry, Key, copy_result, stale_result
 from gateway.resilience.policy import ServerPolicy, ToolPolicy, failure_kind, resolve
 from gateway.resilience.redis_link import RedisLink
 from gateway.resilience.retry import backoff
@@ -55,6 +55,11 @@ class Call(Protocol):
 
     @property
     def key(self) -> Key | None: ...
+
+    @property
+    def identity(self) -> str | None: ...
+
+    def problem(self) -> str | None: ...
 
 
 C = TypeVar("C", bound=Call)
@@ -138,6 +143,8 @@ class Resilience(Generic[C]):
         """One tool call that missed L1 (or is not cacheable): (result, outcome)."""
         policy, key = call.policy, call.key
         if key is None:
+            if (problem := call.problem()) is not None:
+                return tool_error(problem), "invalid_arguments"
             result, outcome, _ = await self._guarded(call)
             if policy.invalidates and outcome not in REFUSED:
                 await self.cache.invalidate(policy.server)
@@ -145,10 +152,19 @@ class Resilience(Generic[C]):
         while (flight := self._inflight.get(key)) is not None:
             await flight.done.wait()  # an identical call is in flight: share its answer
             if flight.result is not None:
+                if key[3] == SHARED and flight.result.get(SCOPE_HINT) == "private":
+                    break  # another caller's private answer: make this call on its own
                 return copy_result(flight.result), flight.outcome
             # its caller went away before the answer: try again (perhaps as the leader)
             if (hit := self.cache.fresh(key)) is not None:
                 return hit, "ok"
+        else:
+            return await self._lead(call, key)
+        result, outcome, _ = await self._guarded(call)
+        return result, outcome
+
+    async def _lead(self, call: C, key: Key) -> tuple[dict[str, Any], str]:
+        """The one call of those in flight with this key that looks in L2 and asks the backend."""
         flight = self._inflight[key] = _Flight()
         try:
             result, outcome = await self._miss(call, key)
@@ -165,12 +181,14 @@ class Resilience(Generic[C]):
         fresh, l2_stale = await cache.get_l2(key)
         if fresh is not None:
             return fresh, "ok"
+        if (problem := call.problem()) is not None:
+            return tool_error(problem), "invalid_arguments"
         cache.misses += 1
         stale = stale or l2_stale
         gen = cache.gens.get(policy.server, "0")
         result, outcome, failure = await self._guarded(call)
         if outcome == "ok":
-            await cache.put(policy, key, gen, result)
+            await cache.put(policy, key, gen, result, call.identity)
         elif failure is not None and stale is not None and stale.gen == cache.gens.get(policy.server):
             cache.stale += 1
             logger.info("serving a stale %s result: %s", call.exposed, failure)
@@ -300,6 +318,8 @@ class Resilience(Generic[C]):
                 "state": "up" if self.link.up and self.link.listening else "down",
                 "breaker": self.link.guard.state,
                 "ops": self.link.ops,
+                "reads": self.link.reads,  # L2 lookups, sent in `batches` MGETs
+                "batches": self.link.batches,
                 "errors": self.link.errors,
                 "last_error": self.link.last_error,
             }

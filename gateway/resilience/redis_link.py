@@ -6,7 +6,9 @@ down or slow costs at most one short timeout and then nothing at all until it is
 - one long-lived task listens on the `<prefix>:events` channel (breaker transitions and cache generations
   published by the other replicas) and, on every (re)connect, runs the owner's resync;
 - one long-lived task publishes this replica's breaker transitions from a bounded outbox, so the
-  synchronous breaker code never awaits.
+  synchronous breaker code never awaits;
+- `read` batches: every read started in the same event-loop turn goes out as one MGET (one round trip, one
+  pass through redis-py and the guard for all of them), so concurrent L2 lookups cost little more than one.
 
 Redis Cluster: a URL with the scheme `redis+cluster://` (or `rediss+cluster://`) names one or more seed
 nodes of a cluster (`redis+cluster://:password@node1:6379`); the client is then `RedisCluster`. Every
@@ -67,6 +69,28 @@ def connect(url: str, *, timeout: float, max_connections: int = 32, **options: A
     )
 
 
+class _Batch:
+    """The reads of one loop turn: their distinct keys, then the values (None when Redis failed)."""
+
+    __slots__ = ("done", "index", "keys", "values")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.values: list[Any] | None = None
+        self.done = anyio.Event()
+
+    def add(self, keys: tuple[str, ...]) -> list[int]:
+        places = []
+        for key in keys:
+            place = self.index.get(key)
+            if place is None:
+                place = self.index[key] = len(self.keys)
+                self.keys.append(key)
+            places.append(place)
+        return places
+
+
 class RedisLink:
     def __init__(self, url: str, settings: RedisSettings) -> None:
         self.url = url
@@ -106,6 +130,9 @@ class RedisLink:
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         self.on_connect: Callable[[], Awaitable[None]] | None = None
         self._outbox_send, self._outbox = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](1000)
+        self._batch: _Batch | None = None  # the reads gathering for the next MGET, see `read`
+        self._in_flight: _Batch | None = None  # the MGET on its way
+        self.reads = self.batches = 0
 
     @property
     def up(self) -> bool:
@@ -141,6 +168,38 @@ class RedisLink:
         else:
             values = await self.client.mget(*keys)
         return values
+
+    async def read(self, *keys: str) -> list[Any] | None:
+        """The values of `keys` (None when Redis is down or failed), read in one MGET with every other `read`
+        started before it goes out: one batch is in flight at a time, and the reads that arrive meanwhile
+        (or in the same loop turn) go out together when it returns. The first reader of a batch sends it,
+        shielded from its own cancellation (each batch is bounded by `redis.timeout`), so a client going
+        away never leaves the other readers of its batch without their answer."""
+        self.reads += 1
+        batch = self._batch
+        if batch is not None:  # someone sends this batch: join it
+            places = batch.add(keys)
+            await batch.done.wait()
+        else:
+            batch = self._batch = _Batch()
+            places = batch.add(keys)
+            try:
+                with anyio.CancelScope(shield=True):
+                    while (ahead := self._in_flight) is not None:
+                        await ahead.done.wait()  # the reads that come meanwhile join this batch
+                    await anyio.sleep(0)  # and those of this loop turn
+                    self._batch, self._in_flight = None, batch
+                    self.batches += 1
+                    ok, values = await self.run(self.mget, *batch.keys)
+                    batch.values = values if ok else None
+            finally:
+                if self._batch is batch:
+                    self._batch = None
+                if self._in_flight is batch:
+                    self._in_flight = None
+                batch.done.set()
+        values = batch.values
+        return None if values is None else [values[place] for place in places]
 
     def _failed(self, error: BaseException) -> None:
         self.errors += 1

@@ -14,7 +14,7 @@ from gateway.routing.catalog import Route
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A routed `tools/call` whose arguments passed the tool's input schema."""
+    """A routed `tools/call` (its arguments are checked against the tool's input schema by `problem`)."""
 
     route: Route
     arguments: dict[str, Any]
@@ -32,9 +32,14 @@ class ToolCall:
     def server(self) -> str:
         return self.route.backend.name
 
+    def problem(self) -> str | None:
+        """Why the arguments do not fit the tool's input schema (None: they do). Asked only before the call
+        reaches the backend: an answer cached for the very same arguments needs no check."""
+        return self.route.validation_error(self.arguments)
+
 
 class Answered(NamedTuple):
-    """A call that ended at routing: an unknown tool, invalid arguments, or a fresh cache hit."""
+    """A call that ended at routing: an unknown tool or a fresh cache hit."""
 
     result: dict[str, Any]
     outcome: str

@@ -248,8 +248,10 @@ class Hub:
         on_progress: ProgressCallback | None,
         identity: str | None,
     ) -> ToolCall | Answered:
-        """The `ToolCall` to send on, or the answer when the call ends here (unknown tool, invalid
-        arguments, or a fresh cache hit)."""
+        """The `ToolCall` to send on, or the answer when the call ends here (unknown tool or a fresh cache
+        hit). The arguments are checked against the tool's schema only when the call has to reach the
+        backend (`ToolCall.problem`, asked by the resilience layer): a cached answer to the same arguments
+        needs no check."""
         route = self.catalog.resolve(name)
         if route is None:
             metrics.child(metrics.CALLS, "_unknown", "unknown_tool").inc()
@@ -265,11 +267,6 @@ class Hub:
             if hit is not None:
                 self._count(route.exposed, server, "ok", time.perf_counter() - began)
                 return Answered(hit, "ok", server)
-        problem = route.validation_error(arguments)
-        if problem is not None:
-            metrics.child(metrics.CALLS, route.exposed, "invalid_arguments").inc()
-            logger.info("tools/call %s: invalid arguments: %s", name, problem)
-            return Answered(tool_error(problem), "invalid_arguments", server)
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(RESERVED_META)}
         return ToolCall(route, arguments, meta or None, identity, on_progress, policy, key)
@@ -285,7 +282,10 @@ class Hub:
         finally:
             in_flight[server] -= 1
         elapsed = time.perf_counter() - began
-        self._count(call.exposed, server, outcome, elapsed)
+        if outcome == "invalid_arguments":  # refused before the backend: counted, not timed
+            metrics.child(metrics.CALLS, call.exposed, outcome).inc()
+        else:
+            self._count(call.exposed, server, outcome, elapsed)
         if outcome != "ok":
             logger.info("tools/call %s: %s after %.0f ms", call.exposed, outcome, elapsed * 1000)
         return result, outcome

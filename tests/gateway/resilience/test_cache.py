@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 
 from tests.gateway.resilience.conftest import call, client, faulty_server, health, stats, until
-from tests.helpers.procs import GatewayProcess, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, write_config
 
 TOOLS = {"stats": {"cache": False}, "set_mode": {"invalidates": False}}
 
@@ -133,4 +133,31 @@ async def test_cache_keys_cover_the_callers_identity_unless_shared() -> None:
         shared = {"key": "s", "seconds": 0}
         assert text(await hub.call_tool("faulty_slow_read", shared, identity="alice")) == "s#1"
         assert text(await hub.call_tool("faulty_slow_read", shared, identity="bob")) == "s#1"
+        group.cancel_scope.cancel()
+
+
+async def test_a_private_answer_in_flight_is_not_handed_to_another_caller() -> None:
+    """Identical concurrent calls of a tool configured `shared` share one backend call, unless its answer
+    says `cacheScope: private`: then the other caller gets an answer of its own."""
+    from gateway.config.loader import parse_config
+    from gateway.routing.hub import Hub
+
+    hinted = {"command": "python", "args": ["-m", "tests.backends.hinted"], "env": {"PYTHONPATH": str(ROOT)}}
+    shared = {"servers": {"hinted": {"tools": {"read": {"shared": True}}}}}
+    hub = Hub(parse_config({"mcpServers": {"hinted": hinted}, "gateway": shared}, "mcp.json"))
+    answers: dict[str, str] = {}
+
+    async def read(who: str, arguments: dict) -> None:
+        answers[who] = (await hub.call_tool("hinted_read", arguments, identity=who))["content"][0]["text"]
+
+    async with anyio.create_task_group() as group:
+        await group.start(hub.run)
+        async with anyio.create_task_group() as calls:  # both in flight at once: bob waits for alice's call
+            calls.start_soon(read, "alice", {"key": "p", "ttl_ms": 60_000, "scope": "public"})
+            calls.start_soon(read, "bob", {"key": "p", "ttl_ms": 60_000, "scope": "public"})
+        assert answers["alice"] == answers["bob"]  # public: one call for both
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(read, "alice", {"key": "m", "ttl_ms": 60_000, "scope": "private"})
+            calls.start_soon(read, "bob", {"key": "m", "ttl_ms": 60_000, "scope": "private"})
+        assert answers["alice"] != answers["bob"]
         group.cancel_scope.cancel()

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
+
 from tests.gateway.resilience.conftest import call, client, faulty_http, health, stats, until
-from tests.helpers.procs import GatewayProcess, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 TOOLS = {"stats": {"cache": False}, "set_mode": {"invalidates": False}}
@@ -114,3 +116,48 @@ async def _both_up(a: GatewayProcess, b: GatewayProcess) -> bool:
 
 async def _breaker_state(gateway: GatewayProcess, state: str) -> bool:
     return (await health(gateway))["breakers"]["faulty"]["state"] == state
+
+
+async def test_backend_cache_hints_hold_through_redis(redis_server: RedisProcess) -> None:
+    """Two hubs on one Redis: a hinted entry read from L2 tells what is left of its ttlMs, `ttlMs: 0` never
+    reaches Redis, and a `private` answer of a tool configured `shared` is stored under its caller only."""
+    from gateway.config.loader import parse_config
+    from gateway.routing.hub import Hub
+
+    hinted = {"command": "python", "args": ["-m", "tests.backends.hinted"], "env": {"PYTHONPATH": str(ROOT)}}
+    gateway = {
+        "redis_url": redis_server.url,
+        "redis": {"timeout": 5},  # a busy machine must not turn Redis off for this test
+        "servers": {"hinted": {"tools": {"read": {"shared": True}}}},
+    }
+    config = parse_config({"mcpServers": {"hinted": hinted}, "gateway": gateway}, "mcp.json")
+    a, b = Hub(config), Hub(config)
+
+    def text(result: dict) -> str:
+        return result["content"][0]["text"]
+
+    def l2_hits() -> int:
+        return b.resilience.cache.l2_hits
+
+    async with anyio.create_task_group() as group:
+        await group.start(a.run)
+        await group.start(b.run)
+        await until(lambda: a.resilience.link.listening and b.resilience.link.listening)  # type: ignore[union-attr]
+        public = {"key": "p", "ttl_ms": 60_000, "scope": "public"}
+        first = await a.call_tool("hinted_read", public)
+        second = await b.call_tool("hinted_read", public)
+        assert l2_hits() == 1 and text(second) == text(first)
+        assert second["cacheScope"] == "public" and 0 < second["ttlMs"] <= 60_000
+
+        never = {"key": "z", "ttl_ms": 0, "scope": "public"}
+        await a.call_tool("hinted_read", never)
+        await b.call_tool("hinted_read", never)
+        assert l2_hits() == 1  # not stored: b asked its own backend
+
+        mine = {"key": "m", "ttl_ms": 60_000, "scope": "private"}
+        alice = await a.call_tool("hinted_read", mine, identity="alice")
+        assert text(await b.call_tool("hinted_read", mine, identity="bob")) != text(alice)
+        assert l2_hits() == 1  # bob was not given alice's entry
+        assert text(await b.call_tool("hinted_read", mine, identity="alice")) == text(alice)
+        assert l2_hits() == 2  # alice's own, from Redis
+        group.cancel_scope.cancel()
