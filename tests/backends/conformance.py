@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import mcp_types
@@ -23,6 +23,7 @@ from fastmcp.resources import ResourceContent, ResourceResult
 from fastmcp.tools.base import ToolResult
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
 
 # A 1x1 red PNG and a 1-sample silent WAV.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -289,6 +290,22 @@ async def test_greeting(ctx: Context) -> str:
         },
     )
     return f"Hello, {(result.get('content') or {}).get('name')}!"
+
+
+@server.tool(description="Asks the user's name; its `region` travels in an Mcp-Param header too (SEP-2243)")
+@_asks
+async def test_greeting_by_region(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], ctx: Context
+) -> str:
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": f"What is your name, {region}?",
+            "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        },
+    )
+    return f"Hello, {(result.get('content') or {}).get('name')} of {region}!"
 
 
 @server.tool(description="2026 era: answers input_required carrying only a requestState of `size` characters")

@@ -150,6 +150,28 @@ async def test_the_sdk_client_drives_the_rounds_itself(gateway: GatewayProcess) 
     assert asked == ["the answer?", "who?"]
 
 
+async def test_a_call_with_header_arguments_relays_its_rounds_too(gateway: GatewayProcess) -> None:
+    """A tool with `x-mcp-header` arguments is called with `Mcp-Param-*` headers, which the FastMCP front
+    answers rather than the fast path: the requestState crosses either unchanged, so a round begun on one
+    completes on the other (were either to seal it again, the other could not open it)."""
+    tool, arguments = "test_greeting_by_region", {"region": "north"}
+    answer = {"action": "accept", "content": {"name": "Ada"}}
+    async with modern_client(gateway, ALICE) as client:
+        await client.list_tools()  # the SDK sends header arguments only for tools it has listed
+        first = await client.session.call_tool(tool, arguments, allow_input_required=True)  # the FastMCP front
+        assert isinstance(first, mcp_types.InputRequiredResult) and first.request_state
+        done = call(gateway, ALICE, tool, arguments, inputResponses={"ask": answer}, requestState=first.request_state)
+        assert done["result"]["content"][0]["text"] == "Hello, Ada of north!"  # answered by the fast path
+
+        fast = call(gateway, ALICE, tool, arguments)["result"]
+        assert fast["resultType"] == "input_required"
+        responses = {"ask": mcp_types.ElicitResult.model_validate(answer)}
+        done_too = await client.session.call_tool(
+            tool, arguments, input_responses=responses, request_state=fast["requestState"]
+        )
+        assert text(done_too) == "Hello, Ada of north!"
+
+
 async def test_the_retry_reaches_the_renamed_tool_through_a_profile(gateway: GatewayProcess) -> None:
     async with modern_client(gateway, ALICE, path="/mcp/asking") as client:
         assert {tool.name for tool in await client.list_tools()} == {"ask_who", "test_greeting"}
