@@ -131,9 +131,9 @@ def invalid(result: dict[str, Any]) -> str | None:
             return "inputRequests is not an object"
         for key, request in requests.items():
             method = request.get("method") if isinstance(request, dict) else None
-            if method not in CAPABILITY:
+            if not isinstance(method, str) or method not in CAPABILITY:
                 return f"input request {key!r} is not one of {', '.join(CAPABILITY)}"
-            if not isinstance(request.get("params", {}), dict):
+            if request.get("params") is not None and not isinstance(request["params"], dict):
                 return f"input request {key!r} has params that are not an object"
     if state is not None:
         return _state_problem(state)
@@ -143,10 +143,12 @@ def invalid(result: dict[str, Any]) -> str | None:
 def cleaned(result: dict[str, Any]) -> dict[str, Any]:
     """The `input_required` result as the caller gets it: the backend's, less the backend hop's own `_meta`
     (each hop stamps its own); `inputRequests` and `requestState` untouched."""
-    meta = result.get("_meta")
-    if not isinstance(meta, dict):
+    if "_meta" not in result:
         return result
-    kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_META) and k != FRAMEWORK_META}
+    meta = result["_meta"]
+    kept: dict[str, Any] = {}
+    if isinstance(meta, dict):  # (a `_meta` that is not an object is dropped)
+        kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_META) and k != FRAMEWORK_META}
     result = {key: value for key, value in result.items() if key != "_meta"}
     if kept:
         result["_meta"] = kept

@@ -22,9 +22,24 @@ import mcp_types
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from hypothesis import given
+from hypothesis import strategies as st
+from mcp.shared.exceptions import MCPError
 
 from gateway.auth.keys import hash_token
-from gateway.backends.rounds import MAX_STATE_BYTES
+from gateway.backends.inflight import Peer
+from gateway.backends.rounds import (
+    CAPABILITIES_META,
+    CAPABILITY,
+    INPUT_REQUIRED,
+    MAX_ROUNDS,
+    MAX_STATE_BYTES,
+    InputRound,
+    InvalidRound,
+    cleaned,
+    drive,
+    invalid,
+)
 from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, LIMITED, MODERN
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, write_config
 
@@ -266,3 +281,89 @@ async def test_a_modern_client_over_stdio(config: Path) -> None:
         first = await client.session.call_tool("test_greeting", {}, allow_input_required=True)
         assert isinstance(first, mcp_types.InputRequiredResult)
         assert text(await client.call_tool("test_greeting", {})) == "Hello, Eve!"
+
+
+# ---------------------------------------------------------------------------------------------- the shapes
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10,
+)
+STATE = st.text(max_size=40) | st.just("s" * MAX_STATE_BYTES) | st.just("é" * (MAX_STATE_BYTES // 2 + 1))
+REQUEST = st.fixed_dictionaries(
+    {"method": st.sampled_from([*CAPABILITY, "tools/call"]) | JSON}, optional={"params": JSON}
+)
+
+
+@given(
+    params=st.fixed_dictionaries(
+        {},
+        optional={
+            "inputResponses": JSON | st.dictionaries(st.text(max_size=5), st.dictionaries(st.text(max_size=5), JSON)),
+            "requestState": STATE | JSON,
+            "_meta": JSON | st.fixed_dictionaries({CAPABILITIES_META: JSON}),
+        },
+    )
+)
+def test_a_clients_round_is_relayed_as_sent_or_refused(params: dict[str, Any]) -> None:
+    try:
+        parsed = InputRound.parse(params)
+    except InvalidRound as error:
+        assert str(error).startswith("Invalid params: ")
+        return
+    wire = parsed.wire()
+    for field in ("inputResponses", "requestState"):
+        assert wire.get(field) is (params[field] if params.get(field) is not None else None)  # the very object
+    state = params.get("requestState")
+    assert state is None or len(state.encode()) <= MAX_STATE_BYTES
+    assert parsed.retry == bool(wire)
+
+
+@given(
+    result=st.fixed_dictionaries(
+        {"resultType": st.just(INPUT_REQUIRED)},
+        optional={
+            "inputRequests": JSON | st.dictionaries(st.text(max_size=5), REQUEST | JSON, max_size=3),
+            "requestState": STATE | JSON,
+            "_meta": JSON | st.dictionaries(st.sampled_from(["io.modelcontextprotocol/x", "fastmcp", "mine"]), JSON),
+        },
+    )
+)
+def test_a_backends_input_required_is_relayed_untouched_or_refused(result: dict[str, Any]) -> None:
+    problem = invalid(result)
+    if problem is not None:
+        assert isinstance(problem, str)
+        return
+    requests, state = result.get("inputRequests"), result.get("requestState")
+    assert requests is not None or state is not None
+    assert all(request["method"] in CAPABILITY for request in (requests or {}).values())
+    relayed = cleaned(result)
+    assert relayed.get("inputRequests") is requests and relayed.get("requestState") is state
+    meta = relayed.get("_meta")
+    assert meta is None or not any(key.startswith("io.modelcontextprotocol/") or key == "fastmcp" for key in meta)
+
+
+async def test_the_gateway_gives_up_on_a_backend_that_keeps_asking() -> None:
+    class Answering(Peer):
+        asked = 0
+
+        def capable(self, method: str) -> bool:
+            return True
+
+        async def request(self, method: str, params: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+            self.asked += 1
+            return {"action": "accept", "content": {}}
+
+    asking = {"resultType": INPUT_REQUIRED, "inputRequests": {"ask": {"method": "elicitation/create", "params": {}}}}
+    sent: list[InputRound] = []
+
+    async def send(echo: InputRound) -> tuple[dict[str, Any], str]:
+        sent.append(echo)
+        return asking, INPUT_REQUIRED
+
+    peer = Answering()
+    with pytest.raises(MCPError, match="kept asking"):
+        await drive(asking, send, peer, 1.0, "stubborn")
+    assert peer.asked == len(sent) == MAX_ROUNDS
+    assert sent[0].wire() == {"inputResponses": {"ask": {"action": "accept", "content": {}}}}
