@@ -28,9 +28,9 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from gateway.backends import sdk
-from gateway.backends.inflight import CURRENT_PEER, InFlight, Peer
-from gateway.backends.messages import strip_reserved
+from gateway.backends.inflight import CURRENT_PEER, InFlight
 from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
+from gateway.backends.rounds import InputRound
 from gateway.config.loader import GatewaySettings, ServerConfig
 
 logger = logging.getLogger("mcp_gateway.backend")
@@ -45,9 +45,6 @@ _LIST_CHANGED = (
     mcp_types.PromptListChangedNotification,
     mcp_types.ResourceListChangedNotification,
 )
-
-
-_MAX_INPUT_ROUNDS = 8  # input_required rounds of one request before the gateway gives up
 
 
 class BackendUnavailable(Exception):
@@ -368,7 +365,8 @@ class Backend:
     ) -> dict[str, Any]:
         """Send one request on the shared session and return the raw result dict.
 
-        This is the hot path: no model round-trips, just the SDK dispatcher's id correlation.
+        This is the hot path: no model round-trips, just the SDK dispatcher's id correlation. A 2026-era
+        backend's `input_required` is returned like any result (`gateway.backends.rounds` answers it).
         Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
         """
         session = await self._live_session()
@@ -384,52 +382,20 @@ class Backend:
         if on_progress is not None and pipe is None:
             options["on_progress"] = on_progress
         try:
-            for _round in range(_MAX_INPUT_ROUNDS):
-                try:
-                    if pipe is not None:
-                        result = await pipe.request(method, params, options["timeout"], on_progress)
-                    else:
-                        result = await sdk.dispatch(session, method, params, options)
-                except PipeClosed:
-                    raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
-                except MCPError as error:
-                    if error.code == mcp_types.CONNECTION_CLOSED:
-                        raise BackendUnavailable(
-                            f"backend '{self.name}' closed the connection during the call"
-                        ) from None
-                    raise
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.TransportError) as error:
-                    raise BackendUnavailable(
-                        f"backend '{self.name}' is unreachable: {_describe_error(error)}"
-                    ) from None
-                if result.get("resultType") != "input_required":
-                    return result
-                params = await self._gather_input(method, params, result, peer, options["timeout"])
-            raise MCPError(mcp_types.INTERNAL_ERROR, f"backend '{self.name}' kept asking for input")
+            if pipe is not None:
+                return await pipe.request(method, params, options["timeout"], on_progress)
+            return await sdk.dispatch(session, method, params, options)
+        except PipeClosed:
+            raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
+        except MCPError as error:
+            if error.code == mcp_types.CONNECTION_CLOSED:
+                raise BackendUnavailable(f"backend '{self.name}' closed the connection during the call") from None
+            raise
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.TransportError) as error:
+            raise BackendUnavailable(f"backend '{self.name}' is unreachable: {_describe_error(error)}") from None
         finally:
             if token is not None:
                 self.in_flight.leave(token)
-
-    async def _gather_input(
-        self, method: str, params: dict[str, Any], result: dict[str, Any], peer: Peer | None, timeout: float
-    ) -> dict[str, Any]:
-        """A 2026-era backend answered `input_required` (SEP-2322): ask the calling client each embedded
-        request (sampling, elicitation, roots) and return the retry's params with the answers."""
-        requests = result.get("inputRequests") or {}
-        responses: dict[str, Any] = {}
-        for key, request in requests.items():
-            asked = request.get("method") if isinstance(request, dict) else None
-            if peer is None or not isinstance(asked, str) or not peer.capable(asked):
-                raise MCPError(
-                    mcp_types.INVALID_REQUEST,
-                    f"backend '{self.name}' needs '{asked}' from the client, which cannot be asked here",
-                )
-            responses[key] = await peer.request(asked, strip_reserved(request.get("params")), timeout)
-        retry = {**params, "inputResponses": responses}
-        retry.pop("requestState", None)
-        if "requestState" in result:
-            retry["requestState"] = result["requestState"]
-        return retry
 
     async def call_tool(
         self,
@@ -439,10 +405,13 @@ class Backend:
         meta: dict[str, Any] | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        echo: InputRound | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
         if meta:
             params["_meta"] = meta
+        if echo is not None:  # a retry after `input_required`: the client's answers and the backend's state
+            params.update(echo.wire())
         return await self.request("tools/call", params, timeout=timeout, on_progress=on_progress)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.backends.messages import invalid_unicode, tool_error
 from gateway.backends.pipe import ProgressCallback
+from gateway.backends.rounds import INPUT_REQUIRED, InputRound, input_required
 from gateway.config.loader import AuthSettings
 from gateway.guard.audit import AuditLog
 from gateway.guard.clients import Client
@@ -103,10 +104,12 @@ class Guard:
         *,
         meta: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
+        input_round: InputRound | None = None,
     ) -> dict[str, Any]:
         """Authorize, rate-limit, scope, route through the hub, scrub an error, write the audit line. In
         search mode `search_tools` is answered here and `call_tool` is unwrapped: its inner call takes this
-        same path (and is what the audit line names)."""
+        same path (and is what the audit line names). `input_round`: a 2026-07-28 caller's part in input
+        rounds (see `Hub.call_tool`); a retry after `input_required` is a call like any other here."""
         began = time.perf_counter()
         if self.hub.joining and self.hub.catalog.resolve(name) is None:
             await self.hub.wait_for_tool(name)  # its backend may still be starting
@@ -122,7 +125,7 @@ class Guard:
                     outcome = "invalid_arguments"
                     return tool_error(unwrapped)
                 name, arguments = unwrapped
-            result, outcome = await self._call(client, name, arguments or {}, meta, on_progress)
+            result, outcome = await self._call(client, name, arguments or {}, meta, on_progress, input_round)
             if result.get("isError"):
                 self.redactor.result(result)
             self.narrow_hints(client, result)
@@ -139,6 +142,7 @@ class Guard:
         arguments: dict[str, Any],
         meta: dict[str, Any] | None,
         on_progress: ProgressCallback | None,
+        input_round: InputRound | None = None,
     ) -> tuple[dict[str, Any], str]:
         if not self.permits(client, name):
             metrics.CALLS.labels("_unknown", "unknown_tool").inc()
@@ -156,10 +160,16 @@ class Guard:
             if route is not None and self.scoping.applies(route):
 
                 async def send(scoped: dict[str, Any]) -> dict[str, Any]:
-                    return await self.hub.call_tool(name, scoped, meta=meta, on_progress=on_progress, identity=identity)
+                    return await self.hub.call_tool(
+                        name, scoped, meta=meta, on_progress=on_progress, identity=identity, input_round=input_round
+                    )
 
                 return await self.scoping.call(client, route, arguments, send)
-        result = await self.hub.call_tool(name, arguments, meta=meta, on_progress=on_progress, identity=identity)
+        result = await self.hub.call_tool(
+            name, arguments, meta=meta, on_progress=on_progress, identity=identity, input_round=input_round
+        )
+        if input_required(result):
+            return result, INPUT_REQUIRED
         return result, "error" if result.get("isError") else "ok"
 
     async def rate_limited(self, client: Client) -> float | None:

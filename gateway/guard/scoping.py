@@ -20,6 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from gateway.backends.messages import tool_error
+from gateway.backends.rounds import INPUT_REQUIRED, input_required
 from gateway.config.loader import GatewayConfig, ScopedArgument
 from gateway.guard.clients import Client
 from gateway.routing.catalog import Route
@@ -75,6 +76,8 @@ class Scoping:
             if (name, rule) not in reads and not await self._owns_record(client, route, name, rule, arguments):
                 return self._not_found(rule, arguments), "denied"
         result = await send(arguments)
+        if input_required(result):  # the backend asks the client first: it checks again on the retry
+            return result, INPUT_REQUIRED
         if not result.get("isError"):
             for name, rule in reads:  # a read by id: check what it found
                 if not self._owns(client, _scope_of(result, name)):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-REFUSALS = frozenset({"ok", "denied", "unknown_tool", "invalid_arguments", "rate_limited"})  # not errors
+# Outcomes that are not errors (`input_required`: the backend asks the client first, see gateway.backends.rounds).
+REFUSALS = frozenset({"ok", "input_required", "denied", "unknown_tool", "invalid_arguments", "rate_limited"})
 WINDOW_SECONDS = 300
 
 

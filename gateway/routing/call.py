@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gateway.backends.pipe import ProgressCallback
+from gateway.backends.rounds import InputRound
 from gateway.resilience.cache import Key
 from gateway.resilience.policy import ToolPolicy
 from gateway.routing.catalog import Route
@@ -22,7 +23,8 @@ class ToolCall:
     identity: str | None  # the authenticated client, when there is one (cache keys)
     on_progress: ProgressCallback | None
     policy: ToolPolicy
-    key: Key | None  # the cache key; None when the tool is not cacheable
+    key: Key | None  # the cache key; None when the tool is not cacheable (or the call answers input rounds)
+    echo: InputRound | None = None  # a retry's answers to the backend's `input_required`, sent along
 
     @property
     def exposed(self) -> str:

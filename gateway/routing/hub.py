@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -14,8 +15,11 @@ import anyio
 import mcp_types
 from mcp.shared.exceptions import MCPError
 
+from gateway.backends import rounds
+from gateway.backends.inflight import CURRENT_PEER
 from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
+from gateway.backends.rounds import INPUT_REQUIRED, InputRound
 from gateway.backends.session import Backend, BackendRestarting, BackendUnavailable
 from gateway.config.features import META_TOOLS
 from gateway.config.loader import ConfigError, GatewayConfig, ServerConfig
@@ -215,17 +219,19 @@ class Hub:
         meta: dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
         identity: str | None = None,
+        input_round: InputRound | None = None,
     ) -> dict[str, Any]:
         """Route one `tools/call` and return the raw `CallToolResult` dict (tool errors included).
 
         `identity` is the authenticated client's name when there is one (cache keys). The one call path of
         every front transport: route (and answer from L1), then the resilience layer, then the backend; each
-        stage reported to `self.tracer`.
+        stage reported to `self.tracer`. `input_round` is a 2026-07-28 caller's part in input rounds: it gets
+        a backend's `input_required` as is; without one, the gateway answers those rounds by asking the caller.
         """
         hooks = self.tracer
         with hooks.call(name, meta) as traced:
             with hooks.stage(tracing.ROUTE) as stage:
-                routed = self._route(name, arguments or {}, meta, on_progress, identity)
+                routed = self._route(name, arguments or {}, meta, on_progress, identity, input_round)
                 server = routed.server
                 if server is not None:
                     traced.backend(server)
@@ -236,6 +242,8 @@ class Hub:
                     return routed.result
             with hooks.stage(tracing.BACKEND_REQUEST, server) as stage:
                 result, outcome = await self._dispatch(routed)
+                if outcome == INPUT_REQUIRED:
+                    result, outcome = await self._input_required(routed, result, input_round)
                 stage.ended(outcome)
             traced.ended(outcome)
             return result
@@ -247,11 +255,12 @@ class Hub:
         meta: dict[str, Any] | None,
         on_progress: ProgressCallback | None,
         identity: str | None,
+        input_round: InputRound | None = None,
     ) -> ToolCall | Answered:
         """The `ToolCall` to send on, or the answer when the call ends here (unknown tool or a fresh cache
         hit). The arguments are checked against the tool's schema only when the call has to reach the
         backend (`ToolCall.problem`, asked by the resilience layer): a cached answer to the same arguments
-        needs no check."""
+        needs no check. A retry after `input_required` never touches the cache."""
         route = self.catalog.resolve(name)
         if route is None:
             metrics.child(metrics.CALLS, "_unknown", "unknown_tool").inc()
@@ -260,7 +269,8 @@ class Hub:
         server = route.backend.name
         policy = self.resilience.policy(route)
         key = None
-        if policy.cacheable:
+        echo = input_round if input_round is not None and input_round.retry else None
+        if policy.cacheable and echo is None:
             began = time.perf_counter()
             key = self.resilience.cache.key(policy, arguments, identity)
             hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
@@ -269,7 +279,31 @@ class Hub:
                 return Answered(hit, "ok", server)
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(RESERVED_META)}
-        return ToolCall(route, arguments, meta or None, identity, on_progress, policy, key)
+        return ToolCall(route, arguments, meta or None, identity, on_progress, policy, key, echo)
+
+    async def _input_required(
+        self, call: ToolCall, result: dict[str, Any], input_round: InputRound | None
+    ) -> tuple[dict[str, Any], str]:
+        """The backend asked for the client's input. A 2026-07-28 caller (`input_round`) gets the request as
+        is, unless it needs what the caller did not declare; for any other the gateway asks the caller on its
+        session and sends the call again (a call of its own through the resilience layer, never cached) with
+        the answers, round after round."""
+        backend = call.route.backend
+        if input_round is not None:
+            method = input_round.undeclared(result)
+            if method is None:
+                return result, INPUT_REQUIRED
+            text = f"backend '{backend.name}' needs '{method}' from the client, which did not declare it"
+            return tool_error(text), "error"
+
+        async def again(echo: InputRound) -> tuple[dict[str, Any], str]:
+            return await self._dispatch(dataclasses.replace(call, echo=echo, key=None))
+
+        timeout = backend.config.timeout or self.settings.call_timeout
+        try:
+            return await rounds.drive(result, again, CURRENT_PEER.get(), timeout, backend.name)
+        except MCPError as error:
+            return tool_error(f"'{call.exposed}' needs input: {error.error.message}"), "error"
 
     async def _dispatch(self, call: ToolCall) -> tuple[dict[str, Any], str]:
         """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
@@ -313,7 +347,7 @@ class Hub:
         meta = self.tracer.propagate(call.meta)
         try:
             result = await backend.call_tool(
-                route.tool, call.arguments, meta=meta, on_progress=call.on_progress, timeout=timeout
+                route.tool, call.arguments, meta=meta, on_progress=call.on_progress, timeout=timeout, echo=call.echo
             )
         except BackendRestarting as error:
             return tool_error(f"{error}; try again shortly"), "restarting"
@@ -326,6 +360,11 @@ class Hub:
                 return tool_error(message), "timeout"
             outcome = "bad_response" if error.code == mcp_types.INTERNAL_ERROR else "error"
             return tool_error(f"backend '{backend.name}' rejected '{route.exposed}': {error.error.message}"), outcome
+        if isinstance(result, dict) and rounds.input_required(result):  # SEP-2322: it needs the client's input
+            if (problem := rounds.invalid(result)) is not None:
+                message = f"backend '{backend.name}' asked for input on '{route.exposed}' invalidly: {problem}"
+                return tool_error(message), "bad_response"
+            return rounds.cleaned(result), INPUT_REQUIRED
         if not isinstance(result, dict) or not isinstance(result.get("content", []), list):
             message = f"backend '{backend.name}' answered '{route.exposed}' with an invalid result"
             return tool_error(message), "bad_response"

@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl
 
 from gateway.auth.middleware import current_client
+from gateway.backends import rounds
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.backends.session import Backend, BackendUnavailable
 from gateway.guard.guard import Guard
@@ -30,11 +31,25 @@ logger = logging.getLogger("mcp_gateway.front")
 
 
 async def _backend_request(backend: Backend, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """`backend.request` on behalf of the FastMCP request being served (its client gets relayed traffic)."""
+    """`backend.request` on behalf of the FastMCP request being served (its client gets relayed traffic, and
+    is asked what the backend's input rounds need)."""
     peer = context_peer(current_context())
     token = CURRENT_PEER.set(peer) if peer is not None else None
+
+    async def send(echo: rounds.InputRound) -> tuple[dict[str, Any], str]:
+        result = await backend.request(method, {**params, **echo.wire()})
+        if not rounds.input_required(result):
+            return result, "ok"
+        if (problem := rounds.invalid(result)) is not None:
+            raise MCPError(mcp_types.INTERNAL_ERROR, f"backend '{backend.name}' asked for input invalidly: {problem}")
+        return result, rounds.INPUT_REQUIRED
+
     try:
-        return await backend.request(method, params)
+        result, outcome = await send(rounds.InputRound())
+        if outcome == rounds.INPUT_REQUIRED:
+            timeout = backend.config.timeout or backend.settings.call_timeout
+            result, _ = await rounds.drive(result, send, peer, timeout, backend.name)
+        return result
     finally:
         if token is not None:
             CURRENT_PEER.reset(token)

@@ -15,9 +15,11 @@ import anyio
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
+from gateway.backends.rounds import InputRound, InvalidRound
 from gateway.guard.clients import Client
 from gateway.guard.guard import Guard
 from gateway.routing.hub import Hub
+from gateway.transports.jsonrpc import INVALID_PARAMS
 from gateway.transports.peers import Post, progress_reporter
 
 PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
@@ -108,7 +110,7 @@ class FastPath:
 
     def _shape(self, result: dict[str, Any], modern: bool) -> dict[str, Any]:
         if modern:
-            result["resultType"] = "complete"
+            result.setdefault("resultType", "complete")  # or the backend's `input_required`, passed through
             meta = result.get("_meta")
             result["_meta"] = (
                 {**meta, SERVER_INFO_META: self.server_info} if meta else {SERVER_INFO_META: self.server_info}
@@ -135,6 +137,12 @@ class FastPath:
         meta = params.get("_meta")
         progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
         on_progress = progress_reporter(post, progress_token) if progress_token is not None and post else None
+        input_round = None
+        if modern:  # the client answers a backend's input rounds itself; its retry carries their fields
+            try:
+                input_round = InputRound.parse(params)
+            except InvalidRound as error:
+                return {"jsonrpc": "2.0", "id": request_id, "error": {"code": INVALID_PARAMS, "message": str(error)}}
 
         result = await self.guard.call_tool(
             client,
@@ -142,5 +150,6 @@ class FastPath:
             params.get("arguments"),
             meta=meta if isinstance(meta, dict) else None,
             on_progress=on_progress,
+            input_round=input_round,
         )
         return {"jsonrpc": "2.0", "id": request_id, "result": self._shape(result, modern)}

@@ -11,7 +11,9 @@ upgrade touches only this module:
 * `session_ids`: the live Streamable HTTP session ids of the session manager FastMCP's app creates;
 * `client_log_level`: the level each session set with `logging/setLevel` (FastMCP keeps them per session);
 * `request_channel`, `connection_of`: a request's own outbound channel (so a relayed message rides that
-  request's stream, as `ServerSession` does for its typed messages) and the connection it belongs to.
+  request's stream, as `ServerSession` does for its typed messages) and the connection it belongs to;
+* `request_params`: the raw params of the request a FastMCP `Context` serves (the fields of an input round,
+  as the client sent them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastmcp import FastMCP
+from mcp.server.request_state import RequestStateBoundary
 from starlette.applications import Starlette
 
 _NO_SESSION = "__no_session__"  # FastMCP's logging/setLevel key for a connection without a session id
@@ -29,6 +32,14 @@ _NO_SESSION = "__no_session__"  # FastMCP's logging/setLevel key for a connectio
 def lowlevel(server: FastMCP) -> Any:
     """The SDK `Server` of a FastMCP server."""
     return server._mcp_server
+
+
+def relay_request_state(server: FastMCP) -> None:
+    """Take the SDK's `RequestStateBoundary` off the server's middleware (its public list): it seals the
+    `requestState` of every `input_required` the server answers and unseals every echo, but the gateway mints
+    none of its own: it relays its backends', which each backend protects and checks itself."""
+    sdk_server = lowlevel(server)
+    sdk_server.middleware = [m for m in sdk_server.middleware if not isinstance(m, RequestStateBoundary)]
 
 
 def lifespan(server: FastMCP) -> AbstractAsyncContextManager[None]:
@@ -64,6 +75,13 @@ def client_log_level(server: Any, session_id: str | None) -> str | None:
 def request_channel(session: Any) -> Any:
     """The request-scoped outbound channel of a `ServerSession` (`notify`, `send_raw_request`)."""
     return session._request_outbound
+
+
+def request_params(context: Any) -> dict[str, Any]:
+    """The raw params of the request the FastMCP `context` serves ({} outside one)."""
+    request_context = getattr(context, "request_context", None)
+    params = getattr(getattr(request_context, "_srctx", None), "params", None)
+    return dict(params) if isinstance(params, dict) else {}
 
 
 def connection_of(session: Any) -> Any:

@@ -14,12 +14,15 @@ from fastmcp import FastMCP
 from fastmcp.server.context import Context
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.server.providers.base import Provider
-from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.tools.base import InputRequiredToolResult, Tool, ToolResult
 from fastmcp.utilities.versions import VersionSpec
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
 from gateway.auth.middleware import current_client
 from gateway.backends.inflight import CURRENT_PEER
+from gateway.backends.rounds import InputRound, InvalidRound, input_required
 from gateway.backends.session import Backend
 from gateway.guard.guard import Guard
 from gateway.routing import discovery
@@ -51,14 +54,24 @@ class GatewayTool(Tool):
             meta = context.request_context.meta if context is not None and context.request_context else None
             progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
             progress = progress_reporter(peer.post, progress_token) if progress_token is not None else None
+        input_round = None
+        if _modern(context):  # the client answers a backend's input rounds itself (see `gateway.backends.rounds`)
+            try:
+                input_round = InputRound.parse(framework.request_params(context))
+            except InvalidRound as error:
+                raise MCPError(mcp_types.INVALID_PARAMS, str(error)) from None
         token = CURRENT_PEER.set(peer) if peer is not None else None
         try:
-            raw = await self._guard.call_tool(current_client(), self.name, arguments, on_progress=progress)
+            raw = await self._guard.call_tool(
+                current_client(), self.name, arguments, on_progress=progress, input_round=input_round
+            )
         finally:
             if token is not None:
                 CURRENT_PEER.reset(token)
         if peer is not None:
             await peer.drain()
+        if input_required(raw):
+            return InputRequiredToolResult(mcp_types.InputRequiredResult.model_validate(raw))
         result = mcp_types.CallToolResult.model_validate(raw)
         return ToolResult(
             content=result.content,
@@ -66,6 +79,11 @@ class GatewayTool(Tool):
             meta=result.meta,
             is_error=bool(result.is_error),
         )
+
+
+def _modern(context: Context | None) -> bool:
+    request_context = context.request_context if context is not None else None
+    return request_context is not None and request_context.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
 class CatalogProvider(Provider):
@@ -142,6 +160,7 @@ class SessionTracker(Middleware):
 def build_front(hub: Hub, guard: Guard | None = None) -> tuple[FastMCP, SessionTracker]:
     """The client-facing FastMCP server for `hub`; every tool call goes through `guard`."""
     server = FastMCP("mcp-gateway", version=__version__, instructions=_instructions(hub))
+    framework.relay_request_state(server)  # a backend's requestState reaches its client, and comes back, as is
     guard = guard or Guard(hub)
     server.add_provider(CatalogProvider(hub, guard))
     server.add_completion_handler(completion_handler(server))

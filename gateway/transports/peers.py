@@ -16,19 +16,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.backends.inflight import Peer
 from gateway.backends.pipe import ProgressCallback
+from gateway.backends.rounds import has_capability
 from gateway.transports import framework
-
-# The client capability each relayed request needs.
-CAPABILITY = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
 
 Post = Callable[[dict[str, Any]], Awaitable[None] | None]  # send a notification; an awaitable is scheduled
 Ask = Callable[[str, dict[str, Any] | None, float], Awaitable[dict[str, Any]]]
-
-
-def has_capability(capabilities: Any, method: str) -> bool:
-    """`capabilities` (a ClientCapabilities dict from `initialize`) covers `method`."""
-    name = CAPABILITY.get(method)
-    return isinstance(capabilities, dict) and name is not None and capabilities.get(name) is not None
 
 
 def declared_capabilities(message: Any) -> dict[str, Any] | None:

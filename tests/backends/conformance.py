@@ -1,7 +1,7 @@
 """The conformance fixture: a backend implementing what every server scenario of
 `@modelcontextprotocol/conformance` asks for, to be served *behind* the gateway (`"namespace": ""`), so the
 suite tests the gateway's forwarding of tools, resources, templates, prompts, completion, logging, progress,
-sampling and elicitation.
+sampling and elicitation (and `tests/gateway/test_input_rounds.py` its relaying of input rounds).
 
 Run as `python -m tests.backends.conformance [--http PORT]`.
 """
@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import mcp_types
@@ -23,6 +23,7 @@ from fastmcp.resources import ResourceContent, ResourceResult
 from fastmcp.tools.base import ToolResult
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
 
 # A 1x1 red PNG and a 1-sample silent WAV.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -272,6 +273,46 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
         },
     )
     return f"Elicitation completed: action={result.get('action')}, content={json.dumps(result.get('content'))}"
+
+
+@server.tool(
+    description="Asks the user's name (elicitation), read-only: the gateway caches it",
+    annotations={"readOnlyHint": True},
+)
+@_asks
+async def test_greeting(ctx: Context) -> str:
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": "What is your name?",
+            "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        },
+    )
+    return f"Hello, {(result.get('content') or {}).get('name')}!"
+
+
+@server.tool(description="Asks the user's name; its `region` travels in an Mcp-Param header too (SEP-2243)")
+@_asks
+async def test_greeting_by_region(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], ctx: Context
+) -> str:
+    result = await _ask(
+        ctx,
+        "elicitation/create",
+        {
+            "message": f"What is your name, {region}?",
+            "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        },
+    )
+    return f"Hello, {(result.get('content') or {}).get('name')} of {region}!"
+
+
+@server.tool(description="2026 era: answers input_required carrying only a requestState of `size` characters")
+async def test_request_state(size: int, ctx: Context) -> Any:
+    if ctx.request_state is not None:
+        return f"state of {len(ctx.request_state)} characters came back"
+    return mcp_types.InputRequiredResult(request_state="s" * size)
 
 
 @server.tool(description="Closes its SSE stream mid-call when served over HTTP (SEP-1699), then answers")
