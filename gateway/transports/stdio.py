@@ -189,14 +189,18 @@ class StdioFront:
         if not modern:  # handshake era: the backend may ask this client things during the call
             ask = functools.partial(self.replies.ask, self, self.send)  # answered on stdin, see _dispatch
             CURRENT_PEER.set(ClientPeer(self, self.send, ask, self.client_capabilities, self.front))  # this task's own
-        response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, post=self.send)
+        try:
+            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, post=self.send)
+        except Exception:  # a bug, not the call's outcome: the client still gets an answer for its id
+            logger.exception("answering %s failed", message["method"])
+            response = {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32603, "message": "Internal error"}}
         if response is not None:
             self.send(response)
 
     def _answered(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.error("answering a call failed", exc_info=error)
+        if not task.cancelled() and (error := task.exception()) is not None:  # e.g. stdout is gone
+            logger.warning("answering a call failed: %s", error)
         if not self._in_flight and self._idle is not None:
             self._idle.set()
 
