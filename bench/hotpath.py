@@ -27,6 +27,22 @@ from bench.load import drive, generator
 from bench.procs import CpuMeter
 
 STDIO_BENCH = {"command": "python", "args": ["-m", "bench.backend"]}
+GATEWAYS = ("l1", "l2", "uncached")
+
+
+async def wait_ready(port: int, timeout: float = 120) -> None:
+    """Until the gateway's `/ready` answers 200 (its backends are up): on a loaded machine a fixed pause
+    before the warm-up was not always enough, and the target was skipped."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        status = await reader.readline()
+        writer.close()
+        if b" 200 " in status:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the gateway on {port} was not ready within {timeout:g} s")
 
 
 @dataclass
@@ -139,7 +155,10 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
     try:
         port = target.port
         await wait_port(port, proc)
-        await asyncio.sleep(1.5 if target.key not in ("echo",) else 0.3)  # backends finish their handshake
+        if target.key in GATEWAYS:
+            await wait_ready(port)  # the gateway serves at once; its backend joins the catalog when it is up
+        else:
+            await asyncio.sleep(1.5 if target.key != "echo" else 0.3)  # backends finish their handshake
         for _ in range(30):  # a busy machine may take a while to bring the backends up: warm until answered
             warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
             if warm.requests:

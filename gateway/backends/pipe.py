@@ -38,6 +38,11 @@ _MAX_LINE = 2**27
 _PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false"}
 
 
+def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class PipeClosed(Exception):
     """The backend process closed its stdout (it exited or crashed)."""
 
@@ -72,17 +77,19 @@ class StdioPipe:
             meta["progressToken"] = request_id
             params = {**params, "_meta": meta}
             self._progress[request_id] = on_progress
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[request_id] = future
+        timer = loop.call_later(timeout, _expire, future)  # a timer, not a cancel scope: one handle per call
         try:
             self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
             try:
-                with anyio.fail_after(timeout):
-                    message = await future
+                message = await future
             except BaseException as error:
-                answered = future.done() and not future.cancelled()  # awaiting it cancels it too
+                timed_out = isinstance(error, TimeoutError)
+                answered = not timed_out and future.done() and not future.cancelled()  # awaiting it cancels it
                 if not answered and not self.closed:
-                    reason = "timed out" if isinstance(error, TimeoutError) else "cancelled by the client"
+                    reason = "timed out" if timed_out else "cancelled by the client"
                     self._write(
                         {
                             "jsonrpc": "2.0",
@@ -90,10 +97,11 @@ class StdioPipe:
                             "params": {"requestId": request_id, "reason": reason},
                         }
                     )
-                if isinstance(error, TimeoutError):
+                if timed_out:
                     raise MCPError(mcp_types.REQUEST_TIMEOUT, f"request timed out after {timeout:g} s") from None
                 raise
         finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
             self._progress.pop(request_id, None)
         if "error" in message:

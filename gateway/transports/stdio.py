@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import stat
@@ -23,6 +22,7 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.backends.inflight import CURRENT_PEER
+from gateway.ops.codec import dumps
 from gateway.routing.hub import LIST_CHANGED
 from gateway.transports import framework, jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
@@ -81,8 +81,8 @@ class StdioFront:
         self.legacy_version: str | None = None
         self._initialize_ids: set[Any] = set()
         self._write: Any = None
-        self._in_flight = 0
-        self._idle = anyio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()  # fast-path calls accepted and not answered yet
+        self._idle: asyncio.Event | None = None  # set when the last of them is answered (waited on at EOF)
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: Any = None  # from the client's `initialize`
         self._reading: anyio.CancelScope | None = None
@@ -95,7 +95,7 @@ class StdioFront:
             self._reading.cancel()
 
     def send(self, message: dict[str, Any]) -> None:
-        self._write((json.dumps(message, separators=(",", ":")) + "\n").encode())
+        self._write(dumps(message) + b"\n")
 
     async def serve(self) -> None:
         wire_in, wire_out = _claim_stdio()
@@ -104,20 +104,28 @@ class StdioFront:
         to_server, server_reads = anyio.create_memory_object_stream[SessionMessage | Exception](16)
         server_writes, from_server = anyio.create_memory_object_stream[SessionMessage](16)
         lowlevel = framework.lowlevel(self.front)
-        async with framework.lifespan(self.front), anyio.create_task_group() as group:
-            options = lowlevel.create_initialization_options()
-            group.start_soon(lambda: lowlevel.run(server_reads, server_writes, options))
-            group.start_soon(self._relay_server_output, from_server)
-            async with to_server:
-                with anyio.CancelScope() as self._reading:  # stop() cancels it: no more input is read
-                    if not self._stopping:
-                        async for line in self._lines(read_chunk):
-                            await self._dispatch(line, to_server, group)
-            # stdin closed: let the calls already accepted finish (bounded), then stop.
-            with anyio.move_on_after(self.fast.hub.settings.call_timeout):
-                while self._in_flight:
-                    await self._idle.wait()
-            group.cancel_scope.cancel()
+        try:
+            async with framework.lifespan(self.front), anyio.create_task_group() as group:
+                options = lowlevel.create_initialization_options()
+                group.start_soon(lambda: lowlevel.run(server_reads, server_writes, options))
+                group.start_soon(self._relay_server_output, from_server)
+                async with to_server:
+                    with anyio.CancelScope() as self._reading:  # stop() cancels it: no more input is read
+                        if not self._stopping:
+                            async for line in self._lines(read_chunk):
+                                await self._dispatch(line, to_server)
+                # stdin closed: let the calls already accepted finish (bounded), then stop.
+                with anyio.move_on_after(self.fast.hub.settings.call_timeout):
+                    while self._in_flight:
+                        self._idle = asyncio.Event()
+                        await self._idle.wait()
+                group.cancel_scope.cancel()
+        finally:  # what is still running (past the bound, or serving was cancelled) is cancelled with it
+            if calls := list(self._in_flight):
+                for task in calls:
+                    task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(calls)
 
     async def _lines(self, read_chunk: Callable[[], Awaitable[bytes]]) -> Any:
         """Yield each line; answer an over-long one with an error and skip it."""
@@ -143,7 +151,7 @@ class StdioFront:
         if buffer.strip() and not discarding:
             yield bytes(buffer)
 
-    async def _dispatch(self, line: bytes, to_server: Any, group: anyio.abc.TaskGroup) -> None:
+    async def _dispatch(self, line: bytes, to_server: Any) -> None:
         try:
             message = jsonrpc.decode(line)
         except jsonrpc.Malformed as error:
@@ -157,9 +165,12 @@ class StdioFront:
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
-                self._in_flight += 1  # counted now, so EOF right after still waits for it
-                scope = self.fast.track(message["id"])  # and cancellable now, before its task runs
-                group.start_soon(self._answer_fast, message, modern, scope)
+                scope = self.fast.track(message["id"])  # cancellable now, before its task runs
+                # A plain asyncio task (the stdio front runs on asyncio): an anyio task group's spawn costs a
+                # cancel scope and several look-ups per call. Counted now, so EOF right after still waits for it.
+                task = asyncio.get_running_loop().create_task(self._answer_fast(message, modern, scope))
+                self._in_flight.add(task)
+                task.add_done_callback(self._answered)
                 return
         try:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
@@ -180,13 +191,18 @@ class StdioFront:
             CURRENT_PEER.set(ClientPeer(self, self.send, ask, self.client_capabilities, self.front))  # this task's own
         try:
             response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, post=self.send)
-            if response is not None:
-                self.send(response)
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
-                self._idle = anyio.Event()
+        except Exception:  # a bug, not the call's outcome: the client still gets an answer for its id
+            logger.exception("answering %s failed", message["method"])
+            response = {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32603, "message": "Internal error"}}
+        if response is not None:
+            self.send(response)
+
+    def _answered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:  # e.g. stdout is gone
+            logger.warning("answering a call failed: %s", error)
+        if not self._in_flight and self._idle is not None:
+            self._idle.set()
 
     async def _relay_server_output(self, from_server: Any) -> None:
         async with from_server:

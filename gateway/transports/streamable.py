@@ -270,14 +270,15 @@ class StreamableFront:
         await reply.finish(response if response is not None else _cancelled(message["id"]))
 
 
-WATCH_AFTER = 0.02  # seconds a fast-path call runs before a task watches for its client's disconnect
+WATCH_AFTER = 0.25
+"""Seconds a fast-path call runs before a task starts watching for its client's disconnect."""
 
 
 class _DisconnectWatch:
-    """Cancels `scope` when the client disconnects. The watching task is started `WATCH_AFTER` seconds on,
-    and only if the call is still running then: a cache hit (L1, or L2 a round trip to Redis away) is
-    answered before, so the cached paths spawn no task per request (the gateway serves HTTP on asyncio:
-    uvicorn); a client gone earlier is noticed then, its call cancelled all the same."""
+    """Cancels `scope` when the client disconnects. The watching task is started only if the call is still
+    running `WATCH_AFTER` seconds in: a cache hit, and most backend calls, are answered before then, so the
+    hot path spawns no task per request (the gateway serves HTTP on asyncio: uvicorn). A client that leaves
+    sooner is noticed that much later; its call is cancelled all the same."""
 
     def __init__(self, receive: Receive, scope: anyio.CancelScope) -> None:
         self._receive = receive
