@@ -119,6 +119,21 @@ def keyword_terms(text: str) -> list[str]:
     return out
 
 
+_MATVEC_ROWS = 1024
+
+
+def matvec(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """mat @ q in blocks of 1,024 rows. OpenBLAS hands a bigger product to its worker threads,
+    which busy-wait: on this 2-core machine an exact scan of 10k vectors cost 5-7 ms of CPU that
+    way against 1.0-1.3 ms in blocks (the product is memory-bound; threads do not speed it up)."""
+    if len(mat) <= _MATVEC_ROWS:
+        return mat @ q
+    out = np.empty(len(mat), dtype=np.result_type(mat, q))
+    for a in range(0, len(mat), _MATVEC_ROWS):
+        np.matmul(mat[a : a + _MATVEC_ROWS], q, out=out[a : a + _MATVEC_ROWS])
+    return out
+
+
 def _top(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The `n` best (rows, scores), best first; equal scores in row order (older memories
     first), so the answer never depends on how the candidates were gathered."""
@@ -362,14 +377,14 @@ class NamespaceIndex:
             cand, sims = ivf.candidates(qvec)
             if ivf.built < self.n:
                 cand = np.concatenate([cand, np.arange(ivf.built, self.n)])
-                sims = np.concatenate([sims, self.vecs[ivf.built : self.n] @ qvec])
+                sims = np.concatenate([sims, matvec(self.vecs[ivf.built : self.n], qvec)])
             keep = vm[cand]
             if int(np.count_nonzero(keep)) >= need:
                 return cand[keep], sims[keep], True
         rows = np.flatnonzero(vm)
         if len(rows) * 4 < self.n:
-            return rows, self.vecs[rows] @ qvec, False
-        return rows, (self.vecs[: self.n] @ qvec)[rows], False
+            return rows, matvec(self.vecs[rows], qvec), False
+        return rows, matvec(self.vecs[: self.n], qvec)[rows], False
 
     def _postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
         cached = self._post_cache.get(term)

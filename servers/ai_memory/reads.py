@@ -75,7 +75,7 @@ class ReadPath:
         self.live = live
         self.check = validator
         self._embed = embed
-        self._qvecs: OrderedDict[str, np.ndarray] = OrderedDict()  # query text -> its vector (LRU)
+        self.qvec_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # query text -> its vector (LRU)
         self.hits = 0
         self.misses = 0
 
@@ -253,15 +253,15 @@ class ReadPath:
     async def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding, from the LRU of recent queries when it was asked before (the
         embedder is fixed for the life of the service, so a vector never goes stale)."""
-        qvec = self._qvecs.get(query)
+        qvec = self.qvec_cache.get(query)
         if qvec is None:
             qvec = (await self._embed([query]))[0].copy()
             qvec.setflags(write=False)
-            self._qvecs[query] = qvec
-            if len(self._qvecs) > QUERY_VECTORS:
-                self._qvecs.popitem(last=False)
+            self.qvec_cache[query] = qvec
+            if len(self.qvec_cache) > QUERY_VECTORS:
+                self.qvec_cache.popitem(last=False)
         else:
-            self._qvecs.move_to_end(query)
+            self.qvec_cache.move_to_end(query)
         return qvec
 
     async def _adopt_unknown(self, idx: NamespaceIndex, dense: dict[str, float]) -> NamespaceIndex:
