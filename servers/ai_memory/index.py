@@ -119,6 +119,50 @@ def keyword_terms(text: str) -> list[str]:
     return out
 
 
+_MATVEC_ROWS = 1024
+
+
+def matvec(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """mat @ q in blocks of 1,024 rows. OpenBLAS hands a bigger product to its worker threads,
+    which busy-wait: on this 2-core machine an exact scan of 10k vectors cost 5-7 ms of CPU that
+    way against 1.0-1.3 ms in blocks (the product is memory-bound; threads do not speed it up)."""
+    if len(mat) <= _MATVEC_ROWS:
+        return mat @ q
+    out = np.empty(len(mat), dtype=np.result_type(mat, q))
+    for a in range(0, len(mat), _MATVEC_ROWS):
+        np.matmul(mat[a : a + _MATVEC_ROWS], q, out=out[a : a + _MATVEC_ROWS])
+    return out
+
+
+def _top(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` best (rows, scores), best first; equal scores in row order (older memories
+    first), so the answer never depends on how the candidates were gathered."""
+    ok = np.isfinite(scores)
+    if not ok.all():
+        rows, scores = rows[ok], scores[ok]
+    if len(rows) > n:
+        kth = np.partition(scores, len(rows) - n)[len(rows) - n]  # the n-th best score
+        better = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)
+        tied = tied[np.argsort(rows[tied], kind="stable")][: n - len(better)]
+        pick = np.concatenate([better, tied])
+        rows, scores = rows[pick], scores[pick]
+    order = np.lexsort((rows, -scores))
+    return rows[order], scores[order]
+
+
+def _lookup(rows: np.ndarray, scores: np.ndarray, want: np.ndarray, missing: float) -> np.ndarray:
+    """scores[r] for each r of `want` (sorted), `missing` where `rows` lacks r."""
+    out = np.full(len(want), missing, dtype=np.float32)
+    if len(rows):
+        order = np.argsort(rows, kind="stable")
+        srows = rows[order]
+        pos = np.minimum(np.searchsorted(srows, want), len(srows) - 1)
+        found = srows[pos] == want
+        out[found] = scores[order][pos[found]]
+    return out
+
+
 class IVFIndex:
     """Inverted-file ANN index over rows [0, built) of a vector matrix (pure numpy).
 
@@ -312,17 +356,6 @@ class NamespaceIndex:
                     m[row] = False
         return m
 
-    def dense_scores(self, qvec: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Cosine of every row with `qvec`; with a selective `mask` (a filter keeping under a
-        quarter of the rows), only the kept rows are computed and the others are -inf."""
-        if mask is not None:
-            rows = np.flatnonzero(mask)
-            if len(rows) * 4 < self.n:
-                out = np.full(self.n, -np.inf, dtype=np.float32)
-                out[rows] = self.vecs[rows] @ qvec
-                return out
-        return self.vecs[: self.n] @ qvec
-
     def ann_active(self, live: int) -> bool:
         return self.ann_min_vectors > 0 and live >= self.ann_min_vectors
 
@@ -334,18 +367,24 @@ class NamespaceIndex:
             ivf = self._ivf = IVFIndex(self.vecs[: self.n])
         return ivf
 
-    def ann_scores(self, qvec: np.ndarray, m: np.ndarray, need: int) -> np.ndarray | None:
-        """Cosine for the IVF candidates (probed lists + unindexed tail), -inf elsewhere;
-        None when fewer than `need` candidates pass the mask (the caller scans exactly)."""
-        ivf = self.ivf()
-        rows, sims = ivf.candidates(qvec)
-        out = np.full(self.n, -np.inf, dtype=np.float32)
-        out[rows] = sims
-        if ivf.built < self.n:
-            out[ivf.built : self.n] = self.vecs[ivf.built : self.n] @ qvec
-        if int(np.count_nonzero(m[rows])) + (self.n - ivf.built) < need:
-            return None
-        return out
+    def dense_candidates(self, qvec: np.ndarray, vm: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(rows, cosine, ann) for the rows of `vm` a dense score is computed for: with at least
+        `ann_min_vectors` of them, the IVF candidates (probed lists + unindexed tail) that pass
+        `vm`, unless fewer than `need` do; otherwise every row of `vm`, exactly (a selective mask,
+        under a quarter of the rows, computes only the kept ones)."""
+        if self.ann_active(int(np.count_nonzero(vm))):
+            ivf = self.ivf()
+            cand, sims = ivf.candidates(qvec)
+            if ivf.built < self.n:
+                cand = np.concatenate([cand, np.arange(ivf.built, self.n)])
+                sims = np.concatenate([sims, matvec(self.vecs[ivf.built : self.n], qvec)])
+            keep = vm[cand]
+            if int(np.count_nonzero(keep)) >= need:
+                return cand[keep], sims[keep], True
+        rows = np.flatnonzero(vm)
+        if len(rows) * 4 < self.n:
+            return rows, matvec(self.vecs[rows], qvec), False
+        return rows, matvec(self.vecs[: self.n], qvec)[rows], False
 
     def _postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
         cached = self._post_cache.get(term)
@@ -357,13 +396,15 @@ class NamespaceIndex:
             self._post_cache[term] = cached
         return cached
 
-    def bm25_scores(self, terms: list[str]) -> tuple[np.ndarray, float]:
-        """BM25 per row, and the maximum score any document could reach for these terms
-        (used to put keyword scores on a 0..1 scale)."""
+    def bm25(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(rows, BM25) for the rows that contain any of these terms (live or not: the caller
+        masks), and the maximum score any document could reach for them (used to put keyword
+        scores on a 0..1 scale)."""
         scores = np.zeros(self.n, dtype=np.float32)
         live = max(len(self), 1)
         avgdl = self._len_sum / live if self._len_sum > 0 else 1.0
         ceiling = 0.0
+        hit: list[np.ndarray] = []
         for term in set(terms):
             post = self._postings(term)
             if post is None:
@@ -377,7 +418,11 @@ class NamespaceIndex:
             part = idf * tfs * (self.K1 + 1) / (tfs + self.K1 * (1 - self.B + self.B * dl / avgdl))
             np.add.at(scores, rows, part.astype(np.float32))
             ceiling += idf * (self.K1 + 1)
-        return scores, ceiling
+            hit.append(rows)
+        if not hit:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), ceiling
+        rows = hit[0] if len(hit) == 1 else np.unique(np.concatenate(hit))
+        return rows, scores[rows], ceiling
 
     def search(
         self,
@@ -397,67 +442,58 @@ class NamespaceIndex:
         fusion "blend": score = alpha * cosine + (1 - alpha) * bm25 / bm25_ceiling, over the
         union of both candidate lists; "rrf": reciprocal rank fusion (k=60), normalised so
         that rank 1 in both lists scores 1.0.
-        `dense_override` supplies cosine similarities computed elsewhere (Cortex)."""
+        `dense_override` supplies cosine similarities computed elsewhere (Cortex).
+
+        Each side is ranked over its own candidates only (the probed IVF lists or the rows of
+        the mask; the rows holding a query term), never over an array of every row."""
         if self.n == 0 or k <= 0:
             return []
         m = self.mask(now, predicate)
         if not m.any():
             return []
         cand_n = max(50, 5 * k)
-
-        def topn(scores: np.ndarray, n: int) -> np.ndarray:
-            s = np.where(m, scores, -np.inf)
-            n = min(n, int(m.sum()))
-            idx = np.argpartition(-s, n - 1)[:n] if n < len(s) else np.arange(len(s))
-            idx = idx[np.isfinite(s[idx])]
-            return idx[np.argsort(-s[idx], kind="stable")]
-
-        dense = kw = None
+        dense: tuple[np.ndarray, np.ndarray] | None = None
+        kw: tuple[np.ndarray, np.ndarray] | None = None
         ann = False
-        vm = m & self.embedded[: self.n]  # rows a dense score can be computed for
-        if mode in ("hybrid", "dense") and (dense_override is not None or vm.any()):
+        if mode in ("hybrid", "dense"):
             if dense_override is not None:
-                dense = np.full(self.n, -np.inf, dtype=np.float32)
-                for mid, sim in dense_override.items():
-                    row = self.row_of.get(mid)
-                    if row is not None:
-                        dense[row] = sim
+                pairs = [(self.row_of.get(mid), sim) for mid, sim in dense_override.items()]
+                got = [(r, s) for r, s in pairs if r is not None and m[r]]
+                dense = (
+                    np.fromiter((r for r, _ in got), dtype=np.int64, count=len(got)),
+                    np.fromiter((s for _, s in got), dtype=np.float32, count=len(got)),
+                )
             elif qvec is not None:
-                live = int(vm.sum())
-                if self.ann_active(live):
-                    dense = self.ann_scores(qvec, vm, cand_n if mode == "hybrid" else k)
-                    ann = dense is not None
-                if dense is None:
-                    dense = self.dense_scores(qvec, vm)
-                if not vm.all():
-                    dense = np.where(vm, dense, -np.inf).astype(np.float32)
+                vm = m & self.embedded[: self.n]  # rows a dense score can be computed for
+                if vm.any():
+                    rows, sims, ann = self.dense_candidates(qvec, vm, cand_n if mode == "hybrid" else k)
+                    dense = (rows, sims)
         if mode in ("hybrid", "keyword"):
-            kw_raw, ceiling = self.bm25_scores(keyword_terms(query))
-            kw = kw_raw / ceiling if ceiling > 0 else kw_raw
+            rows, raw, ceiling = self.bm25(keyword_terms(query))
+            keep = m[rows] & (raw > 0)
+            rows, raw = rows[keep], raw[keep]
+            kw = (rows, raw / ceiling if ceiling > 0 else raw)
 
         if dense is None and kw is None:
             return []
         if dense is None or kw is None:
-            only = dense if dense is not None else kw
-            rows = topn(only, k)  # type: ignore[arg-type]
-            if kw is not None:
-                rows = rows[kw[rows] > 0]
-            return [(self.records[r], float(only[r])) for r in rows]  # type: ignore[misc, index]
+            rows, scores = _top(*(dense if dense is not None else kw), k)  # type: ignore[misc]
+            return [(self.records[r], float(s)) for r, s in zip(rows, scores, strict=True)]  # type: ignore[misc]
 
-        d_rows = topn(dense, cand_n)
-        k_rows = topn(kw, cand_n)
-        k_rows = k_rows[kw[k_rows] > 0]
+        d_rows, _ = _top(*dense, cand_n)
+        k_rows, _ = _top(*kw, cand_n)
         if fusion == "rrf":
             fused: dict[int, float] = {}
             for ranked in (d_rows, k_rows):
-                for rank, row in enumerate(ranked):
-                    fused[int(row)] = fused.get(int(row), 0.0) + 1.0 / (61 + rank)
+                for rank, row in enumerate(ranked.tolist()):
+                    fused[row] = fused.get(row, 0.0) + 1.0 / (61 + rank)
             best = sorted(fused.items(), key=lambda x: -x[1])[:k]
             return [(self.records[r], s * 61 / 2) for r, s in best]  # type: ignore[misc]
         union = np.union1d(d_rows, k_rows)
         # with ANN, keyword hits outside the probed lists still get their true cosine
-        dense_u = self.vecs[union] @ qvec if ann else np.nan_to_num(dense[union], neginf=0.0)
-        blend = alpha * np.clip(dense_u, 0.0, None) + (1 - alpha) * kw[union]
+        dense_u = self.vecs[union] @ qvec if ann else _lookup(*dense, union, 0.0)  # type: ignore[operator]
+        kw_u = _lookup(*kw, union, 0.0)
+        blend = alpha * np.clip(dense_u, 0.0, None) + (1 - alpha) * kw_u
         order = np.argsort(-blend, kind="stable")[:k]
         return [(self.records[union[i]], float(blend[i])) for i in order]  # type: ignore[misc]
 

@@ -6,9 +6,10 @@ list with the reason, so it never holds up the writes behind it; when L3 is unre
 drainer backs off exponentially (`outbox_drain_interval` doubling up to `outbox_max_backoff`).
 
 `Indexer` embeds acknowledged memories in batches and writes the vectors back through the
-write path (to L3, or to the outbox when L3 is away), so every replica picks them up. At start,
-and every `orphan_interval` seconds, it also adopts memories L3 holds without a vector for the
-embedder in use (a replica died mid-batch, or the model changed).
+write path (to L3, or to the outbox when L3 is away), so every replica picks them up. At start
+(page after page, until none is left) and every `orphan_interval` seconds, it also adopts
+memories L3 holds without a vector for the embedder in use (a replica died mid-batch, or the
+model changed).
 
 `Purger` deletes expired memories from L3 (which leaves tombstones, so replicas drop them too).
 """
@@ -167,16 +168,20 @@ class Indexer:
             "embedding_rate_per_s": round(self.embedded / self.busy, 1) if self.busy else None,
         }
 
-    async def adopt_orphans(self, updated_before: float) -> int:
+    async def adopt_orphans(self, updated_before: float, seen: set[str]) -> bool:
+        """Queue up to a page (8 batches) of L3's rows without a vector, except those in `seen`
+        (adopted earlier in this scan: their vectors may still be on the way, in the outbox).
+        True when the page was full and brought new rows: more may be waiting, and the caller
+        asks again once the queue is empty."""
+        page = self.config.embed_batch * 8
         try:
-            found = await anyio.to_thread.run_sync(
-                self.store.unembedded, self.embedder.name, updated_before, self.config.embed_batch * 8
-            )
+            found = await anyio.to_thread.run_sync(self.store.unembedded, self.embedder.name, updated_before, page)
         except StoreUnavailable:
-            return 0
-        fresh = [r for r in found if r.id not in self.pending]
+            return False
+        fresh = [r for r in found if r.id not in self.pending and r.id not in seen]
+        seen.update(r.id for r in fresh)
         self.add(fresh)
-        return len(fresh)
+        return len(found) >= page and bool(fresh)
 
     async def step(self) -> int:
         """Embed one batch from the queue; returns its size."""
@@ -222,17 +227,23 @@ class Indexer:
         await self.writes.signal(bumps)
 
     async def run(self) -> None:
-        await self.adopt_orphans(now())
+        # a scan: rows last written before `cutoff` (at start every row; later, rows old enough
+        # that no live writer is still embedding them), page after page until none is left
+        cutoff, seen = now(), set[str]()
+        more = await self.adopt_orphans(cutoff, seen)
         last_scan = time.monotonic()
         while True:
             try:
+                if not self.pending and more:  # a backlog bigger than a page: the next page at once
+                    more = await self.adopt_orphans(cutoff, seen)
                 if not self.pending:
                     with anyio.move_on_after(self.config.orphan_interval):
                         await self.wakeup.wait()
                     self.wakeup.clear()
                 if time.monotonic() - last_scan >= self.config.orphan_interval:
                     last_scan = time.monotonic()
-                    await self.adopt_orphans(now() - self.config.orphan_interval)
+                    cutoff, seen = now() - self.config.orphan_interval, set()
+                    more = await self.adopt_orphans(cutoff, seen)
                 await self.step()
             except asyncio.CancelledError:
                 raise

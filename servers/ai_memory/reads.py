@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ from servers.ai_memory.validation import Validator
 from servers.ai_memory.writes import record_key
 
 log = logging.getLogger(__name__)
+
+QUERY_VECTORS = 1024  # query embeddings kept (1.5 KB each for MiniLM): an agent repeats its queries
 
 
 @dataclass
@@ -72,6 +75,7 @@ class ReadPath:
         self.live = live
         self.check = validator
         self._embed = embed
+        self.qvec_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # query text -> its vector (LRU)
         self.hits = 0
         self.misses = 0
 
@@ -196,7 +200,7 @@ class ReadPath:
             self.misses += 1
         qvec = None
         if mode != "keyword" and dense_search is None:
-            qvec = (await self._embed([query]))[0]
+            qvec = await self.query_vector(query)
             idx = self.live.indexes[namespace]  # the same object, or a reload that happened meanwhile
         dense_override = None
         if mode != "keyword" and dense_search is not None:
@@ -245,6 +249,20 @@ class ReadPath:
             if ttl > 0:
                 await self.cache.set(qkey, {"hits": out.hits, "expires": expires}, ttl)
         return out
+
+    async def query_vector(self, query: str) -> np.ndarray:
+        """The query's embedding, from the LRU of recent queries when it was asked before (the
+        embedder is fixed for the life of the service, so a vector never goes stale)."""
+        qvec = self.qvec_cache.get(query)
+        if qvec is None:
+            qvec = (await self._embed([query]))[0].copy()
+            qvec.setflags(write=False)
+            self.qvec_cache[query] = qvec
+            if len(self.qvec_cache) > QUERY_VECTORS:
+                self.qvec_cache.popitem(last=False)
+        else:
+            self.qvec_cache.move_to_end(query)
+        return qvec
 
     async def _adopt_unknown(self, idx: NamespaceIndex, dense: dict[str, float]) -> NamespaceIndex:
         """L3 ranked ids this index has not caught up with yet: catch up rather than drop them."""

@@ -151,3 +151,115 @@ async def test_store_memories_ids_in_input_order(tmp_path):
             assert (await svc.get_memory(mid))["content"] == t
     finally:
         await svc.close()
+
+
+def _reference(idx: NamespaceIndex, q: np.ndarray, query: str, k: int, mask: np.ndarray, mode: str, fusion: str):
+    """The ranking `search` promises, computed over full arrays of every row: each side's best
+    rows by score, equal scores in row order, fused as documented."""
+    from servers.ai_memory.index import keyword_terms
+
+    n = idx.n
+    vm = mask & idx.embedded[:n]
+    dense = np.where(vm, idx.vecs[:n] @ q, -np.inf)
+    rows, raw, ceiling = idx.bm25(keyword_terms(query))
+    kw = np.zeros(n, dtype=np.float32)
+    kw[rows] = raw / ceiling if ceiling > 0 else raw
+    kw = np.where(mask, kw, 0.0)
+
+    def best(scores: np.ndarray, keep: np.ndarray, m: int) -> list[int]:
+        cand = [r for r in range(n) if keep[r]]
+        return sorted(cand, key=lambda r: (-scores[r], r))[:m]
+
+    d_rows = best(dense, vm, max(50, 5 * k)) if vm.any() else []
+    k_rows = best(kw, kw > 0, max(50, 5 * k))
+    if mode == "dense":
+        return [(r, float(dense[r])) for r in d_rows[:k]]
+    if mode == "keyword":
+        return [(r, float(kw[r])) for r in k_rows[:k]]
+    if fusion == "rrf":
+        fused: dict[int, float] = {}
+        for ranked in (d_rows, k_rows):
+            for rank, r in enumerate(ranked):
+                fused[r] = fused.get(r, 0.0) + 1.0 / (61 + rank)
+        return [(r, s * 61 / 2) for r, s in sorted(fused.items(), key=lambda x: -x[1])[:k]]
+    union = sorted(set(d_rows) | set(k_rows))
+    blend = {r: 0.6 * max(float(dense[r]) if vm[r] else 0.0, 0.0) + 0.4 * float(kw[r]) for r in union}
+    return sorted(blend.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+
+def test_exact_search_matches_full_array_ranking_with_ties_in_row_order():
+    """Few distinct words and short texts: many equal keyword scores, whose order must not
+    depend on how candidates were gathered; deleted, expired and unembedded rows and a filter."""
+    rng = np.random.default_rng(11)
+    words = [f"w{i}" for i in range(12)]
+    n = 1_500
+    recs = []
+    for i in range(n):
+        text = " ".join(rng.choice(words, size=int(rng.integers(1, 4))))
+        recs.append(
+            MemoryRecord(
+                id=f"m{i}",
+                namespace="ns",
+                content=text,
+                content_hash=content_hash(f"{i} {text}"),
+                metadata={"i": i},
+                created_at=1.0,
+                updated_at=1.0,
+                expires_at=1.5 if i % 13 == 0 else None,
+            )
+        )
+    vecs = _clustered(n, rng)
+    idx = NamespaceIndex("ns", DIM, ann_min_vectors=0)
+    embedded = [i for i in range(n) if i % 5]
+    idx.add([recs[i] for i in embedded], vecs[embedded])
+    idx.add([recs[i] for i in range(n) if i % 5 == 0])
+    for i in range(0, n, 11):
+        idx.remove(f"m{i}")
+    for trial in range(12):
+        q = vecs[int(rng.integers(0, n))]
+        query = " ".join(rng.choice(words, size=2))
+        predicate = None if trial % 2 else (lambda md: md["i"] % 3 == 0)
+        mask = idx.mask(2.0, predicate)
+        for mode, fusion in (("dense", "blend"), ("keyword", "blend"), ("hybrid", "blend"), ("hybrid", "rrf")):
+            for k in (1, 7, 20):
+                got = idx.search(q, query, k, now=2.0, predicate=predicate, mode=mode, fusion=fusion)
+                want = _reference(idx, q, query, k, mask, mode, fusion)
+                assert [idx.row_of[r.id] for r, _ in got] == [r for r, _ in want], (mode, fusion, k)
+                assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
+
+
+class _CountingEmbedder(HashEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return super().embed(texts)
+
+
+async def test_a_repeated_query_is_embedded_once(tmp_path):
+    """Recall keeps recent query vectors: asking the same thing again (the result cache off, or
+    after a write made the cached answer stale) costs no second embedding, and the answer is
+    the same as the first time."""
+    from servers.ai_memory.config import MemoryConfig
+    from servers.ai_memory.service import MemoryService
+
+    embedder = _CountingEmbedder()
+    svc = MemoryService(MemoryConfig(data_dir=tmp_path, warm_embedder=False), embedder=embedder)
+    await svc.start(background=False)
+    try:
+        await svc.store_memories([{"content": f"invoice {i} for the garden project"} for i in range(20)], "q")
+        embedder.texts.clear()
+        first = await svc.recall_memory("garden invoice", "q", use_cache=False)
+        again = await svc.recall_memory("garden invoice", "q", use_cache=False)
+        assert embedder.texts == ["garden invoice"]
+        later = (await svc.store_memory("a garden invoice that came later", "q"))["id"]
+        embedder.texts.clear()
+        after_write = await svc.recall_memory("garden invoice", "q", k=30)
+        other = await svc.recall_memory("budget meeting", "q", use_cache=False)
+        assert first == again and first and later in {h["id"] for h in after_write}
+        assert embedder.texts == ["budget meeting"]
+        assert other != first
+    finally:
+        await svc.close()
