@@ -213,6 +213,11 @@ class MiniLMEmbedder:
         release_freed_memory()  # the file's bytes and the graph built from them are garbage now
         return self
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (`load` ran)."""
+        return self._loaded
+
     def _prepare(self, t: dict[str, np.ndarray], cfg: dict) -> None:
         """Lay the weights out for `_forward` (subclasses run them elsewhere)."""
         self.heads = int(cfg["num_attention_heads"])
