@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import mcp_types
@@ -29,7 +29,9 @@ from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
 from gateway.routing.call import Answered, ToolCall
 from gateway.routing.catalog import Catalog
-from gateway.routing.discovery import ToolSearch
+
+if TYPE_CHECKING:
+    from gateway.routing.search_index import ToolSearch
 
 logger = logging.getLogger("mcp_gateway.hub")
 
@@ -65,7 +67,11 @@ class Hub:
         search = self.settings.discovery.mode == "search"
         self.recent = CallLog()  # the status page's recent calls (the guard records each)
         self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
-        self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
+        self.discovery: ToolSearch | None = None  # search mode's index (numpy and the model: only then)
+        if search:
+            from gateway.routing.search_index import ToolSearch
+
+            self.discovery = ToolSearch(self.settings.discovery)
         self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self._stderr = stderr
         self.backends = [self._backend(name, server) for name, server in config.enabled_servers.items()]

@@ -87,7 +87,7 @@ class MemoryConfig:
     redis_timeout: float = 0.25
     purge_interval: float = 60.0
     outbox_drain_interval: float = 2.0
-    warm_embedder: bool = True
+    warm_embedder: bool = False  # load the model at start; by default it loads when first needed
     fusion: str = "blend"  # blend | rrf
     ann_min_vectors: int = 20_000
     sync_interval: float = 0.5  # how stale a replica may be on a polling store without Redis
@@ -138,7 +138,7 @@ class MemoryConfig:
             redis_timeout=_float(env, "AI_MEMORY_REDIS_TIMEOUT", 0.25),
             purge_interval=_float(env, "AI_MEMORY_PURGE_INTERVAL", 60.0),
             outbox_drain_interval=_float(env, "AI_MEMORY_OUTBOX_DRAIN_INTERVAL", 2.0),
-            warm_embedder=env.get("AI_MEMORY_WARM_EMBEDDER", "1") not in ("0", "false", "no"),
+            warm_embedder=env.get("AI_MEMORY_WARM_EMBEDDER", "0").strip().lower() in ("1", "true", "yes"),
             fusion=env.get("AI_MEMORY_FUSION", "blend"),
             ann_min_vectors=_int(env, "AI_MEMORY_ANN_MIN_VECTORS", 20_000),
             sync_interval=_float(env, "AI_MEMORY_SYNC_INTERVAL", 0.5),

@@ -197,3 +197,22 @@ async def test_the_benchmark_catalog_holds_every_task_tool() -> None:
     names = {exposed_name(server, tool["name"]) for server, tools in (await catalog()).items() for tool in tools}
     assert len(names) >= 300 and len(TASKS) >= 100
     assert {tool for _, needed in TASKS for tool in needed} <= names
+
+
+def test_a_gateway_without_search_imports_no_numpy_and_no_embedding_model() -> None:
+    """The index (numpy, rank_bm25, the embedding code) loads only in search mode."""
+    probe = (
+        "import sys, gateway.serve, gateway.cli; from gateway.routing.hub import Hub; "
+        "from gateway.config.loader import load_config; "
+        "Hub(load_config(sys.argv[1], {})); "
+        "print(sorted(m for m in ('numpy', 'rank_bm25', 'embedding.embedder') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "config" / "mcp.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    assert done.stdout.strip() == "[]"

@@ -9,22 +9,25 @@ stay two memories.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, ValidationError
 
-from servers.ai_memory.sources.gong import GongSource
-from servers.ai_memory.sources.hubspot import HubSpotSource
 from servers.ai_memory.sources.items import Item
-from servers.ai_memory.sources.slack import SlackSource
 from servers.ai_memory.sources.state import SourceState, scope_key
 from servers.common import RetryPolicy
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 # Ingestion runs long and unattended: it waits out rate limits for longer than an interactive tool call.
 INGEST_POLICY = RetryPolicy(max_rate_limit_attempts=10, max_total_wait=600.0)
+READERS = {  # each source's reader, imported on its first use (the vendors' clients and models stay out of start-up)
+    "slack": "servers.ai_memory.sources.slack:SlackSource",
+    "gong": "servers.ai_memory.sources.gong:GongSource",
+    "hubspot": "servers.ai_memory.sources.hubspot:HubSpotSource",
+}
 STORE_CHUNK = 1000
 """Items per `store_memories` call (within the service's AI_MEMORY_MAX_BATCH, and SQLite's bound variables)."""
 
@@ -41,15 +44,23 @@ class Ingestor:
     def __init__(self, memory: MemoryTools, state: SourceState, policy: RetryPolicy = INGEST_POLICY) -> None:
         self.memory = memory
         self.state = state
-        self.sources = {s.name: s for s in (SlackSource(policy), GongSource(policy), HubSpotSource(policy))}
+        self.policy = policy
+        self._readers: dict[str, Any] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        self._running = dict.fromkeys(self.sources, 0)
+        self._running = dict.fromkeys(READERS, 0)
+
+    def reader(self, source: str) -> Any:
+        """The reader of `source` (built on first use), or a tool error naming the sources there are."""
+        if source not in READERS:
+            raise ToolError(f"source must be one of {', '.join(READERS)}; got {source!r}")
+        if source not in self._readers:
+            module, name = READERS[source].split(":")
+            self._readers[source] = getattr(importlib.import_module(module), name)(self.policy)
+        return self._readers[source]
 
     def parse_scope(self, source: str, scope: Any) -> tuple[Any, dict[str, Any]]:
         """The validated scope model and its canonical JSON form, or a tool error saying what is wrong."""
-        reader = self.sources.get(source)
-        if reader is None:
-            raise ToolError(f"source must be one of {', '.join(self.sources)}; got {source!r}")
+        reader = self.reader(source)
         if not isinstance(scope, dict):
             raise ToolError("scope must be a JSON object")
         model: type[BaseModel] = reader.scope_model
@@ -70,7 +81,7 @@ class Ingestor:
     async def _run(
         self, source: str, parsed: Any, canonical: dict[str, Any], namespace: str, progress: Progress
     ) -> dict[str, Any]:
-        reader = self.sources[source]
+        reader = self.reader(source)
         cursor = await self.state.cursor(namespace, source, canonical)
         counts = {"ingested": 0, "updated": 0, "skipped": 0}
         seen = 0
