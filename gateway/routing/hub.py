@@ -20,6 +20,7 @@ from gateway.backends.session import Backend, BackendRestarting, BackendUnavaila
 from gateway.config.features import META_TOOLS
 from gateway.config.loader import ConfigError, GatewayConfig, ServerConfig
 from gateway.ops import metrics, tracing
+from gateway.ops.published import PublishedFigures
 from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
@@ -61,6 +62,7 @@ class Hub:
         search = self.settings.discovery.mode == "search"
         self.recent = CallLog()  # the status page's recent calls (the guard records each)
         self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
+        self.published = PublishedFigures(self.settings.status_interval, self.settings.call_timeout)  # statusTool
         self.discovery = ToolSearch(self.settings.discovery) if search else None  # search mode's index
         self.catalog = Catalog(self.settings.name_separator, frozenset(META_TOOLS) if search else frozenset())
         self._stderr = stderr
@@ -109,7 +111,15 @@ class Hub:
 
     async def _supervise(self, backend: Backend) -> None:
         with self._scopes.setdefault(backend.name, anyio.CancelScope()):
-            await backend.run()
+            tool = backend.config.status_tool
+            if tool is None:
+                await backend.run()
+                return
+            async with anyio.create_task_group() as group:  # the backend and the poll of its statusTool
+                group.start_soon(backend.run)
+                await backend.ready.wait()
+                fetch = functools.partial(backend.call_tool, tool, {})
+                group.start_soon(self.published.poll, backend.name, fetch, lambda: backend.state == "up")
 
     def add_backend(self, name: str, server: ServerConfig) -> Backend:
         """Start one more backend while serving (config reload); it joins the catalog, announced to the
@@ -131,6 +141,7 @@ class Hub:
         scope = self._scopes.pop(name, None)
         if scope is not None:
             scope.cancel()
+        self.published.forget(name)
         backend.tools, backend.prompts, backend.resources, backend.resource_templates = [], [], [], []
         self.catalog.rebuild(self.backends)
 
@@ -186,20 +197,29 @@ class Hub:
         return not self.backends or any(backend.state == "up" for backend in self.backends)
 
     def health(self) -> dict[str, Any]:
+        """The `/health` document; each backend's `reasons` say why it makes the gateway `degraded` (not
+        up, or problems it publishes through its statusTool: `published`)."""
         from gateway import __version__
 
+        backends: dict[str, Any] = {}
+        for backend in self.backends:
+            doc: dict[str, Any] = {
+                "state": backend.state,
+                "transport": backend.transport,
+                "tools": len(backend.tools),
+                "last_error": backend.last_error,
+                "restarts": backend.restarts,
+            }
+            reasons = [] if backend.state == "up" else [f"{backend.state}: {backend.last_error or 'not up yet'}"]
+            published = self.published.health(backend.name)
+            if published is not None:
+                doc["published"] = published
+                reasons += published["problems"]
+            doc["reasons"] = reasons
+            backends[backend.name] = doc
         return {
-            "status": "ok" if self.healthy else "degraded",
-            "backends": {
-                backend.name: {
-                    "state": backend.state,
-                    "transport": backend.transport,
-                    "tools": len(backend.tools),
-                    "last_error": backend.last_error,
-                    "restarts": backend.restarts,
-                }
-                for backend in self.backends
-            },
+            "status": "degraded" if any(doc["reasons"] for doc in backends.values()) else "ok",
+            "backends": backends,
             **self.resilience.health(),
             "config": self.loaded,
             "version": __version__,
