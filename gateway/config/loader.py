@@ -430,3 +430,12 @@ def load_config(file: str | Path, environ: dict[str, str] | os._Environ[str] | N
     except json.JSONDecodeError as error:
         raise ConfigError(path, "$", f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     return parse_config(raw, path, environ)
+
+
+def raw_servers(file: str | Path) -> Any:
+    """The `mcpServers` of a config file as written (before `${VAR}` expansion: where secrets are referenced),
+    or None when it cannot be read."""
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8")).get("mcpServers")
+    except Exception:
+        return None
