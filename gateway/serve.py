@@ -7,14 +7,14 @@ import errno
 import logging
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from gateway.auth.keys import auth_enabled, load_keys
 from gateway.auth.middleware import SecurityMiddleware, parse_allowed_origins
-from gateway.config.loader import AuthSettings, ConfigError, GatewayConfig
+from gateway.config.loader import AuthSettings, ConfigError, GatewayConfig, raw_servers
 from gateway.guard.audit import AuditLog
 from gateway.guard.guard import Guard
 from gateway.guard.ratelimit import Buckets, MemoryBuckets, make_buckets
@@ -24,12 +24,12 @@ from gateway.ops.logs import BackendStderr
 from gateway.ops.shutdown import stop_on_signal
 from gateway.ops.tracing import NO_TRACING, CallHooks
 from gateway.routing.hub import Hub
-from gateway.routing.reload import Reloader
+from gateway.routing.reload import Commit, Prepare, Reloader
 from gateway.transports import framework
 from gateway.transports.fastpath import FastPath
 from gateway.transports.front import build_front
 from gateway.transports.http import GatewayHTTP, HTTPEntry, serve_http
-from gateway.transports.profiles import profile_client, with_profiles
+from gateway.transports.profiles import ProfileEndpoints, profile_client
 from gateway.transports.stdio import StdioFront
 from gateway.transports.streamable import StreamableFront
 
@@ -47,6 +47,8 @@ class Security:
     redis_url: str | None = None
     redis_prefix: str = "mcp-gateway"
     _buckets: Buckets | None = None
+    _guards: list[Guard] = field(default_factory=list)  # what a config reload updates
+    _middlewares: list[SecurityMiddleware] = field(default_factory=list)
 
     @property
     def enabled(self) -> bool:
@@ -55,7 +57,7 @@ class Security:
     def guard(self, hub: Hub, *, http: bool) -> Guard:
         if self._buckets is None:
             self._buckets = make_buckets(self.redis_url, self.redis_prefix) if self.enabled else MemoryBuckets()
-        return Guard(
+        guard = Guard(
             hub,
             self.auth if http else None,
             self.redactor,
@@ -63,9 +65,23 @@ class Security:
             require_client=http and self.enabled,
             audit=self.audit,
         )
+        self._guards.append(guard)
+        return guard
 
     def middleware(self, app: ASGIApp) -> SecurityMiddleware:
-        return SecurityMiddleware(app, self.auth, self.keys)
+        middleware = SecurityMiddleware(app, self.auth, self.keys)
+        self._middlewares.append(middleware)
+        return middleware
+
+    def update(self, fresh: Security) -> None:
+        """Take a reloaded config's keys, clients, origins and secrets (`fresh`, from `load_security`) in
+        every guard and middleware made so far; authentication stays on or off (a restart changes that)."""
+        self.auth, self.keys = fresh.auth, fresh.keys
+        self.redactor.update(fresh.redactor.secrets)  # the one redactor: logs, stderr, audit, /health
+        for middleware in self._middlewares:
+            middleware.reconfigure(fresh.auth, fresh.keys)
+        for guard in self._guards:
+            guard.reconfigure(fresh.auth if guard.auth is not None else None)
 
 
 def load_security(
@@ -109,6 +125,38 @@ def bind(host: str, port: int) -> socket.socket:
         raise BindError(f"cannot serve on {where}: {problem}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def reload_hook(
+    security: Security,
+    file: str,
+    *,
+    endpoints: ProfileEndpoints | None = None,
+    stdio: Guard | None = None,
+    profile: str | None = None,
+) -> Prepare:
+    """The config reload's check and commit for what `serve` wires above the hub: keys and allow lists,
+    secrets to redact, the profiles (over HTTP `endpoints`; over stdio `--profile`'s client of `stdio`)."""
+
+    def prepare(config: GatewayConfig, environ: Mapping[str, str]) -> Commit:
+        fresh = load_security(config, file, environ, raw_servers(file))
+        if fresh.enabled != security.enabled:
+            problem = "authentication cannot be turned on or off by a reload: restart the gateway"
+            raise ConfigError(file, "$.gateway.auth", problem)
+        profiles = config.gateway.profiles
+        if profile is not None and profile not in profiles:
+            raise ConfigError(file, "$.gateway.profiles", f"profile {profile!r} is being served (--profile)")
+
+        def commit() -> None:
+            security.update(fresh)
+            if endpoints is not None:
+                endpoints.use(profiles)
+            if stdio is not None and profile is not None:
+                stdio.default_client = profile_client(profiles, profile)
+
+        return commit
+
+    return prepare
 
 
 def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
@@ -156,8 +204,6 @@ async def serve(
                 group.cancel_scope.cancel()  # not serving yet: nothing to drain
 
         group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
-        if config_file is not None:
-            group.start_soon(Reloader(hub, config_file).watch)
         if transport == "stdio":
             group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)
@@ -166,17 +212,22 @@ async def serve(
             front, _tracker = build_front(hub, guard)
             stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
             hub.add_listener(stdio.announce_tools_changed)
+            if config_file is not None:
+                hook = reload_hook(security, config_file, stdio=guard, profile=profile)
+                group.start_soon(Reloader(hub, config_file, prepare=hook).watch)
             await stdio.serve()
         else:
             app = build_http_app(hub, security)
             logger.info("serving MCP on http://%s:%d/mcp (SSE at /sse)", host, port)
+            # one pass without profiles (request id, body limit, Origin and authentication); with profiles,
+            # their endpoints keep their own layers around authentication
+            entry = HTTPEntry(app, None, settings.max_body_bytes)
+            endpoints = ProfileEndpoints(entry, app, security.middleware)
+            endpoints.use(settings.profiles)
+            if config_file is not None:
+                hook = reload_hook(security, config_file, endpoints=endpoints)
+                group.start_soon(Reloader(hub, config_file, prepare=hook).watch)
             # uvicorn's handlers take the signals (GracefulServer) from the start: it serves at once
-            if settings.profiles:  # the profile endpoints keep their own layers around authentication
-                entry = HTTPEntry(
-                    with_profiles(app, security.middleware, settings.profiles), None, settings.max_body_bytes
-                )
-            else:  # one pass: request id, body limit, Origin and authentication
-                entry = HTTPEntry(app, security.middleware(app), settings.max_body_bytes)
             await serve_http(
                 entry,
                 host,

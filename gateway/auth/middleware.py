@@ -116,10 +116,15 @@ class SecurityMiddleware:
 
     def __init__(self, app: ASGIApp, auth: AuthSettings | None, keys: dict[str, str] | None = None) -> None:
         self.app = app
+        self.reconfigure(auth, keys)
+        self.sessions = SessionOwners() if self.authenticator is not None else None
+
+    def reconfigure(self, auth: AuthSettings | None, keys: dict[str, str] | None) -> None:
+        """Take new keys, clients and origins (a config reload's; authentication stays on or off, so the
+        sessions' owners are kept)."""
         origins = auth.allowed_origins if auth is not None else AuthSettings().allowed_origins
         self.origins = parse_allowed_origins(origins)
         self.authenticator = Authenticator(auth, keys or {}) if auth is not None and auth_enabled(auth) else None
-        self.sessions = SessionOwners() if self.authenticator is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -83,6 +83,11 @@ class ServerConfig(_Strict):
     namespace: str | None = None  # prefix of exposed names; None: the server's name, "": no prefix
     tools: dict[str, ToolOverride] = Field(default_factory=dict)  # rename, re-describe or hide backend tools
     client_scoped_arguments: dict[str, ScopedArgument] = Field(default_factory=dict, alias="clientScopedArguments")
+    status_tool: str | None = Field(
+        default=None,
+        alias="statusTool",
+        description="a tool of this backend the gateway polls for the figures it publishes (gateway.ops.published)",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -249,6 +254,9 @@ class GatewaySettings(_Strict):
     restart_backoff_initial: float = Field(default=0.5, gt=0)
     restart_backoff_max: float = Field(default=30.0, gt=0)
     name_separator: str = Field(default="_", min_length=1, max_length=2)
+    status_interval: float = Field(
+        default=5.0, gt=0, description="seconds between polls of each backend's statusTool (its figures' freshness)"
+    )
     drain_seconds: float = Field(
         default=1.0, ge=0, description="after SIGTERM/SIGINT: seconds /ready answers 503 while still serving"
     )
@@ -422,3 +430,12 @@ def load_config(file: str | Path, environ: dict[str, str] | os._Environ[str] | N
     except json.JSONDecodeError as error:
         raise ConfigError(path, "$", f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     return parse_config(raw, path, environ)
+
+
+def raw_servers(file: str | Path) -> Any:
+    """The `mcpServers` of a config file as written (before `${VAR}` expansion: where secrets are referenced),
+    or None when it cannot be read."""
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8")).get("mcpServers")
+    except Exception:
+        return None

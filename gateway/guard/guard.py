@@ -47,8 +47,13 @@ class Guard:
         self.buckets = buckets or MemoryBuckets()
         self.require_client = require_client  # HTTP with auth: no client means refuse
         self.audit = audit or AuditLog()
+        self.reconfigure(auth)
+
+    def reconfigure(self, auth: AuthSettings | None) -> None:
+        """Take `gateway.auth` and the scoped servers of the hub's config (at start, and on a config reload)."""
+        self.auth = auth
         shared = tuple(auth.memory.shared_namespaces) if auth is not None else ()
-        self.scoping = Scoping(hub, shared)
+        self.scoping = Scoping(self.hub, shared)
 
     def tools(self, client: Client | None) -> list[dict[str, Any]]:
         """The catalog as `client` sees it: the one filter of both front paths (in search mode, the

@@ -28,6 +28,10 @@ class Redactor:
     )
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """Scrub these secrets from now on (a config reload's), everywhere this redactor is used."""
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
         literal = "|".join(re.escape(s) for s in self.secrets)
         self.pattern = re.compile(f"{literal}|{self._GENERIC}" if literal else self._GENERIC, re.IGNORECASE)

@@ -2,7 +2,8 @@
 recent tool calls it shows (tool, client, outcome, ms; never arguments).
 
 What a viewer sees is decided by `visible` (the caller's allow list, from the transport): backends with no
-visible tool, their breakers and calls of tools it may not see are left out.
+visible tool, their breakers, the figures they publish (statusTool) and calls of tools it may not see are left
+out.
 """
 
 from __future__ import annotations
@@ -62,10 +63,35 @@ def _table(head: Iterable[str], rows: Iterable[Iterable[Any]], empty: str) -> st
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _published(backend: str, published: dict[str, Any]) -> str:
+    """One backend's published figures (its statusTool's answer, `gateway.ops.published`) and problems."""
+    age = published.get("age_s")
+    note = f"read {age:.0f} s ago" if age is not None else "not read yet"
+    if published.get("error"):
+        note += f"; last poll failed: {published['error']}"
+    problems = "".join(f"<li>{escape(problem)}</li>" for problem in published.get("problems") or ())
+    rows = [(name, _value(value)) for name, value in sorted(published.get("figures", {}).items())]
+    return (
+        f'<section class="published" data-backend="{escape(backend)}"><h3>{escape(backend)}</h3>'
+        f"<p>{escape(note)}</p>"
+        + (f'<ul class="problems">{problems}</ul>' if problems else "")
+        + _table(["figure", "value"], rows, "no figures")
+        + "</section>"
+    )
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
 STYLE = (
     "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;"
     "margin-top:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;"
-    "text-align:left}th{background:#f3f3f3}.up{color:#070}.down,.starting{color:#b00}.empty{color:#777}"
+    "text-align:left}th{background:#f3f3f3}h3{font-size:1em}.problems{color:#b00}.up{color:#070}.down,.starting{color:#b00}.empty{color:#777}"
 )
 
 
@@ -80,7 +106,7 @@ def render(
     shown = {name: [tool for tool in tools.get(name, []) if visible(tool)] for name in health["backends"]}
     shown = {name: names for name, names in shown.items() if names or not tools.get(name)}
     backends = _table(
-        ["backend", "state", "transport", "tools", "restarts", "last error"],
+        ["backend", "state", "transport", "tools", "restarts", "last error", "reasons"],
         [
             (
                 name,
@@ -89,11 +115,20 @@ def render(
                 ", ".join(shown[name]) or "-",
                 doc["restarts"],
                 doc["last_error"] or "",
+                "; ".join(doc.get("reasons") or ()),
             )
             for name, doc in health["backends"].items()
             if name in shown
         ],
         "no backends",
+    )
+    published = (
+        "".join(
+            _published(name, doc["published"])
+            for name, doc in health["backends"].items()
+            if name in shown and "published" in doc
+        )
+        or '<p class="empty">no backend publishes figures (statusTool)</p>'
     )
     breakers = _table(
         ["breaker", "state", "failures", "opened", "rejected"],
@@ -136,6 +171,7 @@ def render(
         f"<p>version {escape(str(health.get('version', '')))}{loaded} · refreshes every {refresh_seconds} s · "
         f"cache hit ratio {escape(ratio)}</p>"
         f'<h2>Backends</h2><div id="backends">{backends}</div>'
+        f'<h2>Published by backends</h2><div id="published">{published}</div>'
         f'<h2>Breakers</h2><div id="breakers">{breakers}</div>'
         f'<h2>Calls per tool, last {WINDOW_SECONDS // 60} minutes</h2><div id="rates">{rates}</div>'
         f'<h2>Recent calls</h2><div id="recent">{recent}</div>'

@@ -85,6 +85,29 @@ class Catalog:
 
     def rebuild(self, backends: list[Backend]) -> bool:
         """Recompute routes from the backends (in config order); return True if the exposed list changed."""
+        routes, conflicts = self._routes(backends, self.reserved)
+        for where, problem in conflicts:
+            if (where, problem) not in self.conflicts:
+                logger.error("config error: %s: %s", where, problem)
+        self.conflicts = conflicts
+        tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
+        changed = tools != self.tools
+        self.routes = routes
+        self.by_tool = {(route.backend.name, route.tool): route for route in routes.values()}
+        self.tools = tools
+        self.tools_json = json.dumps(tools, separators=(",", ":")).encode()
+        if changed:
+            self.version += 1
+        return changed
+
+    def conflicts_of(self, backends: list[Backend], reserved: frozenset[str] | None = None) -> list[tuple[str, str]]:
+        """The conflicts a catalog of `backends` would have (with `reserved` names, default this catalog's),
+        changing nothing: a config reload is refused on the first."""
+        return self._routes(backends, self.reserved if reserved is None else reserved)[1]
+
+    def _routes(
+        self, backends: list[Backend], reserved: frozenset[str]
+    ) -> tuple[dict[str, Route], list[tuple[str, str]]]:
         routes: dict[str, Route] = {}
         conflicts: list[tuple[str, str]] = []
         renamed: set[str] = set()  # names given by an override: no silent `_2` suffix for these
@@ -102,7 +125,7 @@ class Catalog:
                 )
                 if override is not None and override.description is not None:
                     definition = {**definition, "description": override.description}
-                if name in self.reserved:
+                if name in reserved:
                     conflicts.append(
                         (
                             where,
@@ -144,19 +167,7 @@ class Catalog:
                     )
                     name = suffixed
                 routes[name] = Route(name, backend, tool, definition)
-        for where, problem in conflicts:
-            if (where, problem) not in self.conflicts:
-                logger.error("config error: %s: %s", where, problem)
-        self.conflicts = conflicts
-        tools = [{**route.definition, "name": route.exposed} for route in routes.values()]
-        changed = tools != self.tools
-        self.routes = routes
-        self.by_tool = {(route.backend.name, route.tool): route for route in routes.values()}
-        self.tools = tools
-        self.tools_json = json.dumps(tools, separators=(",", ":")).encode()
-        if changed:
-            self.version += 1
-        return changed
+        return routes, conflicts
 
     def resolve(self, exposed: str) -> Route | None:
         return self.routes.get(exposed)

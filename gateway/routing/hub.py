@@ -24,6 +24,7 @@ from gateway.backends.session import Backend, BackendRestarting, BackendUnavaila
 from gateway.config.features import META_TOOLS
 from gateway.config.loader import ConfigError, GatewayConfig, ServerConfig
 from gateway.ops import metrics, tracing
+from gateway.ops.published import PublishedFigures
 from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
@@ -67,6 +68,7 @@ class Hub:
         search = self.settings.discovery.mode == "search"
         self.recent = CallLog()  # the status page's recent calls (the guard records each)
         self.loaded = loaded_config(config)  # /health: which config this hub runs, since when
+        self.published = PublishedFigures(self.settings.status_interval, self.settings.call_timeout)  # statusTool
         self.discovery: ToolSearch | None = None  # search mode's index (numpy and the model: only then)
         if search:
             from gateway.routing.search_index import ToolSearch
@@ -77,7 +79,7 @@ class Hub:
         self.backends = [self._backend(name, server) for name, server in config.enabled_servers.items()]
         self.by_name = {backend.name: backend for backend in self.backends}
         self._group: anyio.abc.TaskGroup | None = None  # where the backends run (set by `run`)
-        self._scopes: dict[str, anyio.CancelScope] = {}  # each backend's, to stop it alone (reload)
+        self._scopes: dict[Backend, anyio.CancelScope] = {}  # each backend's, to stop it alone (reload)
         self.resilience: Resilience[ToolCall] = Resilience(self.settings, list(self.by_name), self._forward)
         self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
@@ -101,7 +103,7 @@ class Hub:
             self._group = group
             group.start_soon(self.resilience.run)
             for backend in self.backends:
-                group.start_soon(self._supervise, backend)
+                group.start_soon(self._supervise, backend, self._scopes.setdefault(backend, anyio.CancelScope()))
             with anyio.move_on_after(self.settings.startup_timeout + 1):
                 for backend in self.backends:
                     await backend.ready.wait()
@@ -117,30 +119,60 @@ class Hub:
     def _backend(self, name: str, server: ServerConfig) -> Backend:
         return Backend(name, server, self.settings, on_change=self._backend_changed, stderr=self._stderr)
 
-    async def _supervise(self, backend: Backend) -> None:
-        with self._scopes.setdefault(backend.name, anyio.CancelScope()):
-            await backend.run()
+    async def _supervise(self, backend: Backend, scope: anyio.CancelScope) -> None:
+        with scope:
+            tool = backend.config.status_tool
+            if tool is None:
+                await backend.run()
+                return
+            async with anyio.create_task_group() as group:  # the backend and the poll of its statusTool
+                group.start_soon(backend.run)
+                await backend.ready.wait()
+                fetch = functools.partial(backend.call_tool, tool, {})
+                group.start_soon(self.published.poll, backend.name, fetch, lambda: backend.state == "up")
 
-    def add_backend(self, name: str, server: ServerConfig) -> Backend:
-        """Start one more backend while serving (config reload); it joins the catalog, announced to the
-        listeners, once it is up. A backend of that name must have been removed first."""
-        assert self._group is not None and name not in self.by_name, name
-        backend = self._backend(name, server)
-        self.backends.append(backend)
-        self.by_name[name] = backend
-        self.resilience.add_server(name)
-        self.calls_in_flight.setdefault(name, 0)  # kept after a removal: calls still in flight count down
-        metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
-        self._group.start_soon(self._supervise, backend)
-        return backend
+    async def stage(self, servers: dict[str, ServerConfig]) -> dict[str, Backend]:
+        """Start backends for `servers` while serving (config reload) without listing them yet: each is
+        returned once it is up or has failed its first start (bounded by `startup_timeout`). `adopt` lists
+        them, `unstage` stops them; until then their changes reach no client."""
+        assert self._group is not None
+        staged = {name: self._backend(name, server) for name, server in servers.items()}
+        for backend in staged.values():
+            self._group.start_soon(self._supervise, backend, self._scopes.setdefault(backend, anyio.CancelScope()))
+        with anyio.move_on_after(self.settings.startup_timeout + 1):
+            for backend in staged.values():
+                await backend.ready.wait()
+        return staged
+
+    def unstage(self, staged: dict[str, Backend]) -> None:
+        """Stop backends `stage` started and that were not adopted."""
+        for backend in staged.values():
+            self._scopes.pop(backend).cancel()
+            serving = self.by_name.get(backend.name)
+            if serving is not None:  # the staged one's start set the gauge of the name
+                metrics.BACKEND_UP.labels(backend.name).set(1 if serving.state == "up" else 0)
+
+    def adopt(self, staged: dict[str, Backend], order: list[str]) -> None:
+        """List staged backends (a backend of the same name must have been removed first), the backends in
+        `order` (the config's); the catalog is rebuilt."""
+        for name, backend in staged.items():
+            assert name not in self.by_name, name
+            self.by_name[name] = backend
+            self.resilience.add_server(name)
+            self.calls_in_flight.setdefault(name, 0)  # kept after a removal: calls still in flight count down
+            metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
+            metrics.BACKEND_UP.labels(name).set(1 if backend.state == "up" else 0)
+        self.backends = [self.by_name[name] for name in order if name in self.by_name]
+        self.catalog.rebuild(self.backends)
 
     def remove_backend(self, name: str) -> None:
         """Stop one backend (its process and session); its tools leave the catalog at the next `announce`."""
         backend = self.by_name.pop(name)
         self.backends.remove(backend)
-        scope = self._scopes.pop(name, None)
+        scope = self._scopes.pop(backend, None)
         if scope is not None:
             scope.cancel()
+        self.published.forget(name)
         backend.tools, backend.prompts, backend.resources, backend.resource_templates = [], [], [], []
         self.catalog.rebuild(self.backends)
 
@@ -196,20 +228,29 @@ class Hub:
         return not self.backends or any(backend.state == "up" for backend in self.backends)
 
     def health(self) -> dict[str, Any]:
+        """The `/health` document; each backend's `reasons` say why it makes the gateway `degraded` (not
+        up, or problems it publishes through its statusTool: `published`)."""
         from gateway import __version__
 
+        backends: dict[str, Any] = {}
+        for backend in self.backends:
+            doc: dict[str, Any] = {
+                "state": backend.state,
+                "transport": backend.transport,
+                "tools": len(backend.tools),
+                "last_error": backend.last_error,
+                "restarts": backend.restarts,
+            }
+            reasons = [] if backend.state == "up" else [f"{backend.state}: {backend.last_error or 'not up yet'}"]
+            published = self.published.health(backend.name)
+            if published is not None:
+                doc["published"] = published
+                reasons += published["problems"]
+            doc["reasons"] = reasons
+            backends[backend.name] = doc
         return {
-            "status": "ok" if self.healthy else "degraded",
-            "backends": {
-                backend.name: {
-                    "state": backend.state,
-                    "transport": backend.transport,
-                    "tools": len(backend.tools),
-                    "last_error": backend.last_error,
-                    "restarts": backend.restarts,
-                }
-                for backend in self.backends
-            },
+            "status": "degraded" if any(doc["reasons"] for doc in backends.values()) else "ok",
+            "backends": backends,
             **self.resilience.health(),
             "config": self.loaded,
             "version": __version__,

@@ -83,8 +83,9 @@ def load_embedder(choice: str) -> Embedder | None:
 
 
 class ToolSearch:
-    """Keeps the index in step with the catalog (rebuilt in a worker thread when its version moves; each
-    tool's vector is computed once per distinct text) and answers `search_tools`."""
+    """Keeps the index in step with the catalog (rebuilt in a worker thread when its version moves, at
+    start and after a config reload; each tool's vector is computed once per distinct text and kept while
+    the tool is in the catalog) and answers `search_tools`."""
 
     def __init__(self, settings: DiscoverySettings) -> None:
         self.settings = settings
@@ -104,6 +105,7 @@ class ToolSearch:
             missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
             if missing:
                 self._vectors.update(zip(missing, self._embedder.embed(missing), strict=True))
+            self._vectors = {text: self._vectors[text] for text in texts}  # a reload's removed tools go
             vectors = np.stack([self._vectors[text] for text in texts]) if texts else None
         return ToolIndex(tools, vectors, self._embedder, self.settings.keyword_weight)
 

@@ -257,7 +257,7 @@ class GatewayHTTP:
             ready = self.hub.ready
             await send_json(send, 200 if ready else 503, {"ready": ready})
         else:
-            body, content_type = metrics.render(self.hub.collector)
+            body, content_type = metrics.render(self.hub.collector, self.hub.published.collector())
             if client is not None:
                 body = _visible_metrics(body, client, _visible_backends(self.hub, client))
             headers = [(b"content-type", content_type.encode())]
@@ -266,10 +266,21 @@ class GatewayHTTP:
 
     def _health(self) -> dict[str, Any]:
         health = self.hub.health()
-        if self.redact is not None:
+        redact = self.redact
+        if redact is not None:  # every text a backend or its errors put there
             for backend in health["backends"].values():
                 if backend.get("last_error"):
-                    backend["last_error"] = self.redact(backend["last_error"])
+                    backend["last_error"] = redact(backend["last_error"])
+                backend["reasons"] = [redact(reason) for reason in backend["reasons"]]
+                published = backend.get("published")
+                if published is not None:
+                    published["problems"] = [redact(problem) for problem in published["problems"]]
+                    if published["error"]:
+                        published["error"] = redact(published["error"])
+                    figures = published["figures"]
+                    for name, value in figures.items():
+                        if isinstance(value, str):
+                            figures[name] = redact(value)
         return health
 
     async def _status(self, scope: Scope, send: Send) -> None:

@@ -92,6 +92,10 @@ class ProfileClients:
 
     def __init__(self, app: ASGIApp, profiles: dict[str, ProfileSettings]) -> None:
         self.app = app
+        self.use(profiles)
+
+    def use(self, profiles: dict[str, ProfileSettings]) -> None:
+        """Serve these profiles (at start, and on a config reload)."""
         self.patterns = {name: tuple(profile.tools) for name, profile in profiles.items()}
         self._narrowed: dict[tuple[str, str], Client] = {}
 
@@ -115,9 +119,22 @@ def profile_client(profiles: dict[str, ProfileSettings], name: str) -> Client:
     return Client(ANONYMOUS).within(tuple(profiles[name].tools))
 
 
-def with_profiles(app: ASGIApp, secure: Callable[[ASGIApp], ASGIApp], profiles: dict[str, ProfileSettings]) -> ASGIApp:
-    """`secure(app)` (the authentication middleware around the app) with the profile endpoints around it;
-    just `secure(app)` when no profile is configured."""
-    if not profiles:
-        return secure(app)
-    return ProfileRouter(secure(ProfileClients(app, profiles)), profiles)
+class ProfileEndpoints:
+    """The profile layers of one HTTP entry, kept in step with `gateway.profiles` (a config reload may add the
+    first profile or remove the last): with none, the entry authenticates itself in one pass
+    (`HTTPEntry(app, security)`); with some, `ProfileRouter` → `secure` → `ProfileClients` → app."""
+
+    def __init__(self, entry: Any, app: ASGIApp, secure: Callable[[ASGIApp], Any]) -> None:
+        self.entry = entry  # a `gateway.transports.http.HTTPEntry`: its `app` and `security` are set here
+        self.app = app
+        self.clients = ProfileClients(app, {})
+        self.security = secure(self.clients)  # a `SecurityMiddleware` in front of the profile's client
+        self.router = ProfileRouter(self.security, {})
+
+    def use(self, profiles: dict[str, ProfileSettings]) -> None:
+        self.clients.use(profiles)
+        self.router.profiles = profiles
+        if profiles:
+            self.entry.app, self.entry.security = self.router, None
+        else:
+            self.entry.app, self.entry.security = self.app, self.security

@@ -135,6 +135,16 @@ class Outbox:
             for s, op, reason, q, f in rows
         ]
 
+    def last_dead(self) -> dict[str, Any] | None:
+        """The dead letter buried last (its reason is what an operator looks at first), or None."""
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT SEQ, REASON, FAILED_AT FROM DEAD ORDER BY FAILED_AT DESC, SEQ DESC LIMIT 1")
+                .fetchone()
+            )
+        return None if row is None else {"seq": row[0], "reason": row[1], "failed_at": row[2]}
+
     def dead_count(self) -> int:
         with self._lock:
             return int(self._db().execute("SELECT COUNT(*) FROM DEAD").fetchone()[0])

@@ -82,6 +82,9 @@ class MemoryStats(BaseModel):
     l1: dict[str, Any]
     l2: dict[str, Any]
     l3: dict[str, Any]
+    problems: list[str] = Field(
+        default_factory=list, description="What needs an operator: L3 unreachable, dead letters (with the reason)"
+    )
 
 
 KEY_DOC = (

@@ -373,6 +373,8 @@ class MemoryService:
             "hit_rate": round(self.reads.hits / total, 4) if total else 0.0,
         }
         dead = await anyio.to_thread.run_sync(self.outbox.dead, 20)
+        dead_count = await anyio.to_thread.run_sync(self.outbox.dead_count)
+        last_dead = await anyio.to_thread.run_sync(self.outbox.last_dead) if dead_count else None
         lag = self.indexer.lag() if self.local_vectors else {"pending": 0, "oldest_age_s": None}
         lag["unembedded_in_loaded_namespaces"] = sum(len(i.unembedded()) for i in idxs) if self.local_vectors else 0
         return {
@@ -397,13 +399,35 @@ class MemoryService:
                 "outbox_oldest_age_s": await anyio.to_thread.run_sync(self.outbox.oldest_age),
                 "outbox_last_error": self.drainer.last_error,
                 "outbox_retry_in_s": max(0.0, round(self.drainer.not_before - time.monotonic(), 3)),
-                "dead_letters": await anyio.to_thread.run_sync(self.outbox.dead_count),
+                "dead_letters": dead_count,
+                "dead_letter_last_reason": last_dead["reason"] if last_dead else None,
                 "dead_letter_samples": [
                     {"seq": d["seq"], "op": d["op"].get("op"), "id": _op_id(d["op"]), "reason": d["reason"]}
                     for d in dead
                 ],
             },
+            "problems": _problems(
+                self.store.name, l3_count is not None, self.drainer.last_error, dead_count, last_dead
+            ),
         }
+
+
+def _problems(
+    backend: str, reachable: bool, last_error: str | None, dead: int, last_dead: dict[str, Any] | None
+) -> list[str]:
+    """What an operator must look at (the gateway shows these on /health as this backend's reasons)."""
+    problems = []
+    if not reachable:
+        problems.append(
+            f"L3 ({backend}) is unreachable now; writes wait in the outbox" + (f": {last_error}" if last_error else "")
+        )
+    if dead:
+        reason = last_dead["reason"] if last_dead else "unknown"
+        problems.append(
+            f"{dead} dead letter(s): writes L3 refused for good (newest: {reason}); replay or discard them with "
+            "memory_dead_letters"
+        )
+    return problems
 
 
 def _op_id(op: dict[str, Any]) -> str | None:

@@ -8,15 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from fastmcp import Client
 
+from gateway.auth.keys import hash_token
 from tests.gateway.conftest import client_for
+from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, MODERN, rpc, tool_names
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+from tests.helpers.redis_proc import free_port
 
 
 def _echo(**env: str) -> dict[str, Any]:
@@ -165,5 +170,154 @@ async def test_prompts_and_resources_follow_a_reload(tmp_path: Path) -> None:
                 while await client.list_prompts():
                     await anyio.sleep(0.1)
             assert await client.list_resources() == []
+    finally:
+        gateway.stop()
+
+
+# ------------------------------------------------------------------ what depends on the config besides servers
+
+CAROL = "carol-0123456789abcdefghijklmnopqrstuvwxyz"
+RELOADED_SECRET = "reloaded-secret-2b7e9d4c1a30f865"  # only the reloaded config's server env holds it
+
+
+def _call(gateway: GatewayProcess, token: str, method: str, params: dict[str, Any], path: str = "/mcp") -> Any:
+    """One stateless (2026-07-28) JSON-RPC request as `token`'s client: the HTTP answer."""
+    params = {**params, "_meta": ENVELOPE}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+        "Authorization": f"Bearer {token}",
+    }
+    if method == "tools/call":
+        headers["Mcp-Name"] = params["name"]
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return httpx.post(gateway.base + path, json=body, headers=headers, timeout=30)
+
+
+def _listed(gateway: GatewayProcess, token: str, path: str = "/mcp") -> set[str]:
+    answer = _call(gateway, token, "tools/list", {}, path)
+    assert answer.status_code == 200, answer.text
+    return {tool["name"] for tool in answer.json()["result"]["tools"]}
+
+
+def _document(servers: dict[str, Any], gateway: dict[str, Any]) -> str:
+    return json.dumps({"mcpServers": servers, "gateway": gateway}, indent=2)
+
+
+def _edit(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _reloads(gateway: GatewayProcess, before: str) -> dict[str, Any]:
+    """/health once the loaded config's hash is no longer `before`."""
+    return gateway.wait_for(lambda health: health["config"]["hash"] != before, 60)
+
+
+def _refusals(gateway: GatewayProcess, count: int) -> list[str]:
+    deadline = time.monotonic() + 60
+    while len(lines := [line for line in gateway.stderr.splitlines() if "reload refused" in line]) < count:
+        assert time.monotonic() < deadline, gateway.stderr[-2000:]
+        time.sleep(0.05)
+    return lines
+
+
+def test_a_reload_refreshes_keys_allow_lists_secrets_profiles_and_overrides(tmp_path: Path) -> None:
+    leaky = {**_leaky(), "env": {**_leaky()["env"], "ECHO_API_TOKEN": RELOADED_SECRET}}
+    clients = {
+        "alice": {"token_sha256": hash_token(ALICE)},
+        "bob": {"token_sha256": hash_token(BOB), "allow": ["keep_echo"]},
+    }
+    first = {"auth": {"clients": clients}, "profiles": {"one": {"tools": ["keep_echo"]}}}
+    config = write_config(tmp_path, {"keep": stdio_echo_server()}, first)
+    gateway = GatewayProcess(config)
+    try:
+        pid = json.loads(_call(gateway, ALICE, "tools/call", {"name": "keep_whoami", "arguments": {}}).text)
+        pid = pid["result"]["structuredContent"]["pid"]
+        assert _listed(gateway, BOB) == {"keep_echo"}
+        assert _call(gateway, CAROL, "tools/list", {}).status_code == 401
+        assert _call(gateway, ALICE, "tools/list", {}, "/mcp/two").status_code == 404
+        before = gateway.health()["config"]["hash"]
+
+        servers = {"keep": {**stdio_echo_server(), "tools": {"add": {"name": "plus"}}}, "leaky": leaky}
+        clients = {
+            **clients,
+            "bob": {"token_sha256": hash_token(BOB), "allow": ["keep_*"]},
+            "carol": {"token_sha256": hash_token(CAROL), "allow": ["leaky_*"]},
+        }
+        profiles = {"one": {"tools": ["keep_echo"]}, "two": {"tools": ["leaky_*"]}}
+        _edit(config, _document(servers, {"auth": {"clients": clients}, "profiles": profiles}))
+        _reloads(gateway, before)
+        gateway.wait_for(lambda health: health["backends"]["leaky"]["state"] == "up")
+
+        assert _listed(gateway, CAROL) == {"leaky_leak"}  # a new client's key
+        assert "keep_plus" in _listed(gateway, BOB) and "keep_add" not in _listed(gateway, BOB)  # a new allow list
+        assert _listed(gateway, ALICE, "/mcp/two") == {"leaky_leak"}  # a new profile
+        assert _listed(gateway, BOB, "/mcp/one") == {"keep_echo"}
+        answer = _call(gateway, ALICE, "tools/call", {"name": "keep_plus", "arguments": {"a": 2, "b": 3}})
+        assert answer.json()["result"]["structuredContent"]["result"] == 5  # the override, renamed ...
+        after = _call(gateway, ALICE, "tools/call", {"name": "keep_whoami", "arguments": {}}).json()
+        assert after["result"]["structuredContent"]["pid"] == pid  # ... without restarting the backend
+        leaked = _call(gateway, CAROL, "tools/call", {"name": "leaky_leak", "arguments": {}}).json()["result"]
+        assert leaked["isError"] and "[REDACTED]" in leaked["content"][0]["text"]
+        assert RELOADED_SECRET not in json.dumps(leaked)  # the new server's secret is scrubbed
+        time.sleep(0.2)  # the leaky backend's stderr line reaches the gateway's log
+        assert RELOADED_SECRET not in gateway.stderr
+    finally:
+        gateway.stop()
+
+
+def _start_error(config: Path) -> str:
+    """The one line `serve` exits with (2) on `config` at start-up, without `mcp-gateway: `. On asyncio's own
+    loop: under uvloop this exit aborts the process (SIGABRT) before the line is written (reported, not this
+    module's to fix)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        cwd=ROOT,
+        env=child_env(MCP_GATEWAY_UVLOOP="0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()[-1].removeprefix("mcp-gateway: ")
+
+
+def test_clashing_tool_names_are_refused_and_tool_search_follows_a_reload(tmp_path: Path) -> None:
+    servers = {"a": stdio_echo_server(), "b": stdio_echo_server()}
+    config = write_config(tmp_path, servers)
+    gateway = GatewayProcess(config)
+    try:
+        hash_before = gateway.health()["config"]["hash"]
+        # a rename that lands on a name already taken: refused as at start, the old config keeps serving
+        _edit(config, _document({**servers, "a": {**stdio_echo_server(), "tools": {"add": {"name": "echo"}}}}, {}))
+        [refused] = _refusals(gateway, 1)
+        start_error = _start_error(config)
+        assert start_error.startswith(f"config error: {config}: $.mcpServers.a.tools.add: ")
+        assert start_error in refused
+        assert gateway.health()["config"]["hash"] == hash_before
+        assert "a_add" in tool_names(rpc(gateway, "tools/list"))
+        assert set(gateway.health()["backends"]) == {"a", "b"}
+
+        # tool search turned on: tools/list shows the meta-tools, search finds a tool, which still works
+        search = {"discovery": {"mode": "search", "embedder": "hash"}}
+        _edit(config, _document(servers, search))
+        _reloads(gateway, hash_before)
+        assert tool_names(rpc(gateway, "tools/list")) == {"search_tools", "call_tool"}
+        found = rpc(gateway, "tools/call", {"name": "search_tools", "arguments": {"query": "add two integers"}})
+        assert "a_add" in found.json()["result"]["content"][0]["text"]
+        hash_search = gateway.health()["config"]["hash"]
+
+        # in search mode, a tool exposed under a meta-tool's name is refused too
+        renamed = {**servers, "b": {**stdio_echo_server(), "tools": {"echo": {"name": "tools"}}, "namespace": "search"}}
+        _edit(config, _document(renamed, search))
+        refused = _refusals(gateway, 2)[-1]
+        assert f"config error: {config}: $.mcpServers.b.tools.echo: " in refused and "meta-tool" in refused
+        assert gateway.health()["config"]["hash"] == hash_search
+        inner = {"name": "b_echo", "arguments": {"text": "still b"}}
+        called = rpc(gateway, "tools/call", {"name": "call_tool", "arguments": inner})
+        assert called.json()["result"]["content"][0]["text"] == "still b"  # b's echo, under its old name
     finally:
         gateway.stop()

@@ -1,6 +1,7 @@
 """`GET /status` end to end: a real gateway with two clients of different allow lists, loaded in headless
 Chromium (Debian's `chromium` and `chromium-driver`, driven by selenium), with a screenshot in the test's tmp
-dir; the page's auth and Origin rules are those of `/metrics`, and each client sees only what it may call."""
+dir; the page's auth and Origin rules are those of `/metrics`, and each client sees only what it may call,
+including the figures a backend publishes (ai_memory's tiers and index lag, through its statusTool)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, rpc
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+from tests.ops.test_published import figures_until, memory_server
 
 SECRET_ARGUMENT = "never-shown-7c1d"
 
@@ -26,8 +28,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
             "bob": {"token_sha256": hash_token(BOB), "allow": ["local_echo"]},
         }
     }
-    servers = {"local": stdio_echo_server(), "other": stdio_echo_server()}
-    process = GatewayProcess(write_config(tmp_path_factory.mktemp("status"), servers, {"auth": auth}))
+    tmp = tmp_path_factory.mktemp("status")
+    servers = {"local": stdio_echo_server(), "other": stdio_echo_server(), "memory": memory_server(tmp / "data")}
+    process = GatewayProcess(write_config(tmp, servers, {"auth": auth, "status_interval": 0.5}))
     try:
         for token, tool in ((ALICE, "local_echo"), (ALICE, "other_echo"), (BOB, "local_echo")):
             rpc(process, "tools/call", {"name": tool, "arguments": {"text": SECRET_ARGUMENT}}, token=token)
@@ -52,6 +55,7 @@ def test_the_page_shows_each_client_what_it_may_see(gateway: GatewayProcess) -> 
     assert SECRET_ARGUMENT not in alice.text  # arguments are never shown
     bob = page(gateway, BOB).text
     assert "local_echo" in bob and "other" not in bob and "local_whoami" not in bob
+    assert "memory" not in bob and "l2.index_lag" not in bob  # nor the figures of a backend it may not see
 
 
 def test_the_page_has_the_rules_of_metrics(gateway: GatewayProcess) -> None:
@@ -78,12 +82,25 @@ def test_the_page_in_headless_chromium(gateway: GatewayProcess, tmp_path: Path) 
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {ALICE}"}})
+        figures_until(gateway, lambda f: "l3.outbox_pending" in f)  # polled once at least
         driver.get(gateway.base + "/status")
         assert driver.title == "mcp-gateway status"
         rows = driver.find_elements(By.CSS_SELECTOR, "#backends tbody tr")
         backends = {row.find_elements(By.TAG_NAME, "td")[0].text: row.text for row in rows}
-        assert set(backends) == {"local", "other"}
+        assert set(backends) == {"local", "other", "memory"}
         assert all(" up " in f" {text} " for text in backends.values())
+        # what ai_memory publishes (statusTool): its tiers and its index lag
+        published = driver.find_element(By.CSS_SELECTOR, '#published section[data-backend="memory"]')
+        shown = {
+            cells[0].text: cells[1].text
+            for cells in (
+                row.find_elements(By.TAG_NAME, "td") for row in published.find_elements(By.CSS_SELECTOR, "tr")
+            )
+            if len(cells) == 2
+        }
+        assert shown["l1.backend"] == "local-lru" and shown["l2.embedder"].startswith("hash")
+        assert shown["l3.backend"] == "sqlite" and shown["l3.reachable"] == "yes"
+        assert shown["l2.index_lag.pending"] == "0" and shown["l3.outbox_pending"] == "0"
         recent = driver.find_element(By.ID, "recent").text
         assert "local_echo" in recent and "alice" in recent
         screenshot = tmp_path / "status.png"
