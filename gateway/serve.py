@@ -133,7 +133,6 @@ async def serve(
     port: int,
     security: Security,
     *,
-    json_logs: bool = False,
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
     profile: str | None = None,
@@ -185,7 +184,6 @@ async def serve(
                 sock=listening,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
-                json_logs=json_logs,
             )
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")
