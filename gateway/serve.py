@@ -185,5 +185,6 @@ async def serve(
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
             )
+        await anyio.to_thread.run_sync(security.audit.flush)  # every call's line, before the backends close
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

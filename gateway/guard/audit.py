@@ -6,8 +6,8 @@ as text, `<time> INFO mcp_gateway.audit[ [request id]]: tools/call <tool>: <outc
 [arguments=<JSON>]`; as JSON, the same object as in a file with the log record's `level`, `logger`,
 `message` and `request_id`.
 
-No line is lost: `stop` writes whatever is queued, and runs at exit, however the gateway stops (SIGTERM and
-SIGINT drain it and return through the normal exit)."""
+No line is lost: the gateway `flush`es the log as soon as it stops serving (SIGTERM, SIGINT, stdin closed),
+before its backends are closed, and `stop` writes whatever is still queued at exit."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class AuditLog:
         self.arguments = arguments  # include the call's arguments, passed through `scrub`
         self.scrub = scrub or (lambda text: text)
         self.style = FILE
-        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.calls: queue.SimpleQueue[_Call | threading.Event | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._second, self._stamp, self._local = 0, "", ""
         self._quoted: dict[str, str] = {}
@@ -70,6 +70,13 @@ class AuditLog:
             self._thread.start()
             atexit.register(self.stop)
 
+    def flush(self, timeout: float = 5) -> None:
+        """Return once every line queued so far is written (or after `timeout` seconds)."""
+        if self._thread is not None:
+            written = threading.Event()
+            self.calls.put(written)
+            written.wait(timeout)
+
     def stop(self) -> None:
         """Write every line queued so far, then end the writer thread."""
         if self._thread is not None:
@@ -86,13 +93,16 @@ class AuditLog:
             except queue.Empty:
                 pass
             try:
-                lines = [self.line(call) for call in batch if call is not None]
+                lines = [self.line(call) for call in batch if isinstance(call, _Call)]
                 if lines:
                     # One record per batch: the handler writes and flushes it once; with the `%(message)s`
                     # format it is still one line per call.
                     audit_logger.info("\n".join(lines))
             except Exception:  # the writer must outlive a line it cannot write
                 logging.getLogger("mcp_gateway").exception("audit log: %d line(s) not written", len(batch))
+            for call in batch:
+                if isinstance(call, threading.Event):
+                    call.set()
             if None in batch:
                 return
             time.sleep(0.02)  # let lines gather: one wake-up per batch, not per call
