@@ -7,10 +7,15 @@ warning naming the vendor and the variable, not FastMCP's `Error calling tool`."
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.ops import logs
 from tests.gateway.security.conftest import rpc
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 
@@ -102,3 +107,58 @@ def _one_warning_per_missing_credential(records: list[dict[str, Any]]) -> None:
     assert all("HubSpot" in r["message"] and "missing credentials" in r["message"] for r in missing)
     assert sorted(r["logger"] for r in missing) == ["mcp_gateway.backend.crm", "servers.credentials"], missing
     assert not [r for r in records if "Error calling tool 'search_contacts'" in r["message"]]
+
+
+# ------------------------------------------------------------------ how a backend's stderr is cut into messages
+
+_HEAD = st.from_regex(r"[A-Za-z][A-Za-z0-9 :'.,=-]{0,40}", fullmatch=True).filter(
+    lambda line: not line.startswith("Traceback") and not EXCEPTION_LINE.match(line) and line.strip() == line
+)
+_MORE = st.from_regex(r"[ \t]{1,4}[A-Za-z0-9 :'.,=-]{1,40}", fullmatch=True)
+_MESSAGE = st.tuples(_HEAD, st.lists(_MORE, max_size=4)).map(lambda m: "\n".join([m[0], *m[1]]))
+_JSON = st.builds(
+    lambda text, level: json.dumps({"ts": "t", "level": level, "logger": "x.y", "message": text}),
+    st.text(max_size=30),
+    st.sampled_from(["DEBUG", "INFO", "WARNING", "ERROR"]),
+)
+
+
+def _relayed(data: bytes, cuts: list[int]) -> list[tuple[str, int | None, dict[str, Any], str | None]]:
+    """What `_Messages` emits for `data` read in the chunks `cuts` makes, then left quiet."""
+    emitted: list[tuple[str, int | None, dict[str, Any], str | None]] = []
+    messages = logs._Messages(
+        "b", lambda name, message, level, fields, exc: emitted.append((message, level, fields, exc))
+    )
+    at = 0
+    for cut in [*sorted(cuts), len(data)]:
+        messages.feed(data[at:cut], now=0.0)
+        at = max(at, cut)
+    messages.idle(now=1.0)
+    return emitted
+
+
+@given(st.lists(st.one_of(_MESSAGE, _JSON), max_size=8), st.lists(st.integers(0, 2000), max_size=6))
+def test_each_message_is_one_record_however_the_pipe_is_read(entries: list[str], cuts: list[int]) -> None:
+    data = "".join(entry + "\n" for entry in entries).encode()
+    emitted = _relayed(data, cuts)
+    expected = [json.loads(e)["message"] if e.startswith("{") else e for e in entries]
+    assert [message for message, *_ in emitted] == expected
+
+
+def test_a_traceback_with_its_cause_is_one_record_and_an_error() -> None:
+    traceback = (
+        "lookup failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "KeyError: 'a'\n"
+        "\n"
+        "During handling of the above exception, another exception occurred:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 3, in <module>\n'
+        "ValueError: no a\n"
+    )
+    emitted = _relayed((traceback + "next message\n").encode(), [17, 60])
+    assert [message for message, *_ in emitted] == [traceback.rstrip("\n"), "next message"]
+    assert logs._level_of(emitted[0][0]) == logging.ERROR
+    assert logs._level_of("WARNING:x:careful") == logging.WARNING
