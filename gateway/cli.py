@@ -259,7 +259,6 @@ async def _serve(
             host,
             port,
             security,
-            json_logs=stderr.log_format == "json",
             tracer=tracer or tracing.NO_TRACING,
             stderr=stderr,
             profile=profile,
@@ -388,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"mcp-gateway: config error: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     logs.install_log_redaction(security.redactor)
-    setup_audit(security.audit, config.gateway.audit)
+    setup_audit(security.audit, config.gateway.audit, log_format)
     stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
     if args.command == "serve":
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):

@@ -181,7 +181,6 @@ async def serve(
     port: int,
     security: Security,
     *,
-    json_logs: bool = False,
     tracer: CallHooks = NO_TRACING,
     stderr: BackendStderr | None = None,
     profile: str | None = None,
@@ -236,7 +235,7 @@ async def serve(
                 sock=listening,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
-                json_logs=json_logs,
             )
+        await anyio.to_thread.run_sync(security.audit.flush)  # every call's line, before the backends close
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
 from fastmcp import FastMCP
+
+from gateway.ops import logs
 
 
 def run_server(create_server: Callable[[], FastMCP], argv: list[str] | None = None) -> None:
@@ -15,6 +18,7 @@ def run_server(create_server: Callable[[], FastMCP], argv: list[str] | None = No
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    logs.setup(os.environ)  # the gateway's log format (JSON records when the gateway runs it, which relays them)
     server = create_server()
     if args.transport == "stdio":
         server.run(transport="stdio", show_banner=False)

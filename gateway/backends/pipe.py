@@ -33,9 +33,10 @@ ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 _ID_PREFIX = "gw-"
 _MAX_LINE = 2**27
 
-# FastMCP backends log one plain line per record (its rich console handler wraps a message over several
-# lines, which the gateway would relay as several records)
-_PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false"}
+# Backends log one line per record: FastMCP ones without its Rich console handler (which wraps a message
+# over several lines), the built-in servers as JSON records (servers/runner.py), which the gateway relays as
+# records in its own format (gateway.ops.logs.BackendStderr). A server's `env` may set either otherwise.
+_PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false", "MCP_GATEWAY_LOG_FORMAT": "json"}
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:

@@ -369,7 +369,6 @@ async def serve_http(
     hub: Hub | None = None,
     drain_seconds: float = 0.0,
     shutdown_timeout: float = 10.0,
-    json_logs: bool = False,
     sock: socket.socket | None = None,
 ) -> None:
     """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown);
@@ -383,7 +382,7 @@ async def serve_http(
         host=host,
         port=port,
         log_level="warning",
-        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: uvicorn logs through ours
+        log_config=None,  # uvicorn logs through the gateway's handler, in its format (gateway.ops.logs)
         lifespan="on",
         access_log=False,  # the audit log has a line per call; an access line per request costs the hot path
         http=_header_timeout_protocol(),

@@ -159,14 +159,19 @@ class Indexer:
         if records:
             self.wakeup.set()
 
-    def lag(self) -> dict[str, Any]:
-        oldest = min((r.updated_at for r in self.pending.values()), default=None)
-        return {
-            "pending": len(self.pending),
+    def lag(self, namespace: str | None = None) -> dict[str, Any]:
+        """What waits to be embedded, and the embedder's rate; for one namespace, that namespace's memories
+        only (no count of the others': `embedded` is left out)."""
+        waiting = [r for r in self.pending.values() if namespace is None or r.namespace == namespace]
+        oldest = min((r.updated_at for r in waiting), default=None)
+        lag: dict[str, Any] = {
+            "pending": len(waiting),
             "oldest_age_s": None if oldest is None else round(max(0.0, now() - oldest), 3),
-            "embedded": self.embedded,
             "embedding_rate_per_s": round(self.embedded / self.busy, 1) if self.busy else None,
         }
+        if namespace is None:
+            lag["embedded"] = self.embedded
+        return lag
 
     async def adopt_orphans(self, updated_before: float, seen: set[str]) -> bool:
         """Queue up to a page (8 batches) of L3's rows without a vector, except those in `seen`

@@ -27,6 +27,15 @@ from typing import Any
 
 from servers.ai_memory.store import serialise_op
 
+# The namespace an operation acts on: a put carries it in its record, every other operation at the top.
+_NAMESPACE = "COALESCE(json_extract(OP, '$.namespace'), json_extract(OP, '$.record.namespace'))"
+
+
+def _in(namespace: str | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause keeping the operations on `namespace` (every operation when None)."""
+    return ("", ()) if namespace is None else (f" WHERE {_NAMESPACE} = ?", (namespace,))
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS OUTBOX (SEQ INTEGER PRIMARY KEY AUTOINCREMENT, OP TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS DEAD (
@@ -54,8 +63,13 @@ class Outbox:
     @property
     def depth(self) -> int:
         """Pending operations (of every process sharing the file)."""
+        return self.pending()
+
+    def pending(self, namespace: str | None = None) -> int:
+        """Pending operations on `namespace` (on every namespace when None)."""
+        where, args = _in(namespace)
         with self._lock:
-            return int(self._db().execute("SELECT COUNT(*) FROM OUTBOX").fetchone()[0])
+            return int(self._db().execute(f"SELECT COUNT(*) FROM OUTBOX{where}", args).fetchone()[0])
 
     @contextlib.contextmanager
     def draining(self) -> Iterator[bool]:
@@ -102,9 +116,10 @@ class Outbox:
         with self._lock:
             self._db().execute("DELETE FROM OUTBOX WHERE SEQ <= ?", (seq,))
 
-    def oldest_age(self) -> float | None:
+    def oldest_age(self, namespace: str | None = None) -> float | None:
+        where, args = _in(namespace)
         with self._lock:
-            row = self._db().execute("SELECT MIN(QUEUED_AT) FROM OUTBOX").fetchone()
+            row = self._db().execute(f"SELECT MIN(QUEUED_AT) FROM OUTBOX{where}", args).fetchone()
         return None if row[0] is None else max(0.0, time.time() - row[0])
 
     # -- dead letters ------------------------------------------------------------------------
@@ -123,31 +138,33 @@ class Outbox:
         with self._lock:
             self._txn(do)
 
-    def dead(self, limit: int = 100) -> list[dict[str, Any]]:
+    def dead(self, limit: int = 100, namespace: str | None = None) -> list[dict[str, Any]]:
+        where, args = _in(namespace)
+        query = f"SELECT SEQ, OP, REASON, QUEUED_AT, FAILED_AT FROM DEAD{where} ORDER BY SEQ LIMIT ?"
         with self._lock:
-            rows = (
-                self._db()
-                .execute("SELECT SEQ, OP, REASON, QUEUED_AT, FAILED_AT FROM DEAD ORDER BY SEQ LIMIT ?", (limit,))
-                .fetchall()
-            )
+            rows = self._db().execute(query, (*args, limit)).fetchall()
         return [
             {"seq": s, "op": json.loads(op), "reason": reason, "queued_at": q, "failed_at": f}
             for s, op, reason, q, f in rows
         ]
 
-    def last_dead(self) -> dict[str, Any] | None:
+    def last_dead(self, namespace: str | None = None) -> dict[str, Any] | None:
         """The dead letter buried last (its reason is what an operator looks at first), or None."""
+        where, args = _in(namespace)
         with self._lock:
             row = (
                 self._db()
-                .execute("SELECT SEQ, REASON, FAILED_AT FROM DEAD ORDER BY FAILED_AT DESC, SEQ DESC LIMIT 1")
+                .execute(
+                    f"SELECT SEQ, REASON, FAILED_AT FROM DEAD{where} ORDER BY FAILED_AT DESC, SEQ DESC LIMIT 1", args
+                )
                 .fetchone()
             )
         return None if row is None else {"seq": row[0], "reason": row[1], "failed_at": row[2]}
 
-    def dead_count(self) -> int:
+    def dead_count(self, namespace: str | None = None) -> int:
+        where, args = _in(namespace)
         with self._lock:
-            return int(self._db().execute("SELECT COUNT(*) FROM DEAD").fetchone()[0])
+            return int(self._db().execute(f"SELECT COUNT(*) FROM DEAD{where}", args).fetchone()[0])
 
     def resurrect(self, seqs: list[int] | None) -> int:
         """Queue dead letters again (at the end of the outbox); all of them when seqs is None."""

@@ -78,6 +78,16 @@ class ReadPath:
         self.qvec_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # query text -> its vector (LRU)
         self.hits = 0
         self.misses = 0
+        self.by_namespace: dict[str, list[int]] = {}  # namespace -> [hits, misses] (memory_stats shows one)
+
+    def _count(self, namespace: str | None, *, hit: bool) -> None:
+        """One L1 hit or miss, in the totals and in its namespace's counters (None: an unknown id)."""
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        if namespace is not None:
+            self.by_namespace.setdefault(namespace, [0, 0])[0 if hit else 1] += 1
 
     # -- by id -------------------------------------------------------------------------------
 
@@ -125,10 +135,10 @@ class ReadPath:
         if isinstance(cached, dict) and "v" in cached:
             rec = MemoryRecord.from_json(cached["r"])
             if not rec.expired() and cached["v"] == await self.live.stamp(rec.namespace):
-                self.hits += 1
+                self._count(rec.namespace, hit=True)
                 return view(rec)
-        self.misses += 1
         rec, version = await self._find(memory_id)
+        self._count(rec.namespace if rec is not None else None, hit=False)
         if rec is None or rec.expired():
             raise ToolError(f"unknown memory id {memory_id!r}")
         if version is None and rec.namespace in self.live.indexes and self.outbox.depth == 0:
@@ -195,9 +205,9 @@ class ReadPath:
             qkey = f"{PREFIX}q:{namespace}:{version}:{digest}"
             cached = await self.cache.get(qkey)
             if cached is not None and all(e is None or e > t for e in cached["expires"]):
-                self.hits += 1
+                self._count(namespace, hit=True)
                 return Recall(cached["hits"])
-            self.misses += 1
+            self._count(namespace, hit=False)
         qvec = None
         if mode != "keyword" and dense_search is None:
             qvec = await self.query_vector(query)

@@ -260,7 +260,8 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
     @mcp.tool(annotations=READ)
     async def memory_stats(namespace: str | None = None) -> MemoryStats:
         """Counts per tier, L1 hit rate, index size and lag (memories not yet embedded), the embedder in
-        use, the outbox (depth, oldest age, dead letters) and whether L3 is reachable now."""
+        use, the outbox (depth, oldest age, dead letters) and whether L3 is reachable now. With a namespace,
+        every count is of that namespace alone."""
         return MemoryStats(**await svc.memory_stats(namespace))
 
     register_source_tools(mcp, svc, svc.config.data_dir)  # ingest_source, list_sources

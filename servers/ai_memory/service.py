@@ -349,8 +349,13 @@ class MemoryService:
         }
 
     async def memory_stats(self, namespace: str | None = None) -> dict[str, Any]:
+        """The tiers' figures: of every namespace, or with `namespace` of that one alone. A namespace's
+        stats count nothing of the others (hits, misses, index lag, outbox, dead letters are its own; the
+        counts that span namespaces, `namespaces_loaded`, `catch_ups` and `index_lag.embedded`, are left
+        out), so a client whose namespaces the gateway scopes sees no other tenant's activity."""
         await self.start()
         assert self.outbox is not None
+        outbox = self.outbox
         if namespace is not None:
             self.check.namespace(namespace)
             await self.live.current(namespace)
@@ -364,39 +369,44 @@ class MemoryService:
                 l3_count = None
         indexes = self.live.indexes
         idxs = [indexes[namespace]] if namespace is not None else list(indexes.values())
-        total = self.reads.hits + self.reads.misses
+        hits, misses = (
+            (self.reads.hits, self.reads.misses)
+            if namespace is None
+            else tuple(self.reads.by_namespace.get(namespace, (0, 0)))
+        )
         l1: dict[str, Any] = {
             "backend": self.cache.backend,
             "available": self.cache.available,
-            "hits": self.reads.hits,
-            "misses": self.reads.misses,
-            "hit_rate": round(self.reads.hits / total, 4) if total else 0.0,
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
         }
-        dead = await anyio.to_thread.run_sync(self.outbox.dead, 20)
-        dead_count = await anyio.to_thread.run_sync(self.outbox.dead_count)
-        last_dead = await anyio.to_thread.run_sync(self.outbox.last_dead) if dead_count else None
-        lag = self.indexer.lag() if self.local_vectors else {"pending": 0, "oldest_age_s": None}
+        dead = await anyio.to_thread.run_sync(lambda: outbox.dead(20, namespace))
+        dead_count = await anyio.to_thread.run_sync(outbox.dead_count, namespace)
+        last_dead = await anyio.to_thread.run_sync(outbox.last_dead, namespace) if dead_count else None
+        lag = self.indexer.lag(namespace) if self.local_vectors else {"pending": 0, "oldest_age_s": None}
         lag["unembedded_in_loaded_namespaces"] = sum(len(i.unembedded()) for i in idxs) if self.local_vectors else 0
+        l2: dict[str, Any] = {
+            "embedder": self.embedder_name,
+            "dim": getattr(self.store, "embedding_dim", None) or self.embedder.dim,
+            "indexed": sum(len(i) for i in idxs),
+            "index_bytes": sum(i.nbytes() for i in idxs),
+            "fusion": self.config.fusion,
+            "index_lag": lag,
+        }
+        if namespace is None:
+            l2 |= {"namespaces_loaded": len(indexes), "catch_ups": self.live.catch_ups}
         return {
             "namespace": namespace,
             "l1": l1,
-            "l2": {
-                "embedder": self.embedder_name,
-                "dim": getattr(self.store, "embedding_dim", None) or self.embedder.dim,
-                "indexed": sum(len(i) for i in idxs),
-                "index_bytes": sum(i.nbytes() for i in idxs),
-                "namespaces_loaded": len(indexes),
-                "fusion": self.config.fusion,
-                "index_lag": lag,
-                "catch_ups": self.live.catch_ups,
-            },
+            "l2": l2,
             "l3": {
                 "backend": self.store.name,
                 "available": l3_count is not None,
                 "reachable": l3_count is not None,
                 "count": l3_count,
-                "outbox_pending": self.outbox.depth,
-                "outbox_oldest_age_s": await anyio.to_thread.run_sync(self.outbox.oldest_age),
+                "outbox_pending": await anyio.to_thread.run_sync(outbox.pending, namespace),
+                "outbox_oldest_age_s": await anyio.to_thread.run_sync(outbox.oldest_age, namespace),
                 "outbox_last_error": self.drainer.last_error,
                 "outbox_retry_in_s": max(0.0, round(self.drainer.not_before - time.monotonic(), 3)),
                 "dead_letters": dead_count,

@@ -34,11 +34,11 @@ async def test_json_logs_and_request_ids(tmp_path: Path) -> None:
         stderr = gateway.stop()
     lines = [line for line in stderr.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
-    # Log records carry the standard keys; the security audit log writes JSON lines of its own shape.
-    audit = [r for r in records if "logger" not in r]
-    assert all({"ts", "tool", "outcome"} <= r.keys() for r in audit), audit
-    logged = [r for r in records if "logger" in r]
-    assert logged and all({"ts", "level", "logger", "message"} <= r.keys() for r in logged)
+    # Every record carries the standard keys, the audit log's too (with its own fields).
+    assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records), records
+    audit = [r for r in records if r["logger"] == "mcp_gateway.audit"]
+    assert audit and all({"tool", "outcome", "client", "ms"} <= r.keys() for r in audit), audit
+    assert any(r["tool"] == "local_nope" and r.get("request_id") == "req-abc-123" for r in audit), audit
     mine = [r for r in records if r.get("request_id") == "req-abc-123"]
     assert any("local_nope" in r["message"] and r["logger"] == "mcp_gateway.hub" for r in mine), records
     assert any(r["message"].startswith("backend local up") for r in records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,27 @@ def tool_names(response: httpx.Response) -> set[str]:
     return {tool["name"] for tool in response.json()["result"]["tools"]}
 
 
+AUDIT_TEXT = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO mcp_gateway\.audit(?: \[[^]]+\])?: "
+    r"tools/call (?P<tool>\S+): (?P<outcome>\S+) client=(?P<client>\S+) ms=(?P<ms>[\d.]+)"
+    r"(?: arguments=(?P<arguments>.*))?$"
+)
+
+
 def audit_lines(stderr: str) -> list[dict[str, Any]]:
+    """The audit lines of a text-format gateway's stderr, as the dicts an audit file holds."""
     lines = []
     for line in stderr.splitlines():
-        if line.startswith("{") and '"outcome"' in line:
-            lines.append(json.loads(line))
+        assert not (line.startswith("{") and '"outcome"' in line), f"a raw JSON audit line in text logs: {line}"
+        if match := AUDIT_TEXT.match(line):
+            entry: dict[str, Any] = {
+                "ts": match["ts"],
+                "client": None if match["client"] == "-" else match["client"],
+                "tool": match["tool"],
+                "outcome": match["outcome"],
+                "ms": float(match["ms"]),
+            }
+            if match["arguments"] is not None:
+                entry["arguments"] = json.loads(match["arguments"])
+            lines.append(entry)
     return lines

@@ -56,7 +56,8 @@ def test_tokens_and_arg_secrets_are_redacted_and_no_fastmcp_meta(tmp_path: Path)
     config = secured_config(tmp_path, {"clients": clients()}, printer=printer)
     document = config.read_text().replace('"auth"', '"audit": {"arguments": true}, "auth"')
     config.write_text(document)
-    gateway = GatewayProcess(config, ECHO_API_TOKEN="x" * 16, UPSTREAM_CONN=ARG_SECRET)
+    # INFO: a backend's stderr line without a level word is relayed at INFO
+    gateway = GatewayProcess(config, ECHO_API_TOKEN="x" * 16, UPSTREAM_CONN=ARG_SECRET, MCP_GATEWAY_LOG_LEVEL="INFO")
     try:
         response = rpc(
             gateway, "tools/call", {"name": "local_echo", "arguments": {"text": f"use {GATEWAY_TOKEN}"}}, token=ALICE

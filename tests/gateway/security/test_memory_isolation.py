@@ -95,3 +95,25 @@ def test_a_tool_over_every_scope_needs_one_named(memory_gateway: GatewayProcess)
     stats = call(memory_gateway, BOB, "memory_stats", namespace="default")
     assert not stats.get("isError"), stats
     assert stats["structuredContent"]["namespace"] == "bob/default"
+
+
+def test_memory_stats_shows_a_client_only_its_own_namespace(memory_gateway: GatewayProcess) -> None:
+    """What alice does (memories in several namespaces, cached reads) leaves no trace in what bob's
+    `memory_stats` reports: every count in it is of bob's namespace alone."""
+    for namespace in ("stats-a", "stats-b", "stats-c"):
+        call(memory_gateway, ALICE, "store_memory", content=f"alice keeps a note in {namespace}", namespace=namespace)
+    for _ in range(3):  # reads through the L1 cache: hits or misses, each counted
+        call(memory_gateway, ALICE, "recall_memory", query="a note", namespace="stats-a")
+    stats = call(memory_gateway, BOB, "memory_stats", namespace="stats-empty")["structuredContent"]
+    assert stats["namespace"] == "bob/stats-empty"
+    assert stats["l1"]["hits"] == stats["l1"]["misses"] == 0, stats["l1"]
+    assert stats["l2"]["indexed"] == 0 and stats["l3"]["count"] == 0
+    assert stats["l2"].get("namespaces_loaded", 0) <= 1, stats["l2"]  # alice's namespaces are not counted
+    assert "catch_ups" not in stats["l2"]
+    lag = stats["l2"]["index_lag"]
+    assert lag["pending"] == 0 and "embedded" not in lag, lag
+    assert stats["l3"]["outbox_pending"] == 0 and stats["l3"]["dead_letters"] == 0
+    # alice's own view counts her reads of that namespace
+    mine = call(memory_gateway, ALICE, "memory_stats", namespace="stats-a")["structuredContent"]
+    assert mine["namespace"] == "alice/stats-a"
+    assert mine["l1"]["hits"] + mine["l1"]["misses"] >= 1 and mine["l2"]["indexed"] == 1 and mine["l3"]["count"] == 1

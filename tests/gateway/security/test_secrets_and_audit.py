@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import pytest
 
 from tests.gateway.security.conftest import (
     ALICE,
@@ -66,20 +70,33 @@ def test_audit_line_per_call_without_arguments(secured: GatewayProcess) -> None:
     assert "private words" not in secured.stderr
 
 
-def test_audit_to_a_file_with_redacted_arguments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_audit_to_a_file_with_redacted_arguments_none_lost_at_stop(tmp_path: Path, stop: signal.Signals) -> None:
+    """Every call's line is in the audit file, arguments redacted, however soon after the calls the gateway
+    is stopped: a burst of calls, two still in flight when the signal comes."""
     audit_file = tmp_path / "audit.jsonl"
     config = secured_config(tmp_path, {"clients": clients()})
     document = json.loads(config.read_text())
     document["gateway"]["audit"] = {"file": str(audit_file), "arguments": True}
     config.write_text(json.dumps(document))
     gateway = GatewayProcess(config, ECHO_API_TOKEN=PLANTED)
+    calls = [("local_echo", {"text": f"key {PLANTED} {n}"}) for n in range(20)]
+    calls += [("local_sleep", {"seconds": 1.5})] * 2
     try:
-        rpc(gateway, "tools/call", {"name": "local_echo", "arguments": {"text": f"key {PLANTED}"}}, token=ALICE)
+        with ThreadPoolExecutor(len(calls)) as pool:
+            slow = [pool.submit(rpc, gateway, "tools/call", {"name": n, "arguments": a}, token=ALICE) for n, a in calls]
+            for answered in slow[:20]:
+                assert answered.result().status_code == 200
+            gateway.proc.send_signal(stop)  # the sleeps are still running
+            assert all(answered.result().json()["result"]["isError"] is False for answered in slow)
+        assert gateway.proc.wait(timeout=60) == 0
     finally:
         log = gateway.stop()
     lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
-    assert lines[0]["tool"] == "local_echo" and lines[0]["arguments"] == {"text": "key [REDACTED]"}
-    assert '"outcome"' not in log
+    assert sorted(line["tool"] for line in lines) == ["local_echo"] * 20 + ["local_sleep"] * 2, log
+    echoed = sorted(line["arguments"]["text"] for line in lines if line["tool"] == "local_echo")
+    assert echoed == sorted(f"key [REDACTED] {n}" for n in range(20))
+    assert '"outcome"' not in log and "outcome=" not in log  # the file has them, stderr not
 
 
 def test_check_does_not_print_secrets(tmp_path: Path) -> None:

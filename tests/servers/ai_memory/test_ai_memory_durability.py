@@ -139,3 +139,24 @@ def _pid(data_dir: Path) -> int:
             if b"servers.ai_memory" in cmd and f"MCP_GATEWAY_DATA_DIR={data_dir}".encode() in env:
                 return int(entry.name)
     raise AssertionError("server process not found")
+
+
+async def test_a_namespaces_stats_count_only_its_own_outbox_and_dead_letters(make_service, tmp_path):
+    svc = await make_service(background=False, sqlite_busy_timeout=0.05)
+    blocker = sqlite3.connect(tmp_path / "data" / "ai_memory.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # L3 cannot take writes: both tenants' writes wait in the outbox
+    await svc.store_memories([{"content": f"tenant a memory {i}"} for i in range(3)], namespace="a")
+    poison = await svc.store_memory("poison pill of tenant b", namespace="b")
+    assert (await svc.memory_stats("a"))["l3"]["outbox_pending"] == 3
+    assert (await svc.memory_stats("b"))["l3"]["outbox_pending"] == 1
+    assert (await svc.memory_stats())["l3"]["outbox_pending"] == 4
+    blocker.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON MEMORIES WHEN NEW.CONTENT LIKE 'poison%'"
+        " BEGIN SELECT RAISE(ABORT, 'content refused by policy'); END"
+    )
+    blocker.execute("COMMIT")
+    await svc.drain_outbox()
+    a, b = (await svc.memory_stats("a"))["l3"], (await svc.memory_stats("b"))["l3"]
+    assert a["dead_letters"] == 0 and a["dead_letter_samples"] == [] and a["outbox_oldest_age_s"] is None
+    assert b["dead_letters"] == 1 and [d["id"] for d in b["dead_letter_samples"]] == [poison["id"]]
+    blocker.close()
