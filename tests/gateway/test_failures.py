@@ -35,6 +35,7 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
         "tools": 6,
         "last_error": None,
         "restarts": 0,
+        "reasons": [],  # what the backend publishes about itself (statusTool): the echo backend publishes nothing
     }
     remote_failures: list[str] = []
     remote_calls = 0
