@@ -300,7 +300,12 @@ async def open_pipe(
         stderr=stderr or sys.stderr,
         env=get_default_environment() | _PLAIN_LOGS | (env or {}),
         cwd=cwd,
-        start_new_session=True,
+        # A process group of its own (signals to the gateway's group, a terminal's Ctrl-C, miss it; `stop` ends
+        # the whole group), not a session of its own: with the kernel's scheduler autogroups (on by default)
+        # a new session is a new scheduling group, and on a loaded machine the child then waits longer for a
+        # core on every wake-up and costs more CPU per call (measured: docs/benchmarks.md, issue 14).
+        # `preexec_fn`, not `process_group=0`: uvloop's subprocess_exec supports only the former.
+        preexec_fn=os.setpgrp,
     )
     pipe = StdioPipe(transport, wire)
     wire.pipe = pipe
