@@ -270,13 +270,13 @@ def test_a_reload_refreshes_keys_allow_lists_secrets_profiles_and_overrides(tmp_
 
 
 def _start_error(config: Path) -> str:
-    """The one line `serve` exits with (2) on `config` at start-up, without `mcp-gateway: `. On asyncio's own
-    loop: under uvloop this exit aborts the process (SIGABRT) before the line is written (reported, not this
-    module's to fix)."""
+    """The one line `serve` exits with (2) on `config` at start-up, without `mcp-gateway: `."""
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        [sys.executable, "-m", "gateway", "serve", "--transport", "http", "--config", str(config)]
+        + ["--port", str(free_port())],
         cwd=ROOT,
-        env=child_env(MCP_GATEWAY_UVLOOP="0"),
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
