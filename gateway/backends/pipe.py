@@ -14,14 +14,12 @@ import itertools
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import mcp_types
-from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
@@ -31,12 +29,6 @@ logger = logging.getLogger("mcp_gateway.pipe")
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 _ID_PREFIX = "gw-"
-_MAX_LINE = 2**27
-
-# Backends log one line per record: FastMCP ones without its Rich console handler (which wraps a message
-# over several lines), the built-in servers as JSON records (servers/runner.py), which the gateway relays as
-# records in its own format (gateway.ops.logs.BackendStderr). A server's `env` may set either otherwise.
-_PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false", "MCP_GATEWAY_LOG_FORMAT": "json"}
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
@@ -209,23 +201,9 @@ class StdioPipe:
 
 
 @asynccontextmanager
-async def open_pipe(
-    command: str, args: list[str], env: dict[str, str] | None, cwd: str | None, stderr: Any = None
-) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
-    """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
-
-    The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
-    proc = await asyncio.create_subprocess_exec(
-        command,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=stderr or sys.stderr,
-        env=get_default_environment() | _PLAIN_LOGS | (env or {}),
-        cwd=cwd,
-        limit=_MAX_LINE,
-        start_new_session=True,
-    )
+async def open_pipe(proc: asyncio.subprocess.Process) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
+    """Take the backend's child process (started by `gateway.backends.spawn.start`); yield the pipe and the
+    (read, write) stream pair for an SDK `ClientSession`; stop the process on exit."""
     pipe = StdioPipe(proc)
     to_session, session_reads = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     session_writes, from_session = anyio.create_memory_object_stream[SessionMessage](64)
