@@ -9,6 +9,7 @@ gateway costs no more than an HTTP client.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -515,4 +516,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_CONFIG)
     else:
         code = anyio.run(_local, args.command, config, security, log_format, getattr(args, "tool", None), arguments)
+        # Done (backends stopped, output written): the interpreter's shutdown would walk every object in a
+        # last full collection; frozen objects are skipped.
+        gc.freeze()
     sys.exit(code)

@@ -191,3 +191,33 @@ load_security(load_config(sys.argv[1], {}), sys.argv[1], {})
 print(sorted(m for m in ("mcp", "fastmcp", "uvicorn", "starlette", "gateway.routing.hub") if m in sys.modules))
 """
     assert _probe(code, str(ROOT / "config" / "mcp.json")) == "[]"
+
+
+def test_the_local_commands_and_the_built_in_servers_leave_their_heap_to_exit_not_to_a_last_collection(
+    config: Path,
+) -> None:
+    """At shutdown the interpreter walks every object in a full collection (most of a second for ai_memory's
+    heap, while the gateway waits for the child to exit): both freeze their objects once done, so it skips them."""
+    code = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen" if gc.get_freeze_count() else "not frozen"))
+if sys.argv[1] == "server":
+    from servers.runner import run_server
+    from servers.slack.server import create_server
+    run_server(create_server, [])
+else:
+    from gateway.cli import main
+    main(["tools", "--url", sys.argv[2], "--config", sys.argv[1]])
+"""
+    for argv in (["server"], [str(config), NOWHERE]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,  # the server reads EOF at once and returns
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "frozen", (argv, done.stdout, done.stderr)
