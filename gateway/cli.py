@@ -199,7 +199,7 @@ async def _probe(url: str) -> None:
     import asyncio
     from urllib.parse import urlsplit
 
-    if any(key.lower().endswith("_proxy") for key in os.environ):
+    if any(key.lower() in ("http_proxy", "https_proxy", "all_proxy") for key in os.environ):
         return
     parts = urlsplit(url)
     if parts.hostname is None:
