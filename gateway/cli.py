@@ -9,16 +9,18 @@ gateway costs no more than an HTTP client.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 if TYPE_CHECKING:
+    from gateway.backends.spawn import Child
     from gateway.config.loader import GatewayConfig
     from gateway.ops.logs import BackendStderr
     from gateway.routing.hub import Hub
@@ -28,6 +30,7 @@ DEFAULT_CONFIG = "config/mcp.json"
 DEFAULT_URL = "http://127.0.0.1:8080/mcp"
 TOKEN_ENV = "MCP_GATEWAY_TOKEN"
 EXIT_CONFIG = 2
+Spawned = dict[str, "Child"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,15 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-@asynccontextmanager
-async def running_hub(config: GatewayConfig, stderr: BackendStderr, exit_grace: float = 2.0) -> AsyncIterator[Hub]:
-    """Start every backend of `config` at once, yield the hub once each is up or has failed, stop them on exit
-    (a stdio child gets `exit_grace` seconds to exit on its own before it is terminated)."""
+def _hub(config: GatewayConfig, stderr: BackendStderr, exit_grace: float, spawned: Spawned) -> Hub:
+    """The hub of `config`, its stdio backends taking the children `spawned` started for them."""
     from gateway.routing.hub import Hub
 
     hub = Hub(config, stderr=stderr)
     for backend in hub.backends:
         backend.exit_grace = exit_grace
+        if backend.name in spawned:
+            backend.adopt(spawned[backend.name])
+    return hub
+
+
+@asynccontextmanager
+async def running_hub(
+    config: GatewayConfig, stderr: BackendStderr, exit_grace: float = 2.0, spawned: Spawned | None = None
+) -> AsyncIterator[Hub]:
+    """Start every backend of `config` at once, yield the hub once each is up or has failed, stop them on exit
+    (a stdio child gets `exit_grace` seconds to exit on its own before it is terminated). A stdio backend
+    with a child in `spawned` (from `spawn_children`) takes that one instead of starting its own."""
+    hub = _hub(config, stderr, exit_grace, spawned or {})
     async with anyio.create_task_group() as group:
         await group.start(hub.run)
         try:
@@ -98,6 +112,34 @@ def needed_by(config: GatewayConfig, tool: str) -> GatewayConfig:
     return config.model_copy(update={"mcp_servers": wanted})
 
 
+async def spawn_children(config: GatewayConfig, stderr: BackendStderr) -> Spawned:
+    """Start the stdio children of `config` now, with nothing of the MCP SDK imported: each imports its own
+    stack on the other core while this process imports the gateway's (their first start then adopts them).
+    A child that cannot be started is left to its backend, whose own start reports why."""
+    from gateway.backends import spawn
+
+    spawned: Spawned = {}
+    for name, server in config.enabled_servers.items():
+        if server.kind == "stdio":
+            try:
+                spawned[name] = await spawn.start(server, stderr(name))
+            except OSError:
+                continue
+    return spawned
+
+
+async def _reap(spawned: Spawned) -> None:
+    """Stop the children no backend adopted (the command ended before their backend started)."""
+    import signal
+
+    for child in spawned.values():
+        if child.returncode is None:
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            await child.wait()
+        child.transport.close()
+
+
 # ------------------------------------------------------------------ a running gateway
 
 
@@ -109,6 +151,7 @@ async def _ask(url: str, method: str, params: dict[str, Any], name: str | None =
     """One stateless (2026-07-28) request to the gateway at `url`; its JSON-RPC result.
 
     `NoGateway` when nothing answers there like an MCP server; `RuntimeError` for a refusal (e.g. 401)."""
+    await _probe(url)
     import httpx
 
     version = "2026-07-28"
@@ -149,6 +192,29 @@ async def _ask(url: str, method: str, params: dict[str, Any], name: str | None =
     return result
 
 
+async def _probe(url: str) -> None:
+    """`NoGateway` at once when nothing listens at `url`'s address, before an HTTP client is imported (the
+    usual case of a command run without a gateway). Skipped when a proxy is configured: then the client's
+    connection goes there, not to `url`'s address."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    if any(key.lower() in ("http_proxy", "https_proxy", "all_proxy") for key in os.environ):
+        return
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return  # the client says what is wrong with it
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout=1)
+    except (OSError, TimeoutError) as error:
+        raise NoGateway(str(error) or type(error).__name__) from None
+    writer.close()
+
+
 async def _remote_tools(url: str) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     params: dict[str, Any] = {}
@@ -180,8 +246,8 @@ def _print_result(result: dict[str, Any]) -> int:
     return 1 if result.get("isError") else 0
 
 
-async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
-    async with running_hub(config, stderr, exit_grace=READ_ONLY_GRACE) as hub:
+async def _tools(config: GatewayConfig, stderr: BackendStderr, spawned: Spawned) -> int:
+    async with running_hub(config, stderr, READ_ONLY_GRACE, spawned) as hub:
         _print_tools(hub.catalog.tools)
         down = [backend.name for backend in hub.backends if backend.state != "up"]
         if down:
@@ -189,9 +255,11 @@ async def _tools(config: GatewayConfig, stderr: BackendStderr) -> int:
         return 0
 
 
-async def _call(config: GatewayConfig, tool: str, arguments: dict[str, Any], stderr: BackendStderr) -> int:
-    """Start only the backend(s) that may expose `tool`, and call it."""
-    async with running_hub(needed_by(config, tool), stderr) as hub:
+async def _call(
+    config: GatewayConfig, tool: str, arguments: dict[str, Any], stderr: BackendStderr, spawned: Spawned
+) -> int:
+    """Call `tool` on the backends of `config` (`_local` narrowed it to those that may expose it)."""
+    async with running_hub(config, stderr, spawned=spawned) as hub:
         return _print_result(await hub.call_tool(tool, arguments))
 
 
@@ -199,15 +267,9 @@ READ_ONLY_GRACE = 0.2  # `tools` and `check` wrote nothing: their backends need 
 _ROW = "{:<16} {:<11} {:<8} {:>5} {:>11}  {}"
 
 
-async def _check(config: GatewayConfig, security: Security, log_format: str) -> int:
+async def _check(config: GatewayConfig, security: Security, stderr: BackendStderr, spawned: Spawned) -> int:
     """Start every backend at once; print each one's row as soon as it is up or has failed."""
-    from gateway.ops.logs import BackendStderr
-    from gateway.routing.hub import Hub
-
-    stderr = BackendStderr(log_format, security.redactor, keep_last=True)  # a failed row shows its last line
-    hub = Hub(config, stderr=stderr)
-    for backend in hub.backends:
-        backend.exit_grace = READ_ONLY_GRACE
+    hub = _hub(config, stderr, READ_ONLY_GRACE, spawned)
     print(_ROW.format("SERVER", "TRANSPORT", "STATE", "TOOLS", "START-UP MS", "ERROR"), flush=True)
 
     async def report(backend: Any) -> None:
@@ -224,6 +286,36 @@ async def _check(config: GatewayConfig, security: Security, log_format: str) -> 
                 reports.start_soon(report, backend)
         group.cancel_scope.cancel()
     return 0 if hub.healthy else 1
+
+
+async def _local(
+    command: str,
+    config: GatewayConfig,
+    security: Security,
+    log_format: str,
+    tool: str | None,
+    arguments: dict[str, Any],
+) -> int:
+    """`check`, `tools` or `call` on backends started here: the stdio children first, then this process's
+    MCP stack (FastMCP, the SDK, the hub), so the two imports overlap."""
+    from gateway.ops import logs
+
+    # `check`'s failed rows show a backend's last stderr line; the others only relay it, scrubbed
+    stderr = logs.BackendStderr(log_format, security.redactor, keep_last=command == "check")
+    if command == "call":
+        assert tool is not None
+        config = needed_by(config, tool)
+    spawned = await spawn_children(config, stderr)
+    try:
+        logs.route_framework_logs()
+        if command == "check":
+            return await _check(config, security, stderr, spawned)
+        if command == "tools":
+            return await _tools(config, stderr, spawned)
+        return await _call(config, tool or "", arguments, stderr, spawned)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _reap(spawned)
 
 
 async def _cause(backend: Any, error: str, stderr: BackendStderr) -> str:
@@ -379,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     from gateway.ops import logs
     from gateway.serve import BindError, load_security
 
-    log_format = logs.setup(os.environ)
+    log_format = logs.setup(os.environ, frameworks=args.command == "serve")  # else `_local` routes them
     try:
         config = load_config(args.config, os.environ)
         security = load_security(config, args.config, os.environ, _raw_servers(args.config))
@@ -388,8 +480,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_CONFIG)
     logs.install_log_redaction(security.redactor)
     setup_audit(security.audit, config.gateway.audit, log_format)
-    stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
     if args.command == "serve":
+        stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
             print(f"mcp-gateway: {refusal}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
@@ -422,10 +514,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(refused, ConfigError):
             print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
-    elif args.command == "check":
-        code = anyio.run(_check, config, security, log_format)
-    elif args.command == "tools":
-        code = anyio.run(_tools, config, stderr)
     else:
-        code = anyio.run(_call, config, args.tool, arguments, stderr)
+        code = anyio.run(_local, args.command, config, security, log_format, getattr(args, "tool", None), arguments)
+        # Done (backends stopped, output written): the interpreter's shutdown would walk every object in a
+        # last full collection; frozen objects are skipped.
+        gc.freeze()
     sys.exit(code)

@@ -8,30 +8,29 @@ import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from gateway.auth.keys import auth_enabled, load_keys
-from gateway.auth.middleware import SecurityMiddleware, parse_allowed_origins
 from gateway.config.loader import AuthSettings, ConfigError, GatewayConfig, raw_servers
 from gateway.guard.audit import AuditLog
-from gateway.guard.guard import Guard
-from gateway.guard.ratelimit import Buckets, MemoryBuckets, make_buckets
 from gateway.guard.redaction import Redactor, collect_secrets
-from gateway.ops.asgi import ASGIApp
-from gateway.ops.logs import BackendStderr
-from gateway.ops.shutdown import stop_on_signal
-from gateway.ops.tracing import NO_TRACING, CallHooks
-from gateway.routing.hub import Hub
-from gateway.routing.reload import Commit, Prepare, Reloader
-from gateway.transports import framework
-from gateway.transports.fastpath import FastPath
-from gateway.transports.front import build_front
-from gateway.transports.http import GatewayHTTP, HTTPEntry, serve_http
-from gateway.transports.profiles import ProfileEndpoints, profile_client
-from gateway.transports.stdio import StdioFront
-from gateway.transports.streamable import StreamableFront
+
+# Only what `load_security` needs is imported here: the CLI's `check`, `tools` and `call` use it and nothing
+# else of this module, so the transports (FastMCP's server, uvicorn, Starlette) and the hub load in `serve`.
+if TYPE_CHECKING:
+    from gateway.auth.middleware import SecurityMiddleware
+    from gateway.guard.guard import Guard
+    from gateway.guard.ratelimit import Buckets
+    from gateway.ops.asgi import ASGIApp
+    from gateway.ops.logs import BackendStderr
+    from gateway.ops.tracing import CallHooks
+    from gateway.routing.hub import Hub
+    from gateway.routing.reload import Commit, Prepare
+    from gateway.transports.http import GatewayHTTP
+    from gateway.transports.profiles import ProfileEndpoints
+    from gateway.transports.stdio import StdioFront
 
 logger = logging.getLogger("mcp_gateway")
 
@@ -55,6 +54,9 @@ class Security:
         return auth_enabled(self.auth)
 
     def guard(self, hub: Hub, *, http: bool) -> Guard:
+        from gateway.guard.guard import Guard
+        from gateway.guard.ratelimit import MemoryBuckets, make_buckets
+
         if self._buckets is None:
             self._buckets = make_buckets(self.redis_url, self.redis_prefix) if self.enabled else MemoryBuckets()
         guard = Guard(
@@ -69,6 +71,8 @@ class Security:
         return guard
 
     def middleware(self, app: ASGIApp) -> SecurityMiddleware:
+        from gateway.auth.middleware import SecurityMiddleware
+
         middleware = SecurityMiddleware(app, self.auth, self.keys)
         self._middlewares.append(middleware)
         return middleware
@@ -91,6 +95,8 @@ def load_security(
     off until `gateway.guard.audit.setup_audit` turns it on."""
     auth = config.gateway.auth
     if auth is not None:
+        from gateway.auth.middleware import parse_allowed_origins
+
         try:
             parse_allowed_origins(auth.allowed_origins)
         except ValueError as error:
@@ -137,6 +143,7 @@ def reload_hook(
 ) -> Prepare:
     """The config reload's check and commit for what `serve` wires above the hub: keys and allow lists,
     secrets to redact, the profiles (over HTTP `endpoints`; over stdio `--profile`'s client of `stdio`)."""
+    from gateway.transports.profiles import profile_client
 
     def prepare(config: GatewayConfig, environ: Mapping[str, str]) -> Commit:
         fresh = load_security(config, file, environ, raw_servers(file))
@@ -161,6 +168,12 @@ def reload_hook(
 
 def build_http_app(hub: Hub, security: Security | None = None) -> GatewayHTTP:
     """The ASGI app: FastMCP's transports with the fast path in front of `/mcp`."""
+    from gateway.transports import framework
+    from gateway.transports.fastpath import FastPath
+    from gateway.transports.front import build_front
+    from gateway.transports.http import GatewayHTTP
+    from gateway.transports.streamable import StreamableFront
+
     guard = security.guard(hub, http=True) if security is not None else None
     front, tracker = build_front(hub, guard)
     hub.add_listener(tracker.announce_tools_changed)
@@ -181,7 +194,7 @@ async def serve(
     port: int,
     security: Security,
     *,
-    tracer: CallHooks = NO_TRACING,
+    tracer: CallHooks | None = None,
     stderr: BackendStderr | None = None,
     profile: str | None = None,
     config_file: str | None = None,
@@ -190,8 +203,18 @@ async def serve(
     gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
     tools to that profile's (over HTTP each profile has its own endpoints). With `config_file`, changes to
     that file (or SIGHUP) reload the server list live (gateway.routing.reload)."""
+    from gateway.ops.shutdown import stop_on_signal
+    from gateway.ops.tracing import NO_TRACING
+    from gateway.routing.hub import Hub
+    from gateway.routing.reload import Reloader
+    from gateway.transports.fastpath import FastPath
+    from gateway.transports.front import build_front
+    from gateway.transports.http import HTTPEntry, serve_http
+    from gateway.transports.profiles import ProfileEndpoints, profile_client
+    from gateway.transports.stdio import StdioFront
+
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
-    hub = Hub(config, tracer, stderr)
+    hub = Hub(config, tracer or NO_TRACING, stderr)
     settings = config.gateway
     stdio: StdioFront | None = None
     async with anyio.create_task_group() as group:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 from collections.abc import Callable
 
@@ -24,3 +25,6 @@ def run_server(create_server: Callable[[], FastMCP], argv: list[str] | None = No
         server.run(transport="stdio", show_banner=False)
     else:
         server.run(transport=args.transport, host=args.host, port=args.port, show_banner=False)
+    # Served: the interpreter's shutdown would walk every object in a last full collection (most of a
+    # second for ai_memory's heap, while the gateway waits for it to exit); frozen objects are skipped.
+    gc.freeze()

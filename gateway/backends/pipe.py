@@ -15,17 +15,16 @@ import itertools
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import anyio
 import mcp_types
-from mcp.client.stdio import get_default_environment
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
+from gateway.backends.spawn import Child, Wire
 from gateway.ops.codec import DecodeError, dumps, loads
 
 logger = logging.getLogger("mcp_gateway.pipe")
@@ -33,11 +32,6 @@ logger = logging.getLogger("mcp_gateway.pipe")
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 _ID_PREFIX = "gw-"
 _MAX_LINE = 2**27
-
-# Backends log one line per record: FastMCP ones without its Rich console handler (which wraps a message
-# over several lines), the built-in servers as JSON records (servers/runner.py), which the gateway relays as
-# records in its own format (gateway.ops.logs.BackendStderr). A server's `env` may set either otherwise.
-_PLAIN_LOGS = {"FASTMCP_ENABLE_RICH_LOGGING": "false", "MCP_GATEWAY_LOG_FORMAT": "json"}
 
 
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
@@ -49,37 +43,10 @@ class PipeClosed(Exception):
     """The backend process closed its stdout (it exited or crashed)."""
 
 
-class _Wire(asyncio.SubprocessProtocol):
-    """The child's end of the pipe: its stdout split into lines where it is received, and its exit."""
-
-    def __init__(self) -> None:
-        self.pipe: StdioPipe | None = None
-        self.early: list[tuple[int, bytes | None]] = []  # what arrived before the pipe took over (none, in practice)
-        self.exited = asyncio.get_running_loop().create_future()
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            if self.pipe is None:
-                self.early.append((fd, data))
-            else:
-                self.pipe._received(data)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd == 1:
-            if self.pipe is None:
-                self.early.append((fd, None))
-            else:
-                self.pipe._ended()
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-
 class StdioPipe:
     """One backend child process and the demultiplexing of its stdout."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport, wire: _Wire) -> None:
+    def __init__(self, transport: asyncio.SubprocessTransport, wire: Wire) -> None:
         self.transport = transport
         self.pid = transport.get_pid()
         stdin, stdout = transport.get_pipe_transport(0), transport.get_pipe_transport(1)
@@ -284,36 +251,11 @@ class StdioPipe:
 
 
 @asynccontextmanager
-async def open_pipe(
-    command: str, args: list[str], env: dict[str, str] | None, cwd: str | None, stderr: Any = None
-) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
-    """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
-
-    The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
-    wire = _Wire()
-    transport, _ = await asyncio.get_running_loop().subprocess_exec(
-        lambda: wire,
-        command,
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=stderr or sys.stderr,
-        env=get_default_environment() | _PLAIN_LOGS | (env or {}),
-        cwd=cwd,
-        # A process group of its own (signals to the gateway's group, a terminal's Ctrl-C, miss it; `stop` ends
-        # the whole group), not a session of its own: with the kernel's scheduler autogroups (on by default)
-        # a new session is a new scheduling group, and on a loaded machine the child then waits longer for a
-        # core on every wake-up and costs more CPU per call (measured: docs/benchmarks.md, issue 14).
-        # `preexec_fn`, not `process_group=0`: uvloop's subprocess_exec supports only the former.
-        preexec_fn=os.setpgrp,
-    )
-    pipe = StdioPipe(transport, wire)
-    wire.pipe = pipe
-    for _, data in wire.early:
-        if data is None:
-            pipe._ended()
-        else:
-            pipe._received(data)
+async def open_pipe(child: Child) -> AsyncIterator[tuple[StdioPipe, Any, Any]]:
+    """Take the backend's child process (started by `gateway.backends.spawn.start`); yield the pipe and the
+    (read, write) stream pair for an SDK `ClientSession`; stop the process on exit."""
+    pipe = StdioPipe(child.transport, child.wire)
+    child.wire.attach(pipe._received, pipe._ended)  # what it wrote before now (its exit, say) is handed over
     to_session, session_reads = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     session_writes, from_session = anyio.create_memory_object_stream[SessionMessage](64)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from gateway.backends import sdk
+from gateway.backends import sdk, spawn
 from gateway.backends.inflight import CURRENT_PEER, InFlight
 from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
 from gateway.backends.rounds import InputRound
@@ -85,13 +84,6 @@ class _WatchedStream:
         return getattr(self._inner, name)
 
 
-def resolve_command(command: str) -> str:
-    """`python`/`python3` mean the interpreter running the gateway, so built-ins work in any venv."""
-    if command in ("python", "python3"):
-        return sys.executable
-    return shutil.which(command) or command
-
-
 class Backend:
     """A named backend server and its persistent session."""
 
@@ -127,6 +119,12 @@ class Backend:
         self._up = anyio.Event()  # set while the session is up
         self.exit_grace = 2.0  # a stdio child's time to exit on its own when the session closes
         self._refresh_requested = anyio.Event()
+        self._spawned: spawn.Child | None = None
+
+    def adopt(self, proc: spawn.Child) -> None:
+        """Use `proc`, a child the caller started with `gateway.backends.spawn.start` for this backend's
+        config, for the first start instead of spawning one (restarts spawn their own)."""
+        self._spawned = proc
 
     @property
     def namespace(self) -> str:
@@ -143,11 +141,10 @@ class Backend:
     async def _open_streams(self, closed: anyio.Event) -> AsyncIterator[tuple[Any, Any]]:
         config = self.config
         if config.kind == "stdio":
-            assert config.command is not None
-            command = resolve_command(config.command)
-            async with open_pipe(
-                command, config.args, config.env or None, config.cwd, stderr=self.stderr(self.name)
-            ) as (pipe, reads, writes):
+            proc, self._spawned = self._spawned, None  # started by the CLI (`adopt`): the first start only
+            if proc is None:
+                proc = await spawn.start(config, self.stderr(self.name))
+            async with open_pipe(proc) as (pipe, reads, writes):
                 self._pipe = pipe
                 pipe.grace = self.exit_grace
                 pipe.on_log = self.in_flight.forward_notification

@@ -77,9 +77,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(rid)s: %(message)s"
 FRAMEWORK_LOGGERS = ("fastmcp", "mcp", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
-def setup(environ: Mapping[str, str]) -> str:
+def setup(environ: Mapping[str, str], *, frameworks: bool = True) -> str:
     """Configure the root logger from MCP_GATEWAY_LOG_LEVEL / MCP_GATEWAY_LOG_FORMAT; return the format.
-    The servers run on their own (servers/runner.py) call it too, so they log the way the gateway does."""
+    The servers run on their own (servers/runner.py) call it too, so they log the way the gateway does.
+    With `frameworks` false the framework loggers are left for `route_framework_logs` (the CLI calls it
+    once a backend is spawned: it imports FastMCP)."""
     level_name = environ.get("MCP_GATEWAY_LOG_LEVEL", "INFO").upper()
     level = getattr(logging, level_name, logging.INFO)
     fmt = environ.get("MCP_GATEWAY_LOG_FORMAT", "text").strip().lower()
@@ -90,8 +92,18 @@ def setup(environ: Mapping[str, str]) -> str:
         fmt = "text"
         handler.addFilter(_RequestIdFilter())
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    # FastMCP configures its own Rich console handler when imported (wrapped, multi-line records in another
-    # format), uvicorn may have its own: send their records through ours instead.
+    logging.captureWarnings(True)  # warnings become records of `py.warnings`, not raw lines
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if frameworks:
+        route_framework_logs()
+    return fmt
+
+
+def route_framework_logs() -> None:
+    """FastMCP configures its own Rich console handler when imported (wrapped, multi-line records in another
+    format), uvicorn may have its own: send their records through the root handler instead."""
     import fastmcp  # noqa: F401
 
     for name in FRAMEWORK_LOGGERS:
@@ -99,11 +111,6 @@ def setup(environ: Mapping[str, str]) -> str:
         for old in list(framework.handlers):
             framework.removeHandler(old)
         framework.propagate = True
-    logging.captureWarnings(True)  # warnings become records of `py.warnings`, not raw lines
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    return fmt
 
 
 def accept_request_id(value: bytes | None) -> str:

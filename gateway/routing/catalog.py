@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
     from gateway.backends.session import Backend
 
 logger = logging.getLogger("mcp_gateway.catalog")
@@ -44,6 +43,9 @@ class Route:
     def validation_error(self, arguments: dict[str, Any]) -> str | None:
         """Describe why `arguments` fail the tool's input schema, or return None if they pass."""
         if self._validator is None:
+            from jsonschema import Draft202012Validator  # on the first call: listing tools needs none
+            from jsonschema.exceptions import SchemaError
+
             schema = self.definition.get("inputSchema") or {"type": "object"}
             try:
                 self._validator = Draft202012Validator(schema)

@@ -128,3 +128,96 @@ def test_tools_and_call_use_a_running_gateway_at_url(config: Path, tmp_path: Pat
     assert {"local_echo", "slack_post_message"} <= {line.split("\t")[0] for line in listed.stdout.splitlines()}
     assert called.returncode == 0, called.stderr
     assert called.stdout.strip() == "9"
+
+
+def _probe(code: str, *argv: str) -> str:
+    """Run `code` in a fresh interpreter (nothing imported yet); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_stdio_children_start_before_the_mcp_stack_is_imported_and_their_backends_adopt_them(
+    config: Path,
+) -> None:
+    """So the child's imports and the gateway's run on two cores at once: the child is spawned with nothing of
+    the MCP SDK or FastMCP imported, and the backend's session runs over that child (no second one)."""
+    code = """
+import os, sys, anyio
+from gateway.cli import running_hub, spawn_children
+from gateway.config.loader import load_config
+from gateway.ops.logs import BackendStderr
+
+def children():
+    pid = os.getpid()
+    return sorted(int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split())
+
+async def main():
+    config = load_config(sys.argv[1], {})
+    stderr = BackendStderr()
+    spawned = await spawn_children(config, stderr)
+    stack = sorted(name for name in ("mcp", "fastmcp", "httpx") if name in sys.modules)
+    async with running_hub(config, stderr, spawned=spawned) as hub:
+        local = hub.by_name["local"]
+        result = await hub.call_tool("local_add", {"a": 1, "b": 2})
+        print(sorted(spawned), stack, local.state, children() == [spawned["local"].pid], result["content"][0]["text"])
+
+anyio.run(main)
+"""
+    assert _probe(code, str(config)) == "['local'] [] up True 3"
+
+
+def test_tools_and_call_without_a_gateway_import_no_http_client_to_find_out() -> None:
+    """Nothing listens at --url: the commands know it before importing an HTTP client (it would come before
+    the children are spawned)."""
+    code = f"""
+import sys, anyio
+from gateway.cli import _from_running
+print(anyio.run(_from_running, "tools", {NOWHERE!r}, None, {{}}), "httpx" in sys.modules)
+"""
+    assert _probe(code) == "None False"
+
+
+def test_the_local_commands_load_their_security_settings_without_the_serving_stack() -> None:
+    """`check`, `tools` and `call` use `load_security` of gateway.serve; the transports (FastMCP's server,
+    uvicorn, Starlette) and the hub load only in `serve`."""
+    code = """
+import sys
+from gateway.config.loader import load_config
+from gateway.serve import load_security
+load_security(load_config(sys.argv[1], {}), sys.argv[1], {})
+print(sorted(m for m in ("mcp", "fastmcp", "uvicorn", "starlette", "gateway.routing.hub") if m in sys.modules))
+"""
+    assert _probe(code, str(ROOT / "config" / "mcp.json")) == "[]"
+
+
+def test_the_local_commands_and_the_built_in_servers_leave_their_heap_to_exit_not_to_a_last_collection(
+    config: Path,
+) -> None:
+    """At shutdown the interpreter walks every object in a full collection (most of a second for ai_memory's
+    heap, while the gateway waits for the child to exit): both freeze their objects once done, so it skips them."""
+    code = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen" if gc.get_freeze_count() else "not frozen"))
+if sys.argv[1] == "server":
+    from servers.runner import run_server
+    from servers.slack.server import create_server
+    run_server(create_server, [])
+else:
+    from gateway.cli import main
+    main(["tools", "--url", sys.argv[2], "--config", sys.argv[1]])
+"""
+    for argv in (["server"], [str(config), NOWHERE]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,  # the server reads EOF at once and returns
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "frozen", (argv, done.stdout, done.stderr)
