@@ -43,8 +43,9 @@ async def health(gateway: GatewayProcess) -> dict[str, Any]:
         return (await http.get(gateway.base + "/health", timeout=5)).json()
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:
-    """Await `predicate()` (sync or async) until it returns something truthy; return that."""
+async def until(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.05) -> Any:
+    """Await `predicate()` (sync or async) until it returns something truthy; return that. `timeout` only
+    bounds the wait (a loaded machine may be slow), it is never what a test checks."""
     with anyio.fail_after(timeout):
         while True:
             value = predicate()
