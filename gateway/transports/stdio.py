@@ -43,12 +43,15 @@ def _claim_stdio() -> tuple[int, int]:
 
 
 def _is_stream(fd: int) -> bool:
+    """Whether the event loop can poll `fd`: a pipe, a socket or a terminal. A regular file or another
+    character device (`/dev/null`, as a service manager or `docker run` without `-i` hands over) cannot be
+    polled: epoll refuses it, and uvloop aborts the process on that refusal."""
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
 async def _chunk_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
-    """Read stdin through the event loop when it is a pipe; from a worker thread when it is a file."""
+    """Read stdin through the event loop when it can be polled; from a worker thread otherwise."""
     if _is_stream(fd):
         reader = asyncio.StreamReader(limit=2**16)
         loop = asyncio.get_running_loop()
@@ -58,7 +61,7 @@ async def _chunk_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
 
 
 async def _line_writer(fd: int) -> Callable[[bytes], None]:
-    """Write stdout through the event loop when it is a pipe; directly when it is a file."""
+    """Write stdout through the event loop when it can be polled; directly otherwise."""
     if _is_stream(fd):
         transport, _ = await asyncio.get_running_loop().connect_write_pipe(asyncio.Protocol, os.fdopen(fd, "wb", 0))
         return transport.write
