@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import local_http
 from tests.helpers.redis_proc import free_port, orphan_guard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TI
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if local_http.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -81,7 +82,7 @@ def module_over_http(module: str, *args: str) -> Iterator[str]:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                local_http.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -155,7 +156,7 @@ class GatewayProcess:
         return self._stderr.decode(errors="replace")
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(self.base + "/health", timeout=5).json()
+        return local_http.get(self.base + "/health", timeout=5).json()
 
     def wait_for(self, predicate: Any, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """Poll /health until `predicate(health)` holds; return that health document."""
@@ -183,7 +184,7 @@ class GatewayProcess:
         deadline = time.monotonic() + STOP_TIMEOUT
         while self.proc.poll() is None and time.monotonic() < deadline:
             try:
-                if httpx.get(self.base + "/ready", timeout=1).status_code == 200:
+                if local_http.get(self.base + "/ready", timeout=1).status_code == 200:
                     time.sleep(0.02)
                     continue
             except httpx.HTTPError:

@@ -18,6 +18,7 @@ import pytest
 
 from gateway.auth.keys import hash_token
 from tests.gateway.resilience.conftest import faulty_http, until
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
 from tests.helpers.redis_cluster import RedisCluster
 from tests.helpers.redis_proc import RedisProcess
@@ -40,7 +41,7 @@ class RoundRobin:
         self.bases = list(bases)
         self.token = token
         self.turn = 0
-        self.http = httpx.AsyncClient(timeout=30)
+        self.http = local_http.async_client(timeout=30)
         self.served_by: list[str] = []
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def text(result: dict[str, Any]) -> str:
 
 
 def health(gateway: GatewayProcess) -> dict[str, Any]:
-    return httpx.get(gateway.base + "/health", timeout=5).json()
+    return local_http.get(gateway.base + "/health", timeout=5).json()
 
 
 # ---------------------------------------------------------------------------------------------- shared state

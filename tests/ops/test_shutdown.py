@@ -15,6 +15,7 @@ import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
 
 
@@ -61,7 +62,7 @@ async def test_sigterm_drains_http_replica(tmp_path: Path) -> None:
                 group.start_soon(slow_call)
                 await anyio.sleep(0.5)  # the call is in flight
                 gateway.proc.send_signal(signal.SIGTERM)
-                async with httpx.AsyncClient() as http:
+                async with local_http.async_client() as http:
                     with anyio.fail_after(5):
                         while True:  # during the drain window the replica still answers, with 503 on /ready
                             response = await http.get(gateway.base + "/ready")
@@ -100,7 +101,7 @@ def test_sigterm_on_idle_replica_exits_quickly(tmp_path: Path) -> None:
         assert "still in flight" not in log, log
         # After exit nothing listens any more.
         try:
-            httpx.get(gateway.base + "/ready", timeout=1)
+            local_http.get(gateway.base + "/ready", timeout=1)
             raise AssertionError("still listening")
         except httpx.ConnectError:
             pass

@@ -7,10 +7,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio
-import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, module_over_http
 
 
@@ -39,7 +39,7 @@ async def call(c: Client, name: str, arguments: dict[str, Any] | None = None) ->
 
 
 async def health(gateway: GatewayProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
+    async with local_http.async_client() as http:
         return (await http.get(gateway.base + "/health", timeout=5)).json()
 
 

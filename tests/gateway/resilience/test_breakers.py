@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpx
 
 from tests.gateway.resilience.conftest import call, client, faulty_server, garbage_server, health, stats, until
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 NO_CACHE_STATS = {"tools": {"stats": {"cache": False}}}
@@ -53,7 +53,7 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
             counts = await stats(c)
             assert counts["fail"] == 2  # nothing reached the backend while the breaker was open
             assert counts["read"] == 1  # only the probe
-            async with httpx.AsyncClient() as http:
+            async with local_http.async_client() as http:
                 metrics = (await http.get(gateway.base + "/metrics")).text
             assert 'mcp_gateway_breaker_opened_total{breaker="faulty"} 1.0' in metrics
             assert 'mcp_gateway_breaker_state{breaker="faulty"} 0.0' in metrics
