@@ -3,6 +3,11 @@
 A test is marked `slow` when it starts real processes (a gateway, a backend, redis-server, npx): its module
 imports the process helpers (`tests.helpers.*`, `subprocess`, a stdio MCP transport), directly or through
 another test module, or one of its fixtures uses them. `./dev test -m "not slow"` runs the rest, the unit subset.
+
+Order: under `--dist loadscope` xdist hands each worker one module (scope) at a time, in collection order
+(this file turns off its reordering by test count). The modules that take longest start first, then the
+other slow modules, then the unit modules, which fill the workers' last minutes; so the run does not end
+waiting on one long module that started late.
 """
 
 from __future__ import annotations
@@ -74,6 +79,35 @@ def _fixture_starts_processes(conftest: ModuleType, name: str) -> bool:
     return any(_origin(conftest.__dict__.get(used)) in PROCESS_MODULES for used in code.co_names)
 
 
+# The longest modules, longest first (setup + calls + teardown, from `--durations` of full runs).
+LONGEST_FIRST = (
+    "tests/ops/test_replicas.py",
+    "tests/conformance/test_conformance.py",
+    "tests/gateway/resilience/test_breakers.py",
+    "tests/gateway/test_reload.py",
+    "tests/gateway/test_routing.py",
+    "tests/gateway/resilience/test_cache.py",
+    "tests/gateway/transports/test_malformed.py",
+    "tests/gateway/test_bad_input.py",
+    "tests/gateway/resilience/test_redis.py",
+    "tests/servers/test_ingest.py",
+    "tests/gateway/security/test_secrets_and_audit.py",
+    "tests/gateway/security/test_origin_and_limits.py",
+    "tests/ops/test_shutdown.py",
+    "tests/gateway/security/test_auth.py",
+    "tests/gateway/test_cli.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "dist", None) == "loadscope":
+        config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems sets
+
+
+def _module_path(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     conftests = [m for name, m in sys.modules.items() if name.startswith("tests") and name.endswith("conftest")]
     for item in items:
@@ -83,3 +117,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         slow = slow or any(_fixture_starts_processes(c, f) for c in conftests for f in fixtures)
         if slow:
             item.add_marker(pytest.mark.slow)
+    slow_modules = {_module_path(item) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:
+        path = _module_path(item)
+        if path in LONGEST_FIRST:
+            return LONGEST_FIRST.index(path)
+        return len(LONGEST_FIRST) + (path not in slow_modules)
+
+    items.sort(key=rank)  # stable: each module's tests stay together and in their order

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 from tests.ops.test_published import memory_server
 
@@ -82,8 +82,8 @@ def test_every_metric_used_is_exported(tmp_path: Path) -> None:
             "Mcp-Method": "tools/call",
             "Mcp-Name": "local_echo",
         }
-        httpx.post(gateway.base + "/mcp", json=body, headers=headers, timeout=30)
-        exported = httpx.get(gateway.base + "/metrics", timeout=10).text
+        local_http.post(gateway.base + "/mcp", json=body, headers=headers, timeout=30)
+        exported = local_http.get(gateway.base + "/metrics", timeout=10).text
     finally:
         gateway.stop()
     names = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if line and not line.startswith("#")}

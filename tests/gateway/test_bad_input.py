@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import client_for
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env
 
 MODERN = "2026-07-28"
@@ -29,7 +30,7 @@ def post(
     }
     if name:
         headers["Mcp-Name"] = name
-    return httpx.post(gateway.base + "/mcp", content=body, headers=headers, timeout=30)
+    return local_http.post(gateway.base + "/mcp", content=body, headers=headers, timeout=30)
 
 
 def call(gateway: GatewayProcess, name: str, arguments: Any, request_id: int = 1) -> httpx.Response:
@@ -112,7 +113,7 @@ def test_oversized_body_is_refused(gateway: GatewayProcess) -> None:
     response = post(gateway, big, name="local_echo")
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
-    chunked = httpx.post(
+    chunked = local_http.post(
         gateway.base + "/mcp",
         content=iter([big.encode()[i : i + 65536] for i in range(0, len(big), 65536)]),
         headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
@@ -122,7 +123,7 @@ def test_oversized_body_is_refused(gateway: GatewayProcess) -> None:
 
 @pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nowhere", 404), ("POST", "/health", 405)])
 def test_other_endpoints_answer_4xx_with_json(gateway: GatewayProcess, method: str, path: str, status: int) -> None:
-    response = httpx.request(method, gateway.base + path)
+    response = local_http.request(method, gateway.base + path)
     assert response.status_code == status
     assert response.json()["error"]
 

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, MODERN
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 
 
@@ -27,7 +26,7 @@ def listed(gateway: GatewayProcess, path: str = "/mcp", token: str | None = None
     if token:
         headers["Authorization"] = f"Bearer {token}"
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": ENVELOPE}}
-    response = httpx.post(gateway.base + path, content=json.dumps(body), headers=headers, timeout=30)
+    response = local_http.post(gateway.base + path, content=json.dumps(body), headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()["result"]
     return result
@@ -73,7 +72,7 @@ def called(gateway: GatewayProcess, arguments: dict[str, Any], token: str | None
         headers["Authorization"] = f"Bearer {token}"
     params = {"name": "hinted_read", "arguments": arguments, "_meta": ENVELOPE}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    response = httpx.post(gateway.base + "/mcp", content=json.dumps(body), headers=headers, timeout=30)
+    response = local_http.post(gateway.base + "/mcp", content=json.dumps(body), headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()["result"]
     assert not result.get("isError"), result

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 
@@ -72,7 +72,7 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
                 fragile_gateway.wait_for, lambda h: h["backends"]["local"]["state"] != "up"
             )
             assert down["status"] == "degraded"
-            async with httpx.AsyncClient() as http:  # the remote backend still serves
+            async with local_http.async_client() as http:  # the remote backend still serves
                 assert (await http.get(fragile_gateway.base + "/ready")).status_code == 200
             await anyio.to_thread.run_sync(fragile_gateway.wait_for, lambda h: h["backends"]["local"]["state"] == "up")
             after = await client.call_tool("local_whoami", {})
@@ -102,7 +102,7 @@ def test_gateway_starts_with_a_backend_that_cannot(tmp_path: Path) -> None:
         assert health["backends"]["broken"]["state"] == "down"
         assert health["backends"]["broken"]["last_error"]
         assert health["backends"]["local"]["state"] == "up"
-        assert httpx.get(process.base + "/ready").status_code == 200
+        assert local_http.get(process.base + "/ready").status_code == 200
     finally:
         process.stop()
 
@@ -117,7 +117,7 @@ def test_not_ready_when_no_backend_is_up(tmp_path: Path) -> None:
     process = GatewayProcess(config, wait_path="/health")  # /ready stays 503 here
     try:
         process.wait_for(lambda h: h["backends"]["broken"]["state"] == "down")
-        ready = httpx.get(process.base + "/ready")
+        ready = local_http.get(process.base + "/ready")
         assert ready.status_code == 503 and ready.json() == {"ready": False}
     finally:
         process.stop()

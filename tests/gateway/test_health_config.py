@@ -6,20 +6,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+from tests.helpers.procs import GatewayProcess, stdio_echo_server, stop_gateways, write_config
 
 
 def test_health_shows_the_loaded_configs_hash_and_time(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"local": stdio_echo_server()})
-    hashes = []
-    for env in ({}, {}, {"MCP_GATEWAY_CALL_TIMEOUT": "7"}):
-        gateway = GatewayProcess(config, **env)
-        try:
-            loaded = gateway.health()["config"]
-        finally:
-            gateway.stop()
-        assert re.fullmatch(r"[0-9a-f]{64}", loaded["hash"])
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", loaded["loaded_at"])
-        hashes.append(loaded["hash"])
+    gateways = [GatewayProcess(config, wait_path=None, **env) for env in ({}, {}, {"MCP_GATEWAY_CALL_TIMEOUT": "7"})]
+    try:  # started together, so they come up in parallel
+        for gateway in gateways:
+            gateway.wait_ready()
+        loaded = [gateway.health()["config"] for gateway in gateways]
+    finally:
+        stop_gateways(*gateways)
+    for each in loaded:
+        assert re.fullmatch(r"[0-9a-f]{64}", each["hash"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", each["loaded_at"])
+    hashes = [each["hash"] for each in loaded]
     assert hashes[0] == hashes[1]  # the same file and environment: the same configuration
     assert hashes[2] != hashes[0]  # an env override changes what runs, so the hash

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import mcp_types
 import pytest
 from fastmcp import Client
@@ -41,6 +40,7 @@ from gateway.backends.rounds import (
     invalid,
 )
 from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, LIMITED, MODERN
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, write_config
 
 FIXTURE = {
@@ -111,7 +111,7 @@ def call(
         "Authorization": f"Bearer {token}",
     }
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
-    response = httpx.post(gateway.base + "/mcp", content=body, headers=headers, timeout=30)
+    response = local_http.post(gateway.base + "/mcp", content=body, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess
 
 
 def samples(gateway: GatewayProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(gateway.base + "/metrics")
+    response = local_http.get(gateway.base + "/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = {}

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import mcp_types
 import pytest
 from fastmcp import Client
 
 from gateway.backends.inflight import InFlight, Peer
 from tests.gateway.conftest import client_for
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, write_config
 
 ERAS = ["2026", "handshake"]
@@ -167,12 +167,14 @@ def test_dns_rebinding_is_refused(relay_gateway: GatewayProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     for path in ("/mcp", "/sse"):
-        response = httpx.post(relay_gateway.base + path, json=body, headers={**headers, "host": "evil.example"})
+        response = local_http.post(relay_gateway.base + path, json=body, headers={**headers, "host": "evil.example"})
         assert response.status_code == 421, path
-    response = httpx.post(relay_gateway.base + "/mcp", json=body, headers={**headers, "origin": "http://evil.example"})
+    response = local_http.post(
+        relay_gateway.base + "/mcp", json=body, headers={**headers, "origin": "http://evil.example"}
+    )
     assert response.status_code == 403
     # introspection is Host-guarded too (issue 16)
-    assert httpx.get(relay_gateway.base + "/health", headers={"host": "evil.example"}).status_code == 421
+    assert local_http.get(relay_gateway.base + "/health", headers={"host": "evil.example"}).status_code == 421
 
 
 class _Peer(Peer):

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 from fastmcp import Client
 
 from gateway.auth.keys import hash_token
 from tests.gateway.conftest import client_for
 from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, MODERN, rpc, tool_names
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
 from tests.helpers.redis_proc import free_port
 
@@ -192,7 +192,7 @@ def _call(gateway: GatewayProcess, token: str, method: str, params: dict[str, An
     if method == "tools/call":
         headers["Mcp-Name"] = params["name"]
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-    return httpx.post(gateway.base + path, json=body, headers=headers, timeout=30)
+    return local_http.post(gateway.base + path, json=body, headers=headers, timeout=30)
 
 
 def _listed(gateway: GatewayProcess, token: str, path: str = "/mcp") -> set[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import local_http
 from tests.helpers.redis_proc import free_port, orphan_guard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +31,17 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+START_TIMEOUT = 300  # an upper bound on a wait for a condition, never a figure: a loaded CI machine may be slow
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
     """Poll `url` until it answers 200, failing early if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if local_http.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -45,14 +49,21 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+STOP_TIMEOUT = 60  # how long a stopped process may take to exit before it is killed
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    _reap(proc)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager
@@ -68,10 +79,10 @@ def module_over_http(module: str, *args: str) -> Iterator[str]:
         preexec_fn=orphan_guard(),
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+                local_http.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -100,7 +111,8 @@ class GatewayProcess:
     """`mcp-gateway serve --transport http` on a free port; its stderr is collected as it comes (`.stderr`)."""
 
     def __init__(self, config: Path, *args: str, wait_path: str | None = "/ready", **env: str) -> None:
-        """Start it and wait until `wait_path` answers 200 (None: return at once, the caller polls)."""
+        """Start it and wait until `wait_path` answers 200 (None: return at once; the caller polls, or calls
+        `wait_ready` once it has started the others it needs: gateways start in parallel)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -127,7 +139,11 @@ class GatewayProcess:
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()  # a full pipe would block the gateway's logging
         if wait_path is not None:
-            wait_http(self.base + wait_path, self.proc)
+            self.wait_ready(wait_path)
+
+    def wait_ready(self, path: str = "/ready") -> None:
+        """Wait until `path` answers 200."""
+        wait_http(self.base + path, self.proc)
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -140,9 +156,9 @@ class GatewayProcess:
         return self._stderr.decode(errors="replace")
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(self.base + "/health", timeout=5).json()
+        return local_http.get(self.base + "/health", timeout=5).json()
 
-    def wait_for(self, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+    def wait_for(self, predicate: Any, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """Poll /health until `predicate(health)` holds; return that health document."""
         deadline = time.monotonic() + timeout
         while True:
@@ -154,9 +170,38 @@ class GatewayProcess:
             time.sleep(0.05)
 
     def stop(self) -> str:
-        stop(self.proc)
-        self._reader.join(timeout=10)
+        """Stop it as `stop_gateways` does; return its stderr."""
+        stop_gateways(self)
         return self.stderr
+
+    def _signal_stop(self) -> None:
+        """SIGTERM, and once /ready says the drain began (503), SIGTERM again: the second signal skips the
+        drain window (tests/ops/test_shutdown.py checks that window with a single signal). Calls in flight
+        still finish, the backends are closed and the audit log is flushed, as after one signal."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if local_http.get(self.base + "/ready", timeout=1).status_code == 200:
+                    time.sleep(0.02)
+                    continue
+            except httpx.HTTPError:
+                pass  # not listening any more: past the drain (or not serving yet)
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            return
+
+
+def stop_gateways(*gateways: GatewayProcess) -> None:
+    """Stop several gateways at once (they close in parallel): signal each (see `_signal_stop`), then wait
+    for each to exit."""
+    for gateway in gateways:
+        gateway._signal_stop()
+    for gateway in gateways:
+        _reap(gateway.proc)
+        gateway._reader.join(timeout=10)
 
 
 def stdio_echo_server() -> dict[str, Any]:

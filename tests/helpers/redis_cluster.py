@@ -99,7 +99,7 @@ class RedisCluster:
             self._wait(lambda p=port: "cluster_state:ok" in self.cli(p, "cluster", "info"))
 
     @staticmethod
-    def _wait(predicate: object, timeout: float = 30) -> None:
+    def _wait(predicate: object, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -68,7 +68,7 @@ class RedisProcess:
             stderr=subprocess.DEVNULL,
             preexec_fn=orphan_guard(),
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # an upper bound on the wait; a loaded machine may be slow
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:

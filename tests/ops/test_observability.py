@@ -6,11 +6,11 @@ import json
 import logging
 from pathlib import Path
 
-import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from gateway.ops import logs
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 
@@ -19,11 +19,11 @@ async def test_json_logs_and_request_ids(tmp_path: Path) -> None:
     gateway = GatewayProcess(config, MCP_GATEWAY_LOG_FORMAT="json", MCP_GATEWAY_LOG_LEVEL="INFO")
     try:
         # An id the client sends is echoed; without one the gateway makes one per request.
-        given = httpx.get(gateway.base + "/health", headers={"X-Request-Id": "probe-42"})
+        given = local_http.get(gateway.base + "/health", headers={"X-Request-Id": "probe-42"})
         assert given.headers["x-request-id"] == "probe-42"
-        made = [httpx.get(gateway.base + "/health").headers["x-request-id"] for _ in range(2)]
+        made = [local_http.get(gateway.base + "/health").headers["x-request-id"] for _ in range(2)]
         assert made[0] != made[1] and all(len(rid) == 16 for rid in made)
-        unsafe = httpx.get(gateway.base + "/health", headers={"X-Request-Id": "bad id\twith spaces"})
+        unsafe = local_http.get(gateway.base + "/health", headers={"X-Request-Id": "bad id\twith spaces"})
         assert unsafe.headers["x-request-id"] != "bad id\twith spaces"  # not reflected: a new one is made
         # A failing call through the fast path logs a line with the caller's request id.
         transport = StreamableHttpTransport(gateway.base + "/mcp", headers={"X-Request-Id": "req-abc-123"})
@@ -71,7 +71,7 @@ async def test_metrics_expose_operational_series(tmp_path: Path) -> None:
     try:
         async with Client(StreamableHttpTransport(gateway.base + "/mcp")) as client:
             await client.call_tool("local_echo", {"text": "hi"})
-        text = httpx.get(gateway.base + "/metrics").text
+        text = local_http.get(gateway.base + "/metrics").text
     finally:
         gateway.stop()
     assert 'mcp_gateway_tool_calls_in_flight{backend="local"} 0.0' in text

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, rpc
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 
 PLANTED = "planted-secret-5e8b1d0c9a7f4362"  # a secret the gateway knows (env *TOKEN*): never shown
@@ -51,7 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayP
 
 
 def health(gateway: GatewayProcess, token: str) -> dict[str, Any]:
-    answer = httpx.get(gateway.base + "/health", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    answer = local_http.get(gateway.base + "/health", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     return answer.json()
 
 
@@ -104,10 +104,10 @@ def test_a_dead_letter_shows_on_health_status_and_metrics_with_its_reason(gatewa
     assert PLANTED not in str(doc)
 
     alice = {"Authorization": f"Bearer {ALICE}"}
-    exported = httpx.get(process.base + "/metrics", headers=alice, timeout=10).text
+    exported = local_http.get(process.base + "/metrics", headers=alice, timeout=10).text
     assert 'mcp_gateway_backend_status{backend="memory",figure="l3.dead_letters"} 1.0' in exported
     assert 'mcp_gateway_backend_problems{backend="memory"} 1.0' in exported
-    page = httpx.get(process.base + "/status", headers=alice, timeout=10).text
+    page = local_http.get(process.base + "/status", headers=alice, timeout=10).text
     assert 'data-backend="memory"' in page and "l3.dead_letters" in page and "refused by policy [REDACTED]" in page
     assert PLANTED not in exported + page
 
@@ -117,7 +117,7 @@ def test_a_client_sees_no_figures_of_a_backend_it_may_not_see(gateway: tuple[Gat
     figures_until(process, lambda f: "l3.outbox_pending" in f)
     bob = {"Authorization": f"Bearer {BOB}"}
     assert set(health(process, BOB)["backends"]) == {"local"}
-    exported = httpx.get(process.base + "/metrics", headers=bob, timeout=10).text
+    exported = local_http.get(process.base + "/metrics", headers=bob, timeout=10).text
     assert "mcp_gateway_backend_status{" not in exported and 'backend="memory"' not in exported
-    page = httpx.get(process.base + "/status", headers=bob, timeout=10).text
+    page = local_http.get(process.base + "/status", headers=bob, timeout=10).text
     assert "l3." not in page and 'data-backend="memory"' not in page

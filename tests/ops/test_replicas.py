@@ -18,7 +18,8 @@ import pytest
 
 from gateway.auth.keys import hash_token
 from tests.gateway.resilience.conftest import faulty_http, until
-from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
+from tests.helpers import local_http
+from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
 from tests.helpers.redis_cluster import RedisCluster
 from tests.helpers.redis_proc import RedisProcess
 
@@ -40,7 +41,7 @@ class RoundRobin:
         self.bases = list(bases)
         self.token = token
         self.turn = 0
-        self.http = httpx.AsyncClient(timeout=30)
+        self.http = local_http.async_client(timeout=30)
         self.served_by: list[str] = []
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def text(result: dict[str, Any]) -> str:
 
 
 def health(gateway: GatewayProcess) -> dict[str, Any]:
-    return httpx.get(gateway.base + "/health", timeout=5).json()
+    return local_http.get(gateway.base + "/health", timeout=5).json()
 
 
 # ---------------------------------------------------------------------------------------------- shared state
@@ -122,12 +123,10 @@ def replicas(
                 "servers": {"faulty": {"tools": {"stats": {"cache": False}, "set_mode": {"invalidates": False}}}},
             },
         )
-        gateways: list[GatewayProcess] = []
-        for _ in range(3):
-            gateway = GatewayProcess(config)
-            stack.callback(gateway.stop)
-            gateways.append(gateway)
+        gateways = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel
+        stack.callback(stop_gateways, *gateways)
         for gateway in gateways:
+            gateway.wait_ready()
             gateway.wait_for(lambda h: h["redis"]["state"] == "up")
         yield gateways
         for gateway in gateways:
@@ -213,11 +212,10 @@ async def test_replica_killed_mid_load_loses_no_acknowledged_write(tmp_path: Pat
         {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}},
     )
     with ExitStack() as stack:
-        gateways = []
-        for _ in range(3):
-            gateway = GatewayProcess(config)
-            stack.callback(gateway.stop)
-            gateways.append(gateway)
+        gateways = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel
+        stack.callback(stop_gateways, *gateways)
+        for gateway in gateways:
+            gateway.wait_ready()
         client = RoundRobin([g.base for g in gateways])
         acknowledged: dict[str, str] = {}
         try:

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, BOB, rpc
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 from tests.ops.test_published import figures_until, memory_server
 
@@ -43,7 +44,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 def page(gateway: GatewayProcess, token: str | None, **headers: str) -> httpx.Response:
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.get(gateway.base + "/status", headers=headers, timeout=10)
+    return local_http.get(gateway.base + "/status", headers=headers, timeout=10)
 
 
 def test_the_page_shows_each_client_what_it_may_see(gateway: GatewayProcess) -> None:
@@ -62,7 +63,7 @@ def test_the_page_has_the_rules_of_metrics(gateway: GatewayProcess) -> None:
     assert page(gateway, None).status_code == 401
     assert page(gateway, "not-a-token").status_code == 401
     assert page(gateway, ALICE, Origin="http://evil.example").status_code == 403
-    assert httpx.get(gateway.base + "/metrics", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert local_http.get(gateway.base + "/metrics", headers={"Origin": "http://evil.example"}).status_code == 403
 
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.gateway.security.conftest import ALICE, BOB, LIMITED, clients, rpc, secured_config
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 INITIALIZE = json.dumps(
@@ -30,12 +31,12 @@ def initialize(gateway: GatewayProcess, token: str) -> httpx.Response:
         "Content-Type": "application/json",
         "Authorization": f"Bearer {token}",
     }
-    return httpx.post(gateway.base + "/mcp", content=INITIALIZE, headers=headers, timeout=30)
+    return local_http.post(gateway.base + "/mcp", content=INITIALIZE, headers=headers, timeout=30)
 
 
 def close(gateway: GatewayProcess, token: str, session: str) -> None:
     headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
-    assert httpx.delete(gateway.base + "/mcp", headers=headers, timeout=10).status_code < 300
+    assert local_http.delete(gateway.base + "/mcp", headers=headers, timeout=10).status_code < 300
 
 
 def test_sessions_per_client_are_capped_and_initialize_is_rate_limited(tmp_path: Path) -> None:
@@ -88,6 +89,6 @@ def test_connections_that_never_finish_their_headers_are_closed(tmp_path: Path) 
         finally:
             for sock in held:
                 sock.close()
-        assert httpx.get(gateway.base + "/health", timeout=10).status_code == 200
+        assert local_http.get(gateway.base + "/health", timeout=10).status_code == 200
     finally:
         gateway.stop()

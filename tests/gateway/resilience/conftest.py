@@ -7,10 +7,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio
-import httpx
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, module_over_http
 
 
@@ -39,12 +39,13 @@ async def call(c: Client, name: str, arguments: dict[str, Any] | None = None) ->
 
 
 async def health(gateway: GatewayProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient() as http:
+    async with local_http.async_client() as http:
         return (await http.get(gateway.base + "/health", timeout=5)).json()
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:
-    """Await `predicate()` (sync or async) until it returns something truthy; return that."""
+async def until(predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.05) -> Any:
+    """Await `predicate()` (sync or async) until it returns something truthy; return that. `timeout` only
+    bounds the wait (a loaded machine may be slow), it is never what a test checks."""
     with anyio.fail_after(timeout):
         while True:
             value = predicate()

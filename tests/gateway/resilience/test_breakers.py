@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpx
 
 from tests.gateway.resilience.conftest import call, client, faulty_server, garbage_server, health, stats, until
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 NO_CACHE_STATS = {"tools": {"stats": {"cache": False}}}
@@ -18,7 +18,9 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
     config = write_config(
         tmp_path,
         {"faulty": faulty_server(), "healthy": stdio_echo_server()},
-        gateway={"breaker": {"fail_max": 2, "reset_timeout": 1.0}, "servers": {"faulty": NO_CACHE_STATS}},
+        # reset_timeout bounds the window in which the call right after the opening must fail fast: wide
+        # enough for a loaded machine, and the probe after it is awaited, not timed
+        gateway={"breaker": {"fail_max": 2, "reset_timeout": 5.0}, "servers": {"faulty": NO_CACHE_STATS}},
     )
     gateway = GatewayProcess(config)
     try:
@@ -31,12 +33,11 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
             for _ in range(2):  # upstream 5xx, surfaced as tool errors by the integration server
                 error, text, _ = await call(c, "faulty_fail")
                 assert error and "502" in text
-            doc = await health(gateway)
-            assert doc["breakers"]["faulty"]["state"] == "open"
-            assert doc["breakers"]["faulty"]["last_failure"] == "upstream_5xx"
-
-            error, text, _ = await call(c, "faulty_read", {"key": "a"})
+            error, text, _ = await call(c, "faulty_read", {"key": "a"})  # at once: within reset_timeout
             assert error and "'faulty'" in text and "failing fast" in text and "retried in" in text
+            doc = await health(gateway)
+            assert doc["breakers"]["faulty"]["opened"] == 1
+            assert doc["breakers"]["faulty"]["last_failure"] == "upstream_5xx"
             error, text, _ = await call(c, "healthy_echo", {"text": "still here"})
             assert not error and text == "still here"
 
@@ -44,7 +45,7 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
                 error, _, _ = await call(c, "faulty_read", {"key": "a"})
                 return not error
 
-            await until(probe_succeeds, interval=0.1)
+            await until(probe_succeeds, timeout=120, interval=0.1)
             doc = await health(gateway)
             assert doc["breakers"]["faulty"]["state"] == "closed"
             assert doc["breakers"]["faulty"]["opened"] == 1
@@ -52,7 +53,7 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
             counts = await stats(c)
             assert counts["fail"] == 2  # nothing reached the backend while the breaker was open
             assert counts["read"] == 1  # only the probe
-            async with httpx.AsyncClient() as http:
+            async with local_http.async_client() as http:
                 metrics = (await http.get(gateway.base + "/metrics")).text
             assert 'mcp_gateway_breaker_opened_total{breaker="faulty"} 1.0' in metrics
             assert 'mcp_gateway_breaker_state{breaker="faulty"} 0.0' in metrics

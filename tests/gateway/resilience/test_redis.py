@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from tests.gateway.resilience.conftest import call, client, faulty_http, health, stats, until
-from tests.helpers.procs import ROOT, GatewayProcess, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, stop_gateways, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 TOOLS = {"stats": {"cache": False}, "set_mode": {"invalidates": False}}
@@ -29,15 +29,13 @@ def two_replicas(tmp_path: Path, redis_url: str, **gateway: object) -> Iterator[
                 **gateway,
             },
         )
-        first = GatewayProcess(config)
-        try:
-            second = GatewayProcess(config)
-            try:
-                yield first, second
-            finally:
-                second.stop()
+        first, second = GatewayProcess(config, wait_path=None), GatewayProcess(config, wait_path=None)
+        try:  # started together, so they come up in parallel
+            first.wait_ready()
+            second.wait_ready()
+            yield first, second
         finally:
-            first.stop()
+            stop_gateways(first, second)
 
 
 async def redis_state(gateway: GatewayProcess) -> str:

@@ -14,6 +14,7 @@ from fastmcp import Client
 from fastmcp.client.transports import SSETransport, StreamableHttpTransport
 
 from gateway.auth.keys import hash_token
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 ALICE = "alice-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -84,7 +85,7 @@ def rpc(
         all_headers["Authorization"] = f"Bearer {token}"
     all_headers.update(headers or {})
     body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-    return httpx.post(gateway.base + "/mcp", content=body, headers=all_headers, timeout=30)
+    return local_http.post(gateway.base + "/mcp", content=body, headers=all_headers, timeout=30)
 
 
 def tool_names(response: httpx.Response) -> set[str]:

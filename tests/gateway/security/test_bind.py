@@ -6,10 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, secured_config
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, child_env, stdio_echo_server, stop, wait_http, write_config
 from tests.helpers.redis_proc import free_port
 
@@ -46,8 +45,10 @@ def test_insecure_flag_or_auth_allows_it(tmp_path: Path) -> None:
     proc = serve(secured_config(tmp_path), "--host", "0.0.0.0", "--port", str(port))
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", proc)  # type: ignore[arg-type]
-        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
-        assert httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {ALICE}"}).is_success
+        assert local_http.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
+        assert local_http.get(
+            f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {ALICE}"}
+        ).is_success
     finally:
         stop(proc)  # type: ignore[arg-type]
 

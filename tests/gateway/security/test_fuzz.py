@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway.security.conftest import ALICE, BOB, ENVELOPE, MODERN
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess
 
 JSON = st.recursive(
@@ -81,7 +81,7 @@ def check_jsonrpc(item: Any) -> None:
 @given(body=BODY, headers=HEADERS)
 def test_jsonrpc_endpoint_survives_anything(secured: GatewayProcess, body: str, headers: dict[str, str]) -> None:
     headers = {"Authorization": f"Bearer {BOB}", **headers}
-    response = httpx.post(
+    response = local_http.post(
         secured.base + "/mcp", content=body.encode("utf-8", "surrogatepass"), headers=headers, timeout=30
     )
     assert response.status_code < 500, (response.status_code, response.text)
@@ -110,4 +110,4 @@ def test_jsonrpc_endpoint_survives_anything(secured: GatewayProcess, body: str, 
 
 def test_still_serving_after_the_fuzz(secured: GatewayProcess) -> None:
     assert secured.proc.poll() is None
-    assert httpx.get(secured.base + "/health", timeout=10).json()["status"] == "ok"
+    assert local_http.get(secured.base + "/health", timeout=10).json()["status"] == "ok"

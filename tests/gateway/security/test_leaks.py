@@ -7,11 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
-
 from gateway.auth.keys import hash_token
 from gateway.guard.redaction import REDACTED, Redactor
 from tests.gateway.security.conftest import ALICE, audit_lines, clients, rpc, secured_config
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 
 NARROW = "narrow-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -29,13 +28,13 @@ def test_metrics_and_health_show_only_what_the_allow_list_shows(tmp_path: Path) 
     try:
         rpc(gateway, "tools/call", {"name": "leaky_leak", "arguments": {}}, token=ALICE)
         rpc(gateway, "tools/call", {"name": "local_whoami", "arguments": {}}, token=ALICE)
-        full = httpx.get(gateway.base + "/metrics", headers={"Authorization": f"Bearer {ALICE}"}).text
+        full = local_http.get(gateway.base + "/metrics", headers={"Authorization": f"Bearer {ALICE}"}).text
         assert 'tool="leaky_leak"' in full and 'backend="leaky"' in full and 'tool="local_whoami"' in full
-        narrow = httpx.get(gateway.base + "/metrics", headers={"Authorization": f"Bearer {NARROW}"})
+        narrow = local_http.get(gateway.base + "/metrics", headers={"Authorization": f"Bearer {NARROW}"})
         assert narrow.status_code == 200
         assert "leaky" not in narrow.text and "local_whoami" not in narrow.text
         assert 'backend="local"' in narrow.text
-        health = httpx.get(gateway.base + "/health", headers={"Authorization": f"Bearer {NARROW}"}).json()
+        health = local_http.get(gateway.base + "/health", headers={"Authorization": f"Bearer {NARROW}"}).json()
         assert set(health["backends"]) == {"local"} and set(health["breakers"]) == {"local"}
     finally:
         gateway.stop()
@@ -45,9 +44,9 @@ def test_introspection_is_host_guarded_on_loopback(tmp_path: Path) -> None:
     gateway = GatewayProcess(write_config(tmp_path, {"local": stdio_echo_server()}))
     try:
         for path in ("/metrics", "/health"):
-            rebound = httpx.get(gateway.base + path, headers={"Host": "evil.example"})
+            rebound = local_http.get(gateway.base + path, headers={"Host": "evil.example"})
             assert rebound.status_code == 421, (path, rebound.status_code)
-            assert httpx.get(gateway.base + path).status_code == 200
+            assert local_http.get(gateway.base + path).status_code == 200
     finally:
         gateway.stop()
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.gateway.security.conftest import ALICE, LIMITED, client, clients, rpc, secured_config
-from tests.helpers.procs import GatewayProcess
+from tests.helpers.procs import GatewayProcess, stop_gateways
 from tests.helpers.redis_proc import RedisProcess
 
 RETRY_AFTER = "mcp-gateway/retryAfterSeconds"
@@ -92,9 +92,12 @@ async def test_rate_limit_over_the_fastmcp_path(tmp_path: Path) -> None:
 
 def test_rate_limit_shared_by_replicas_through_redis(tmp_path: Path, redis_server: RedisProcess) -> None:
     config = secured_config(tmp_path)
-    first = GatewayProcess(config, ECHO_API_TOKEN="x" * 16, REDIS_URL=redis_server.url)
-    second = GatewayProcess(config, ECHO_API_TOKEN="x" * 16, REDIS_URL=redis_server.url)
-    try:
+    first, second = (
+        GatewayProcess(config, wait_path=None, ECHO_API_TOKEN="x" * 16, REDIS_URL=redis_server.url) for _ in range(2)
+    )
+    try:  # started together, so they come up in parallel
+        first.wait_ready()
+        second.wait_ready()
         assert not echo(first, "1").get("isError")
         assert not echo(second, "2").get("isError")
         assert not echo(first, "3").get("isError")
@@ -103,8 +106,7 @@ def test_rate_limit_shared_by_replicas_through_redis(tmp_path: Path, redis_serve
         redis_server.kill()  # Redis gone: each replica limits on its own instead of failing calls
         assert echo(first, "alice", ALICE)["content"][0]["text"] == "alice"
     finally:
-        first.stop()
-        second.stop()
+        stop_gateways(first, second)
 
 
 async def test_rate_limit_buckets_are_kept_apart_by_the_redis_prefix(redis_server: RedisProcess) -> None:

@@ -8,6 +8,7 @@ import json
 import httpx
 
 from tests.gateway.security.conftest import ALICE, BOB
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess
 
 LEGACY = "2025-06-18"
@@ -22,7 +23,7 @@ def _post(gateway: GatewayProcess, token: str, message: dict, session: str | Non
     if session is not None:
         headers["Mcp-Session-Id"] = session
         headers["MCP-Protocol-Version"] = LEGACY
-    return httpx.post(gateway.base + "/mcp", content=json.dumps(message), headers=headers, timeout=30)
+    return local_http.post(gateway.base + "/mcp", content=json.dumps(message), headers=headers, timeout=30)
 
 
 def _open_session(gateway: GatewayProcess, token: str) -> str:
@@ -54,8 +55,8 @@ def test_streamable_session_is_bound_to_its_client(secured: GatewayProcess) -> N
         "Mcp-Session-Id": session,
         "MCP-Protocol-Version": LEGACY,
     }
-    assert httpx.get(secured.base + "/mcp", headers=headers, timeout=30).status_code == 404
-    assert httpx.delete(secured.base + "/mcp", headers=headers, timeout=30).status_code == 404
+    assert local_http.get(secured.base + "/mcp", headers=headers, timeout=30).status_code == 404
+    assert local_http.delete(secured.base + "/mcp", headers=headers, timeout=30).status_code == 404
     assert _post(secured, ALICE, listing, session).status_code == 200  # still Alice's
 
 
@@ -77,7 +78,7 @@ def test_legacy_sse_session_is_bound_to_its_client(secured: GatewayProcess) -> N
         }
 
         def post(token: str, url: str) -> httpx.Response:
-            return httpx.post(
+            return local_http.post(
                 secured.base + url,
                 content=json.dumps(init),
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},

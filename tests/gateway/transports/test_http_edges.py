@@ -7,9 +7,9 @@ import json
 import socket
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
@@ -25,7 +25,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 
 
 def test_sse_get_accepting_only_json_is_406(gateway: GatewayProcess) -> None:
-    response = httpx.get(gateway.base + "/sse", headers={"Accept": "application/json"}, timeout=10)
+    response = local_http.get(gateway.base + "/sse", headers={"Accept": "application/json"}, timeout=10)
     assert response.status_code == 406
     assert response.json()["error"] == "not_acceptable"
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import local_http
 from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
 from tests.helpers.stdio import StdioGateway, check_jsonrpc
 
@@ -76,7 +77,7 @@ def post(gateway: GatewayProcess, body: str, headers: dict[str, str] | None = No
         "MCP-Protocol-Version": MODERN,
         **(headers or {}),
     }
-    return httpx.post(
+    return local_http.post(
         gateway.base + "/mcp", content=body.encode("utf-8", "surrogatepass"), headers=all_headers, timeout=60
     )
 

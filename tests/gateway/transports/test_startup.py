@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
 from tests.helpers.redis_proc import orphan_guard
 from tests.helpers.stdio import StdioGateway
@@ -68,16 +69,16 @@ def test_http_serves_before_a_slow_backend_is_up(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                response = httpx.post(gateway.base + "/mcp", content=body, headers=headers, timeout=5)
+                response = local_http.post(gateway.base + "/mcp", content=body, headers=headers, timeout=5)
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and gateway.proc.poll() is None
                 time.sleep(0.05)
         assert response.status_code == 200, response.text
         assert not any(name.startswith("slow_") for name in tool_names(response.json()))
-        health = httpx.get(gateway.base + "/health", timeout=5).json()
+        health = local_http.get(gateway.base + "/health", timeout=5).json()
         assert health["backends"]["slow"]["state"] == "starting"
-        assert httpx.get(gateway.base + "/ready", timeout=5).status_code == 503  # not every backend tried yet
+        assert local_http.get(gateway.base + "/ready", timeout=5).status_code == 503  # not every backend tried yet
     finally:
         gateway.stop()
 
