@@ -429,15 +429,29 @@ def _loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
+def _operator_error(message: str) -> None:
+    """Print why the command cannot go on: one line, `mcp-gateway: <message>`; with
+    `MCP_GATEWAY_LOG_FORMAT=json`, one JSON record (level ERROR) like every other line on stderr."""
+    if os.environ.get("MCP_GATEWAY_LOG_FORMAT", "text").strip().lower() == "json":
+        import logging
+
+        from gateway.ops.logs import JsonFormatter
+
+        record = logging.LogRecord("mcp_gateway.cli", logging.ERROR, __file__, 0, message, None, None)
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        print(f"mcp-gateway: {message}", file=sys.stderr)
+
+
 def _arguments(text: str) -> dict[str, Any]:
     """`--args` as a JSON object, or exit 2 saying what is wrong with it."""
     try:
         arguments = json.loads(text)
     except json.JSONDecodeError as error:
-        print(f"mcp-gateway: --args is not valid JSON: {error.msg}", file=sys.stderr)
+        _operator_error(f"--args is not valid JSON: {error.msg}")
         sys.exit(EXIT_CONFIG)
     if not isinstance(arguments, dict):
-        print("mcp-gateway: --args must be a JSON object", file=sys.stderr)
+        _operator_error("--args must be a JSON object")
         sys.exit(EXIT_CONFIG)
     return arguments
 
@@ -453,7 +467,7 @@ async def _from_running(command: str, url: str, tool: str | None, arguments: dic
     except NoGateway:
         return None
     except RuntimeError as error:
-        print(f"mcp-gateway: {error}", file=sys.stderr)
+        _operator_error(str(error))
         return 1
 
 
@@ -476,17 +490,17 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config, os.environ)
         security = load_security(config, args.config, os.environ, _raw_servers(args.config))
     except ConfigError as error:
-        print(f"mcp-gateway: config error: {error}", file=sys.stderr)
+        _operator_error(f"config error: {error}")
         sys.exit(EXIT_CONFIG)
     logs.install_log_redaction(security.redactor)
     setup_audit(security.audit, config.gateway.audit, log_format)
     if args.command == "serve":
         stderr = logs.BackendStderr(log_format, security.redactor)  # stdio backends' stderr, scrubbed
         if args.transport == "http" and (refusal := _bind_refusal(args.host, config, args.insecure_no_auth)):
-            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            _operator_error(refusal)
             sys.exit(EXIT_CONFIG)
         if args.profile is not None and (refusal := _profile_refusal(args.profile, args.transport, config)):
-            print(f"mcp-gateway: {refusal}", file=sys.stderr)
+            _operator_error(refusal)
             sys.exit(EXIT_CONFIG)
         refused: BaseException | None = None
         try:
@@ -509,10 +523,10 @@ def main(argv: list[str] | None = None) -> None:
             while isinstance(refused, BaseExceptionGroup):  # task groups nest: the first leaf
                 refused = refused.exceptions[0]
         if isinstance(refused, BindError):
-            print(f"mcp-gateway: {refused}", file=sys.stderr)
+            _operator_error(str(refused))
             sys.exit(EXIT_CONFIG)
         if isinstance(refused, ConfigError):
-            print(f"mcp-gateway: config error: {args.config}: {refused.path}: {refused.problem}", file=sys.stderr)
+            _operator_error(f"config error: {args.config}: {refused.path}: {refused.problem}")
             sys.exit(EXIT_CONFIG)
     else:
         code = anyio.run(_local, args.command, config, security, log_format, getattr(args, "tool", None), arguments)
