@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from fastmcp import Client
-from fastmcp.client.transports import StdioTransport
+from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from embedding.embedder import HashEmbedder
+from gateway.auth.keys import hash_token
 from servers.ai_memory.cache import redis_prefix
 from servers.ai_memory.coherence import version_key
 from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.snowflake_store import SnowflakeStore, store_identity
 from servers.ai_memory.sqlite_store import SqliteStore
-from tests.helpers.procs import ROOT
+from tests.helpers.procs import ROOT, GatewayProcess, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 from .conftest import snowflake_settings
@@ -199,3 +201,63 @@ def test_the_prefix_names_the_store_not_the_way_to_reach_it(tmp_path: Path, monk
     assert redis_prefix("sqlite:/x", "team-a") == "team-a"
     assert MemoryConfig.from_env({"AI_MEMORY_REDIS_PREFIX": " team-a "}).redis_prefix == "team-a"
     assert MemoryConfig.from_env({}).redis_prefix is None
+
+
+TOKEN = "redis-scope-client-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+GATEWAY_CACHE_LEAK = pytest.mark.xfail(
+    strict=True,
+    reason="the gateway's result cache keys (<gateway.redis.prefix>:c:{server}:...) do not name the backend behind "
+    "the server: two gateways on one Redis with the default prefix serve each other's cached results",
+)
+
+
+@pytest.mark.parametrize("own_prefix", [pytest.param(False, marks=GATEWAY_CACHE_LEAK), True])
+async def test_two_gateways_with_different_memories_on_one_redis(
+    tmp_path: Path, redis_server: RedisProcess, own_prefix: bool
+) -> None:
+    """Reproduction (gateway/resilience/cache.py, not ai_memory): two deployments, one Redis, each an
+    `ai_memory` server of its own (own data dir), same client name and the default `gateway.redis.prefix`.
+    ai_memory keeps them apart now; the gateway's result cache does only with a `gateway.redis.prefix` per
+    deployment."""
+    auth = {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}
+    with ExitStack() as stack:
+        gateways = []
+        for name in ("blue", "green"):
+            (tmp_path / name).mkdir()
+            server = {
+                "command": sys.executable,
+                "args": ["-m", "servers.ai_memory"],
+                "env": {
+                    "PYTHONPATH": str(ROOT),
+                    "MCP_GATEWAY_DATA_DIR": str(tmp_path / name / "data"),
+                    "REDIS_URL": redis_server.url,
+                    "AI_MEMORY_EMBEDDER": "hash",
+                },
+            }
+            settings: dict[str, Any] = {"redis_url": redis_server.url, "auth": auth}
+            if own_prefix:
+                settings["redis"] = {"prefix": name}
+            config = write_config(tmp_path / name, {"ai_memory": server}, settings)
+            gateway = GatewayProcess(config)
+            stack.callback(gateway.stop)
+            gateways.append(gateway)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with AsyncExitStack() as clients:
+            blue, green = [
+                Memory(
+                    await clients.enter_async_context(Client(StreamableHttpTransport(g.base + "/mcp", headers=headers)))
+                )
+                for g in gateways
+            ]
+            await blue.call("ai_memory_store_memory", namespace="team", content="Acme renewal is due in March")
+            await green.call("ai_memory_store_memory", namespace="team", content="Globex renewal was cancelled")
+            query = {"query": "renewal", "namespace": "team"}
+            assert [h["content"] for h in (await blue.call("ai_memory_recall_memory", **query))["result"]] == [
+                "Acme renewal is due in March"
+            ]
+            # green's gateway misses its L1, finds blue's entry under the same Redis key, and serves it
+            assert [h["content"] for h in (await green.call("ai_memory_recall_memory", **query))["result"]] == [
+                "Globex renewal was cancelled"
+            ]
