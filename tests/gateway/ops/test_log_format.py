@@ -114,7 +114,8 @@ def _one_warning_per_missing_credential(records: list[dict[str, Any]]) -> None:
 _HEAD = st.from_regex(r"[A-Za-z][A-Za-z0-9 :'.,=-]{0,40}", fullmatch=True).filter(
     lambda line: not line.startswith("Traceback") and not EXCEPTION_LINE.match(line) and line.strip() == line
 )
-_MORE = st.from_regex(r"[ \t]{1,4}[A-Za-z0-9 :'.,=-]{1,40}", fullmatch=True)
+# an indented continuation line with something on it (a blank one at a message's end is dropped as padding)
+_MORE = st.from_regex(r"[ \t]{1,4}[A-Za-z0-9:'.,=-][A-Za-z0-9 :'.,=-]{0,39}", fullmatch=True)
 _MESSAGE = st.tuples(_HEAD, st.lists(_MORE, max_size=4)).map(lambda m: "\n".join([m[0], *m[1]]))
 _JSON = st.builds(
     lambda text, level: json.dumps({"ts": "t", "level": level, "logger": "x.y", "message": text}),
