@@ -5,7 +5,12 @@ socket timeouts. Any Redis failure marks the cache down for a back-off period an
 every call into a miss: clients never see a Redis error, and since L1 only ever holds
 copies, nothing is lost.
 
-Redis also carries the change signal between replicas: `aimem:ver:{namespace}` holds the
+Every key a `RedisCache` reads or writes starts with its prefix (`redis_prefix`): the name of the
+store it caches, so two memories on one Redis database never see each other's keys, and every
+replica over one store (same prefix) shares them. Callers name keys without it (`rec:{id}`,
+`q:{ns}:{version}:{hash}`, `ver:{ns}`).
+
+Redis also carries the change signal between replicas: `ver:{namespace}` holds the
 highest L3 version a replica has written there (`raise_to` only ever raises it). Signals that
 could not be sent while Redis was down are sent before the cache is used again. Nothing here
 is trusted for correctness: every cached entry is stamped with the L3 version it reflects and
@@ -16,6 +21,7 @@ checked against it by the reader (coherence.py), so a flushed or restored Redis 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -24,7 +30,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PREFIX = "aimem:"
+
+def redis_prefix(store_identity: str, override: str | None = None) -> str:
+    """The prefix of one memory's Redis keys: the operator's name for it (AI_MEMORY_REDIS_PREFIX), else
+    `aimem:` and a short hash of the L3 store's identity (what every replica over that store derives alike)."""
+    if override:
+        return override
+    return "aimem:" + hashlib.sha256(store_identity.encode()).hexdigest()[:16]
+
 
 # max-set in one step, so that two replicas signalling at once never lower the value
 RAISE_TO = """
@@ -97,10 +110,12 @@ class LocalLRUCache:
 class RedisCache:
     backend = "redis"
 
-    def __init__(self, url: str, timeout: float = 0.25, backoff: float = 2.0) -> None:
+    def __init__(self, url: str, timeout: float = 0.25, backoff: float = 2.0, *, prefix: str = "aimem") -> None:
         import redis.asyncio as aioredis
 
         self.url = url
+        self.prefix = prefix
+        self._p = prefix + ":"
         self.timeout = timeout
         self.backoff = backoff
         options: dict[str, Any] = {
@@ -153,7 +168,7 @@ class RedisCache:
         if not await self._ready():
             return None
         try:
-            raw = await self._client.get(key)
+            raw = await self._client.get(self._p + key)
         except Exception as exc:
             self._fail(exc)
             return None
@@ -163,7 +178,7 @@ class RedisCache:
         if not await self._ready():
             return
         try:
-            await self._client.set(key, json.dumps(value, separators=(",", ":")), px=max(1, int(ttl * 1000)))
+            await self._client.set(self._p + key, json.dumps(value, separators=(",", ":")), px=max(1, int(ttl * 1000)))
         except Exception as exc:
             self._fail(exc)
 
@@ -172,12 +187,13 @@ class RedisCache:
         if not keys or not await self._ready():
             return
         try:
-            await self._client.delete(*keys)
+            await self._client.delete(*[self._p + k for k in keys])
         except Exception as exc:
             self._fail(exc)
 
     async def raise_to(self, key: str, value: int) -> None:
         """Set the integer at key to max(current, value); replayed later if Redis is away."""
+        key = self._p + key
         if await self._ready():
             try:
                 await self._raise(keys=[key], args=[value])
@@ -191,7 +207,7 @@ class RedisCache:
         if not await self._ready():
             return None
         try:
-            raw = await self._client.get(key)
+            raw = await self._client.get(self._p + key)
         except Exception as exc:
             self._fail(exc)
             return None

@@ -3,8 +3,8 @@
 A replica never trusts its index on its own. Before a read, `current(ns)` compares the index's
 version with L3's: on a store with a cheap version (the embedded sqlite file, shared by every
 replica on the data dir) it asks L3 on every read; otherwise it reads the Redis signal
-(`aimem:ver:{ns}`, raised by the writer before it acknowledges) on every read and asks L3 at
-least every `sync_interval` seconds. When L3 is ahead, `changes()` brings the rows and
+(`ver:{ns}` under the store's prefix, cache.py; raised by the writer before it acknowledges) on
+every read and asks L3 at least every `sync_interval` seconds. When L3 is ahead, `changes()` brings the rows and
 tombstones since the index's version; when those tombstones were purged, the namespace is
 reloaded. Writes this replica made are applied at once (`apply_local`), so its own reads
 never wait. Pending outbox operations of this data dir are laid over whatever L3 says.
@@ -22,7 +22,7 @@ from collections.abc import Callable
 import anyio
 import numpy as np
 
-from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
+from servers.ai_memory.cache import LocalLRUCache, RedisCache
 from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.index import NamespaceIndex
 from servers.ai_memory.outbox import Outbox
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def version_key(namespace: str) -> str:
-    return f"{PREFIX}ver:{namespace}"
+    return f"ver:{namespace}"
 
 
 class LiveIndexes:

@@ -76,6 +76,7 @@ class SnowflakeSettings:
 class MemoryConfig:
     data_dir: Path
     redis_url: str | None = None
+    redis_prefix: str | None = None  # None: derived from the L3 store's identity (cache.redis_prefix)
     snowflake: SnowflakeSettings | None = None
     embedder: str = "auto"  # auto | onnx | onnx-fp32 | numpy (minilm) | torch | hash | cortex
     max_content_bytes: int = 32_768
@@ -128,6 +129,7 @@ class MemoryConfig:
         return cls(
             data_dir=default_data_dir(env),
             redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("AI_MEMORY_REDIS_PREFIX", "").strip() or None,
             snowflake=sf,
             embedder=env.get("AI_MEMORY_EMBEDDER", "auto").strip().lower() or "auto",
             max_content_bytes=_int(env, "AI_MEMORY_MAX_CONTENT_BYTES", 32_768),

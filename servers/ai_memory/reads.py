@@ -22,7 +22,7 @@ import anyio
 import numpy as np
 from fastmcp.exceptions import ToolError
 
-from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
+from servers.ai_memory.cache import LocalLRUCache, RedisCache
 from servers.ai_memory.coherence import LiveIndexes
 from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.index import NamespaceIndex
@@ -202,7 +202,7 @@ class ReadPath:
             digest = hashlib.sha256(
                 json.dumps([query, k, filters, min_score, mode], sort_keys=True, default=str).encode()
             ).hexdigest()[:32]
-            qkey = f"{PREFIX}q:{namespace}:{version}:{digest}"
+            qkey = f"q:{namespace}:{version}:{digest}"
             cached = await self.cache.get(qkey)
             if cached is not None and all(e is None or e > t for e in cached["expires"]):
                 self._count(namespace, hit=True)

@@ -23,7 +23,7 @@ import numpy as np
 from fastmcp.exceptions import ToolError
 
 from embedding.embedder import Embedder, make_embedder
-from servers.ai_memory.cache import LocalLRUCache, RedisCache
+from servers.ai_memory.cache import LocalLRUCache, RedisCache, redis_prefix
 from servers.ai_memory.coherence import LiveIndexes, version_key
 from servers.ai_memory.config import MemoryConfig
 from servers.ai_memory.maintenance import Drainer, Indexer, Purger
@@ -119,7 +119,11 @@ class MemoryService:
                 self._embedder = make_embedder("hash" if cfg.embedder == "cortex" else cfg.embedder)
             if self._cache is None:
                 self._cache = (
-                    RedisCache(cfg.redis_url, timeout=cfg.redis_timeout)
+                    RedisCache(
+                        cfg.redis_url,
+                        timeout=cfg.redis_timeout,
+                        prefix=redis_prefix(self._store.identity, cfg.redis_prefix),
+                    )
                     if cfg.redis_url
                     else LocalLRUCache(cfg.l1_max_items)
                 )

@@ -98,6 +98,20 @@ class ConnectionPool:
                 log.debug("closing a snowflake connection failed", exc_info=True)
 
 
+def _identifier(name: str | None) -> str:
+    """An identifier as Snowflake resolves it: unquoted ones are case-insensitive (stored upper case)."""
+    if not name:
+        return ""
+    return name if name.startswith('"') else name.upper()
+
+
+def store_identity(settings: Any) -> str:
+    """account/database/schema/table: the same for every replica on this table, whatever host it connects
+    through (a private link or a proxy reaches the same account)."""
+    db, schema = _identifier(settings.database), _identifier(settings.schema)
+    return f"snowflake:{settings.account.lower()}/{db}/{schema}/MEMORIES"
+
+
 class SnowflakeStore:
     name = "snowflake"
     cheap_version = False  # a round trip to a warehouse: polled, with Redis carrying the signal
@@ -114,6 +128,7 @@ class SnowflakeStore:
         import pybreaker
 
         self.settings = settings
+        self.identity = store_identity(settings)
         self.cortex = cortex
         self.computes_embeddings = cortex is not None
         if cortex is not None:

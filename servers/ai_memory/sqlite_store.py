@@ -82,6 +82,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, busy_timeout: float = 10.0, tombstone_retention: float = 7 * 86400) -> None:
         self.path = path
+        self.identity = f"sqlite:{path.resolve()}"  # every process on this file, however it was named
         self.busy_timeout = busy_timeout
         self.tombstone_retention = tombstone_retention
         self._conn: sqlite3.Connection | None = None

@@ -8,6 +8,9 @@ index, and what lets every cached copy be checked against L3 (a copy stamped wit
 version is a miss). Implementations: `sqlite_store.SqliteStore` (the embedded default) and
 `snowflake_store.SnowflakeStore`. Every method is synchronous and runs in a worker thread.
 
+A store names itself by `identity`, a string equal for every replica over the same L3 and different
+for different ones (no I/O): the Redis keys of the memory are scoped by it (cache.py).
+
 A store says what it can do through attributes, and the service never asks which class it is:
 - `computes_embeddings`: L3 embeds and ranks by meaning itself (Cortex); no local vectors.
 - `cheap_version`: `version()` is a local-file read that never waits for a writer, so readers
@@ -64,6 +67,7 @@ class Changes:
 
 class Store(Protocol):
     name: str
+    identity: str
     computes_embeddings: bool
     cheap_version: bool
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from servers.ai_memory.cache import PREFIX, LocalLRUCache, RedisCache
+from servers.ai_memory.cache import LocalLRUCache, RedisCache
 from servers.ai_memory.coherence import LiveIndexes, version_key
 from servers.ai_memory.outbox import Outbox
 from servers.ai_memory.records import MemoryRecord, content_hash, derived_id, iso, now
@@ -45,7 +45,7 @@ def keyed_id(namespace: str, key: str) -> str:
 
 
 def record_key(memory_id: str) -> str:
-    return f"{PREFIX}rec:{memory_id}"
+    return f"rec:{memory_id}"
 
 
 class WritePath:

@@ -2,7 +2,8 @@
 each running the real `ai_memory` backend as its child with `SNOWFLAKE_*` pointed at one fakesnow
 server (Snowflake's wire protocol over DuckDB, in this test process) and `REDIS_URL` at one real
 redis-server; real MCP clients over Streamable HTTP. Each replica has its own data dir (its outbox),
-as pods do; what they share is L3 (one Snowflake schema) and Redis.
+as pods do; what they share is L3 (one Snowflake schema) and Redis. The two backends of a replica
+are two separate memories (a schema each) on that same Redis database.
 
 A store / update / delete through one replica is seen by every replica's `get_memory`,
 `list_memories` and `recall_memory` (with and without a metadata filter) within 1 s, and stays
@@ -80,11 +81,9 @@ def replicas(
         stack.callback(stop_all, gateways)
         for n in range(3):
             home = directory / f"replica{n}"
-            servers = {  # two separate memories: own schema, own Redis database (their keys would collide)
-                name: ai_memory_server(
-                    home / name, f"redis://127.0.0.1:{redis_server.port}/{db}", fakesnow_kwargs, name.upper(), name
-                )
-                for db, name in enumerate(EMBEDDERS)
+            servers = {  # two separate memories (own schema) on one Redis database: their keys' prefixes differ
+                name: ai_memory_server(home / name, redis_server.url, fakesnow_kwargs, name.upper(), name)
+                for name in EMBEDDERS
             }
             home.mkdir()
             auth = {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}
