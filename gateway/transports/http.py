@@ -41,18 +41,11 @@ class HTTPEntry:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = length = origin = authorization = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                length = value
-            elif name == b"x-request-id":
-                rid = value
-            elif name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-        encoded = accept_request_id(rid).encode("ascii")
-        token = request_id.set(encoded.decode("ascii"))
+        fields = dict(scope["headers"])  # by name, once (a repeated header: its last value, as before)
+        length = fields.get(b"content-length")
+        rid = accept_request_id(fields.get(b"x-request-id"))
+        encoded = rid.encode("ascii")
+        token = request_id.set(rid)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -77,9 +70,16 @@ class HTTPEntry:
                 receive = self._counting(receive)
             inner_send: Send = send_with_id
             if self.security is not None and scope["path"] in OPTIONAL_AUTH_PATHS:
-                await self.security.identify(scope, authorization)
+                authorization = fields.get(b"authorization")
+                await self.security.identify(scope, None if authorization is None else authorization.decode("latin-1"))
             elif self.security is not None and protects(scope["path"]):
-                admitted = await self.security.admit(scope, send_with_id, origin, authorization)
+                origin, authorization = fields.get(b"origin"), fields.get(b"authorization")
+                admitted = await self.security.admit(
+                    scope,
+                    send_with_id,
+                    None if origin is None else origin.decode("latin-1"),
+                    None if authorization is None else authorization.decode("latin-1"),
+                )
                 if admitted is None:
                     return
                 scope, inner_send = admitted
