@@ -73,10 +73,13 @@ class StdioClient:
 
 
 class HTTPClient:
-    """One keep-alive HTTP/1.1 connection speaking stateless (2026-07-28) Streamable HTTP."""
+    """One keep-alive HTTP/1.1 connection speaking stateless Streamable HTTP: 2026-07-28 by default, or
+    `protocol` (an older version: the request without the 2026 `_meta` envelope, as a stateless server of
+    that era takes it without a handshake)."""
 
-    def __init__(self, host: str, port: int, path: str = "/mcp") -> None:
+    def __init__(self, host: str, port: int, path: str = "/mcp", protocol: str = MODERN) -> None:
         self.host, self.port, self.path = host, port, path
+        self.protocol = protocol
         self.next_id = 0
 
     async def start(self) -> None:
@@ -89,12 +92,13 @@ class HTTPClient:
                 "jsonrpc": "2.0",
                 "id": self.next_id,
                 "method": "tools/call",
-                "params": {"name": tool, "arguments": arguments, "_meta": ENVELOPE},
+                "params": {"name": tool, "arguments": arguments}
+                | ({"_meta": ENVELOPE} if self.protocol == MODERN else {}),
             }
         ).encode()
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-            f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {MODERN}\r\n"
+            f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {self.protocol}\r\n"
             f"Mcp-Method: tools/call\r\nMcp-Name: {tool}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)

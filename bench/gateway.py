@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.clients import LEGACY, MODERN, HTTPClient, StdioClient
+from bench.procs import children, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = [sys.executable, "-m", "bench.backend"]
@@ -62,7 +63,8 @@ async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 6
 
 
 async def latency(calls: int, directory: Path) -> dict[str, Any]:
-    """p50/p99 of sequential calls: stdio backend directly vs the same backend through the gateway."""
+    """p50/p99 of sequential calls: stdio backend directly vs the same backend through the gateway, and the
+    CPU time per call (utime + stime over the measured calls) of the gateway, its backend and the direct one."""
     config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}}, UNCACHED)
     gateway_argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     report: dict[str, Any] = {}
@@ -74,6 +76,8 @@ async def latency(calls: int, directory: Path) -> dict[str, Any]:
         for client, tool in ((direct, "echo"), (through, "bench_echo")):
             for _ in range(200):  # warm-up
                 await client.call(tool, {"text": "warm"})
+        pids = {"direct": direct.proc.pid, "gateway": through.proc.pid, "behind": children(through.proc.pid)[0]}
+        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         for _ in range(calls // 100):  # interleaved blocks, so drift hits both sides alike
             for name, client, tool in (("direct", direct, "echo"), ("gateway", through, "bench_echo")):
                 for _ in range(100):
@@ -81,6 +85,7 @@ async def latency(calls: int, directory: Path) -> dict[str, Any]:
                     result = await client.call(tool, {"text": "hello"})
                     samples[name].append((time.perf_counter() - began) * 1000)
                     assert result["content"][0]["text"] == "hello", result
+        cpu = {name: (cpu_seconds(pid) - cpu[name]) / len(samples["direct"]) * 1e6 for name, pid in pids.items()}
         await direct.close()
         await through.close()
         d50, g50 = statistics.median(samples["direct"]), statistics.median(samples["gateway"])
@@ -92,6 +97,9 @@ async def latency(calls: int, directory: Path) -> dict[str, Any]:
             "added_p50_ms": g50 - d50,
             "added_p99_ms": pct(samples["gateway"], 99) - pct(samples["direct"], 99),
             "ratio_p50": g50 / d50,
+            "gateway_cpu_us": cpu["gateway"],
+            "backend_cpu_us_direct": cpu["direct"],
+            "backend_cpu_us_behind": cpu["behind"],
         }
     return report
 
@@ -129,4 +137,8 @@ def print_latency(latency: dict[str, Any]) -> None:
             f"gateway p50 {row['gateway_p50_ms']:.3f} ms p99 {row['gateway_p99_ms']:.3f} ms | "
             f"added p50 {row['added_p50_ms']:+.3f} ms p99 {row['added_p99_ms']:+.3f} ms | "
             f"ratio p50 {row['ratio_p50']:.2f}x"
+        )
+        print(
+            f"    CPU per call: gateway {row['gateway_cpu_us']:.0f} µs | backend behind it "
+            f"{row['backend_cpu_us_behind']:.0f} µs, called directly {row['backend_cpu_us_direct']:.0f} µs"
         )

@@ -56,6 +56,7 @@ class Target:
     tool: str
     variants: int = 16
     generator: str | None = None  # force one (FastMCP's own server stalls wrk's pipelined keep-alive)
+    protocol: str = "2026-07-28"  # the era of the stateless requests (an older one for a peer on an older SDK)
     note: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -131,10 +132,11 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
         found.append(
             Target(
                 "mcp_proxy",
-                "sparfenyuk/mcp-proxy, same backend",
+                "sparfenyuk/mcp-proxy, same backend (stateless 2025-11-25: its SDK, mcp 1.x, predates 2026-07-28)",
                 ["mcp-proxy", "--stateless", "--port", str(port := next(ports)), "--", *BACKEND],
                 port,
                 "echo",
+                protocol="2025-11-25",
             )
         )
     found.append(
@@ -160,18 +162,27 @@ async def measure(target: Target, seconds: float, rounds: int) -> dict[str, Any]
         else:
             await asyncio.sleep(1.5 if target.key != "echo" else 0.3)  # backends finish their handshake
         for _ in range(30):  # a busy machine may take a while to bring the backends up: warm until answered
-            warm = await drive(port, target.tool, variants=target.variants, seconds=1, using=target.generator)
+            warm = await drive(
+                port, target.tool, variants=target.variants, seconds=1, using=target.generator, protocol=target.protocol
+            )
             if warm.requests:
                 break
         if warm.requests == 0 or warm.failures > warm.requests // 2:
             return {
                 "skipped": f"its answers failed during warm-up ({warm.failures} of {warm.requests}): "
-                "it does not serve stateless 2026-07-28 requests"
+                f"it does not serve stateless {target.protocol} requests"
             }
         rates, cpu, failures = [], [], 0
         for _ in range(rounds):
             with CpuMeter(proc.pid) as meter:
-                load = await drive(port, target.tool, variants=target.variants, seconds=seconds, using=target.generator)
+                load = await drive(
+                    port,
+                    target.tool,
+                    variants=target.variants,
+                    seconds=seconds,
+                    using=target.generator,
+                    protocol=target.protocol,
+                )
             rates.append(load.rate)
             cpu.append(meter.seconds / max(1, load.requests) * 1e6)
             failures += load.failures

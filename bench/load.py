@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.clients import HTTPClient
+from bench.clients import MODERN, HTTPClient
 
 SCRIPT = Path(__file__).with_name("wrk_call.lua")
 
@@ -41,15 +41,16 @@ async def drive(
     connections: int = 16,
     path: str = "/mcp",
     using: str | None = None,
+    protocol: str = MODERN,
 ) -> Load:
     """Load `tool` at 127.0.0.1:`port` for `seconds`, cycling `variants` distinct arguments (`using`: "wrk" or
-    "python", default the best installed)."""
+    "python", default the best installed), in stateless requests of `protocol`'s era."""
     if (using or generator()) == "wrk":
-        return await _wrk(port, tool, variants, seconds, connections, path)
-    return await _python(port, tool, variants, seconds, connections, path)
+        return await _wrk(port, tool, variants, seconds, connections, path, protocol)
+    return await _python(port, tool, variants, seconds, connections, path, protocol)
 
 
-async def _wrk(port: int, tool: str, variants: int, seconds: float, connections: int, path: str) -> Load:
+async def _wrk(port: int, tool: str, variants: int, seconds: float, connections: int, path: str, protocol: str) -> Load:
     proc = await asyncio.create_subprocess_exec(
         "wrk",
         "-t2",
@@ -62,6 +63,7 @@ async def _wrk(port: int, tool: str, variants: int, seconds: float, connections:
         "--",
         tool,
         str(variants),
+        protocol,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -73,8 +75,10 @@ async def _wrk(port: int, tool: str, variants: int, seconds: float, connections:
     raise RuntimeError(f"wrk gave no figures: {out.decode()[-500:]} {err.decode()[-500:]}")
 
 
-async def _python(port: int, tool: str, variants: int, seconds: float, connections: int, path: str) -> Load:
-    clients = [HTTPClient("127.0.0.1", port, path) for _ in range(connections)]
+async def _python(
+    port: int, tool: str, variants: int, seconds: float, connections: int, path: str, protocol: str
+) -> Load:
+    clients = [HTTPClient("127.0.0.1", port, path, protocol) for _ in range(connections)]
     for client in clients:
         await client.start()
     done = failures = 0

@@ -1,5 +1,7 @@
 -- wrk script: stateless 2026-07-28 `tools/call` POSTs, `variants` distinct arguments cycled, every response
--- checked (status 200, the echoed text back, no tool error). Args: TOOL VARIANTS.
+-- checked (status 200, the echoed text back, no tool error). Args: TOOL VARIANTS [PROTOCOL]: with an older
+-- PROTOCOL (e.g. 2025-11-25, for a peer whose SDK predates 2026-07-28) the same request in that era's
+-- stateless form, without the 2026 `_meta` envelope.
 local bodies, n, threads = {}, 0, {}
 failures = 0 -- a global: done() reads it from each thread
 
@@ -8,19 +10,22 @@ function setup(thread)
 end
 
 function init(args)
-  local tool, variants = args[1], tonumber(args[2]) or 1
+  local tool, variants, protocol = args[1], tonumber(args[2]) or 1, args[3] or "2026-07-28"
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Accept"] = "application/json, text/event-stream"
-  wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+  wrk.headers["MCP-Protocol-Version"] = protocol
   wrk.headers["Mcp-Method"] = "tools/call"
   wrk.headers["Mcp-Name"] = tool
-  local meta = '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
-    .. '"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"0"},'
-    .. '"io.modelcontextprotocol/clientCapabilities":{}}'
+  local meta = ''
+  if protocol == "2026-07-28" then
+    meta = ',"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+      .. '"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"0"},'
+      .. '"io.modelcontextprotocol/clientCapabilities":{}}'
+  end
   for i = 1, variants do
     local body = '{"jsonrpc":"2.0","id":' .. i .. ',"method":"tools/call","params":{"name":"' .. tool
-      .. '","arguments":{"text":"hello-' .. i .. '"},' .. meta .. '}}'
+      .. '","arguments":{"text":"hello-' .. i .. '"}' .. meta .. '}}'
     bodies[i] = wrk.format(nil, nil, nil, body)
   end
 end

@@ -24,6 +24,8 @@ import os
 import re
 import struct
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -166,6 +168,18 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     x *= w
     x += b
     return x
+
+
+def _padded(encs: list[list[int]], chunk: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask of one batch, padded to its longest text."""
+    n = max(len(encs[i]) for i in chunk)
+    ids = np.zeros((len(chunk), n), dtype=np.int64)
+    mask = np.zeros((len(chunk), n), dtype=np.float32)
+    for r, i in enumerate(chunk):
+        e = encs[i]
+        ids[r, : len(e)] = e
+        mask[r, : len(e)] = 1.0
+    return ids, mask
 
 
 def default_model_dir() -> Path:
@@ -340,19 +354,17 @@ class MiniLMEmbedder:
             e = self.tokenizer.encode(texts[0]).ids
             ids = np.asarray([e], dtype=np.int64)
             return _normalise(self._forward(ids, np.ones(ids.shape, dtype=np.float32)))
-        encs = self.tokenizer.encode_batch(list(texts))
+        encs = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for chunk in self._batches([len(e.ids) for e in encs]):
-            n = max(len(encs[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), n), dtype=np.int64)
-            mask = np.zeros((len(chunk), n), dtype=np.float32)
-            for r, i in enumerate(chunk):
-                e = encs[i].ids
-                ids[r, : len(e)] = e
-                mask[r, : len(e)] = 1.0
-            out[chunk] = self._forward(ids, mask)
+        for chunk, pooled in self._run_batches(encs, self._batches([len(e) for e in encs])):
+            out[chunk] = pooled
         release_freed_memory()  # the batches' activations
         return _normalise(out)
+
+    def _run_batches(self, encs: list[list[int]], chunks: list[list[int]]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(chunk, pooled vectors) for each batch, one after the other (numpy's GEMMs use every core)."""
+        for chunk in chunks:
+            yield chunk, self._forward(*_padded(encs, chunk))
 
 
 class OnnxMiniLMEmbedder(MiniLMEmbedder):
@@ -363,9 +375,15 @@ class OnnxMiniLMEmbedder(MiniLMEmbedder):
     re-embedded when its namespace loads."""
 
     def __init__(self, model_dir: Path | None = None, *, quantize: bool = True, **kw: int) -> None:
+        kw.setdefault("batch_tokens", 2048)  # per batch; `workers` of them run at once
         super().__init__(model_dir, **kw)
         self.quantize = quantize
         self.name = "all-MiniLM-L6-v2-int8" if quantize else "all-MiniLM-L6-v2-onnx"
+        # One thread per run, and batches side by side on up to `workers` cores. A single short query (the
+        # recall path) is too small to split: onnxruntime's intra-op pool cost it ~1 ms of CPU in thread
+        # hand-offs (3.2 -> 2.1 ms per query); batches cost ~15% less CPU per text run this way.
+        self.workers = max(1, min(os.cpu_count() or 1, 4))
+        self._pool: ThreadPoolExecutor | None = None
 
     def _prepare(self, t: dict[str, np.ndarray], cfg: dict) -> None:
         import onnxruntime as ort
@@ -373,6 +391,7 @@ class OnnxMiniLMEmbedder(MiniLMEmbedder):
         from embedding.onnx_graph import build_minilm_graph
 
         opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1  # parallel across batches instead (`_run_batches`)
         # No busy-waiting between runs: the model shares its process with an event loop.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
@@ -386,6 +405,17 @@ class OnnxMiniLMEmbedder(MiniLMEmbedder):
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": ids.astype(np.int32), "attention_mask": mask.astype(np.int32)}
         return self._session.run(["pooled"], feeds, self._run_options)[0]
+
+    def _run_batches(self, encs: list[list[int]], chunks: list[list[int]]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """The batches on up to `workers` threads at once (a session runs concurrently; each run holds
+        one core and no GIL), so at most `workers` x `batch_tokens` tokens' activations are in flight."""
+        if len(chunks) < 2 or self.workers < 2:
+            yield from super()._run_batches(encs, chunks)
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="embed")
+        yield from zip(chunks, self._pool.map(lambda chunk: self._forward(*_padded(encs, chunk)), chunks), strict=True)
 
 
 def _session(model: bytes, opts: Any) -> Any:

@@ -2,8 +2,9 @@
 
 The SDK `ClientSession` runs on top (handshake, notifications, server-to-client requests, lists) through
 an in-memory stream pair. Hot requests (`tools/call`) are written straight to the pipe under ids of
-their own (`gw-N`, which the SDK never mints) and their answers are picked off the read loop before
-any model is built: one JSON parse and one future per call, instead of several task hops.
+their own (`gw-N`, which the SDK never mints) and their answers are picked off the child's stdout as it
+arrives (`_Wire.pipe_data_received`, a subprocess protocol, no stream reader and no read-loop task): one
+JSON parse and one future resolved per call. Only what the SDK session reads goes through a task.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types
@@ -48,11 +49,46 @@ class PipeClosed(Exception):
     """The backend process closed its stdout (it exited or crashed)."""
 
 
+class _Wire(asyncio.SubprocessProtocol):
+    """The child's end of the pipe: its stdout split into lines where it is received, and its exit."""
+
+    def __init__(self) -> None:
+        self.pipe: StdioPipe | None = None
+        self.early: list[tuple[int, bytes | None]] = []  # what arrived before the pipe took over (none, in practice)
+        self.exited = asyncio.get_running_loop().create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            if self.pipe is None:
+                self.early.append((fd, data))
+            else:
+                self.pipe._received(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            if self.pipe is None:
+                self.early.append((fd, None))
+            else:
+                self.pipe._ended()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 class StdioPipe:
     """One backend child process and the demultiplexing of its stdout."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    def __init__(self, transport: asyncio.SubprocessTransport, wire: _Wire) -> None:
+        self.transport = transport
+        self.pid = transport.get_pid()
+        stdin, stdout = transport.get_pipe_transport(0), transport.get_pipe_transport(1)
+        assert stdin is not None and stdout is not None  # both are pipes (asyncio's or uvloop's transports)
+        self._stdin, self._stdout = cast(asyncio.WriteTransport, stdin), cast(asyncio.ReadTransport, stdout)
+        self._wire = wire
+        self._buffer = bytearray()
+        self._for_session: asyncio.Queue[Any] = asyncio.Queue()  # lines the SDK session reads, then None at EOF
+        self._paused = False
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._progress: dict[str, ProgressCallback] = {}
@@ -125,39 +161,69 @@ class StdioPipe:
 
     def _flush(self) -> None:
         lines, self._outgoing = self._outgoing, []
-        if self.proc.stdin is None or self.proc.stdin.is_closing():
+        if self._stdin.is_closing():
             return
         lines.append(b"")
-        self.proc.stdin.write(b"\n".join(lines))
+        self._stdin.write(b"\n".join(lines))
 
-    # ------------------------------------------------------------------ read loop
+    # ------------------------------------------------------------------ reading
 
-    async def _read_loop(self, to_session: Any) -> None:
-        """Route each line of stdout: hot answers and progress here, the rest to the SDK session."""
-        assert self.proc.stdout is not None
+    def _received(self, data: bytes) -> None:
+        """Each whole line of stdout: a hot answer or progress is handled here, the rest queued for the SDK."""
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end])
+            start = end + 1
+            if line.strip():
+                self._line(line)
+        del buffer[:start]
+        if len(buffer) > _MAX_LINE:
+            logger.warning("backend output unreadable: a line over %d bytes", _MAX_LINE)
+            buffer.clear()
+            self._stdout.pause_reading()
+            self._ended()
+
+    def _line(self, line: bytes) -> None:
         try:
-            while line := await self.proc.stdout.readline():
-                try:
-                    message = loads(line)
-                except DecodeError:
-                    logger.warning("backend wrote a line that is not JSON: %.200r", line)
-                    continue
-                if isinstance(message, dict) and self._take(message):
-                    continue
+            message = loads(line)
+        except DecodeError:
+            logger.warning("backend wrote a line that is not JSON: %.200r", line)
+            return
+        if isinstance(message, dict) and self._take(message):
+            return
+        self._for_session.put_nowait(message)
+        if self._for_session.qsize() >= 64 and not self._paused:  # the session is behind: stop reading a while
+            self._paused = True
+            self._stdout.pause_reading()
+
+    def _ended(self) -> None:
+        """stdout closed (the child exited or crashed): the calls waiting fail, the session reads EOF."""
+        if self.closed:
+            return
+        if self._buffer.strip():
+            self._line(bytes(self._buffer))
+        self._buffer.clear()
+        self.closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(PipeClosed("the backend process exited during the call"))
+        self._for_session.put_nowait(None)
+
+    async def _session_loop(self, to_session: Any) -> None:
+        """Hand the SDK session what it reads (in order), then EOF."""
+        async with to_session:
+            while (message := await self._for_session.get()) is not None:
+                if self._paused and self._for_session.qsize() < 16:
+                    self._paused = False
+                    self._stdout.resume_reading()
                 try:
                     parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
                 except Exception as error:  # the session decides what to do with garbage
                     await to_session.send(error)
                     continue
                 await to_session.send(SessionMessage(parsed))
-        except (ValueError, asyncio.LimitOverrunError) as error:
-            logger.warning("backend output unreadable: %s", error)
-        finally:
-            self.closed = True
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(PipeClosed("the backend process exited during the call"))
-            await to_session.aclose()
 
     def _take(self, message: dict[str, Any]) -> bool:
         """Handle `message` if it answers a hot request or reports its progress."""
@@ -188,24 +254,33 @@ class StdioPipe:
                 data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
                 self._send_line(data.encode())
 
+    async def _wait(self) -> None:
+        await asyncio.shield(self._wire.exited)  # shielded: a timeout around it must not cancel the future
+
     async def stop(self) -> None:
         """Close stdin, give the process a moment to exit, then terminate it (and its group)."""
-        if self.proc.returncode is not None:
+        try:
+            await self._stop()
+        finally:
+            if self.transport.get_returncode() is not None:
+                self.transport.close()
+
+    async def _stop(self) -> None:
+        if self.transport.get_returncode() is not None:
             return
         with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
+            self._stdin.close()
         with anyio.move_on_after(self.grace):
-            await self.proc.wait()
+            await self._wait()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.pid, signal.SIGTERM)
         with anyio.move_on_after(max(self.grace, 2)):
-            await self.proc.wait()
+            await self._wait()
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        await self.proc.wait()
+            os.killpg(self.pid, signal.SIGKILL)
+        await self._wait()
 
 
 @asynccontextmanager
@@ -215,7 +290,9 @@ async def open_pipe(
     """Spawn the backend; yield the pipe and the (read, write) stream pair for an SDK `ClientSession`.
 
     The child's stderr goes to `stderr` (default: the gateway's; see `gateway.ops.logs.BackendStderr`)."""
-    proc = await asyncio.create_subprocess_exec(
+    wire = _Wire()
+    transport, _ = await asyncio.get_running_loop().subprocess_exec(
+        lambda: wire,
         command,
         *args,
         stdin=asyncio.subprocess.PIPE,
@@ -223,15 +300,25 @@ async def open_pipe(
         stderr=stderr or sys.stderr,
         env=get_default_environment() | _PLAIN_LOGS | (env or {}),
         cwd=cwd,
-        limit=_MAX_LINE,
-        start_new_session=True,
+        # A process group of its own (signals to the gateway's group, a terminal's Ctrl-C, miss it; `stop` ends
+        # the whole group), not a session of its own: with the kernel's scheduler autogroups (on by default)
+        # a new session is a new scheduling group, and on a loaded machine the child then waits longer for a
+        # core on every wake-up and costs more CPU per call (measured: docs/benchmarks.md, issue 14).
+        # `preexec_fn`, not `process_group=0`: uvloop's subprocess_exec supports only the former.
+        preexec_fn=os.setpgrp,
     )
-    pipe = StdioPipe(proc)
+    pipe = StdioPipe(transport, wire)
+    wire.pipe = pipe
+    for _, data in wire.early:
+        if data is None:
+            pipe._ended()
+        else:
+            pipe._received(data)
     to_session, session_reads = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     session_writes, from_session = anyio.create_memory_object_stream[SessionMessage](64)
     try:
         async with anyio.create_task_group() as group:
-            group.start_soon(pipe._read_loop, to_session)
+            group.start_soon(pipe._session_loop, to_session)
             group.start_soon(pipe._write_loop, from_session)
             try:
                 yield pipe, session_reads, session_writes

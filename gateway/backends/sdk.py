@@ -3,7 +3,7 @@
 `mcp` 2.3.0 has no public way to do these; each is a private name of the pinned SDK, kept here so an
 upgrade touches one module:
 
-* `stamp` and `dispatch`: a request as plain dicts on the session's dispatcher, stamped with the
+* `stamp`, `envelope` and `dispatch`: a request as plain dicts on the session's dispatcher, stamped with the
   negotiated era's `_meta` and headers. `ClientSession.send_request` does the same, but only for typed
   requests and with a model validation of each result: on the hot path that is most of the cost per call.
 * `negotiate`: the SDK's own protocol-era probe (the 2026 `server/discover`, else the `initialize`
@@ -24,6 +24,14 @@ def stamp(session: ClientSession, method: str, params: dict[str, Any], options: 
     session._stamp(data, options)  # type: ignore[arg-type]
     stamped: dict[str, Any] = data["params"]
     return stamped
+
+
+def envelope(session: ClientSession, method: str) -> dict[str, Any]:
+    """The `_meta` the negotiated era stamps on a `method` request, without the HTTP headers: the same for
+    every request of a session, so the stdio hot path stamps it once per session, not per call."""
+    data: dict[str, Any] = {"method": method, "params": {}}
+    session._stamp(data, {})
+    return dict(data["params"].get("_meta") or {})
 
 
 async def dispatch(

@@ -120,6 +120,7 @@ class Backend:
         self.session: ClientSession | None = None
         self.modern = False
         self._pipe: StdioPipe | None = None
+        self._envelope: tuple[ClientSession, dict[str, Any]] | None = None  # a session's `_meta` stamp
         self.in_flight = InFlight()  # the calls being served, for relaying the backend's requests and logs
         self.on_resource_updated: ResourceUpdatedCallback | None = None
         self.ready = anyio.Event()  # set once the first start has succeeded or failed
@@ -371,14 +372,17 @@ class Backend:
         """
         session = await self._live_session()
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
-        params = sdk.stamp(session, method, dict(params) if params else {}, options)
+        pipe = self._pipe if method == "tools/call" else None
+        if pipe is not None:  # the pipe has no headers: the session's `_meta` stamp, taken once per session
+            params = self._stamped(session, params or {})
+        else:
+            params = sdk.stamp(session, method, dict(params) if params else {}, options)
         peer = CURRENT_PEER.get()  # the client to relay this call's sampling/elicitation/logs to
         token = None
         if peer is not None:
             token = self.in_flight.enter(peer)
             if self.modern and (level := peer.log_level) is not None:  # 2026 era: logs are opted into per request
                 params["_meta"] = {**params.get("_meta", {}), mcp_types.LOG_LEVEL_META_KEY: level}
-        pipe = self._pipe if method == "tools/call" else None
         if on_progress is not None and pipe is None:
             options["on_progress"] = on_progress
         try:
@@ -396,6 +400,18 @@ class Backend:
         finally:
             if token is not None:
                 self.in_flight.leave(token)
+
+    def _stamped(self, session: ClientSession, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` with `session`'s era stamp in its `_meta`, as `sdk.stamp` puts it (the stamp's keys win,
+        but a log level the request sets itself)."""
+        if self._envelope is None or self._envelope[0] is not session:
+            self._envelope = (session, sdk.envelope(session, "tools/call"))
+        stamp = self._envelope[1]
+        own = params.get("_meta")
+        meta = {**own, **stamp} if own else dict(stamp)
+        if own and mcp_types.LOG_LEVEL_META_KEY in own:
+            meta[mcp_types.LOG_LEVEL_META_KEY] = own[mcp_types.LOG_LEVEL_META_KEY]
+        return {**params, "_meta": meta}
 
     async def call_tool(
         self,

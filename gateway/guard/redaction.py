@@ -30,13 +30,25 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.update(secrets)
 
+    # Text every match of the pattern starts with, or follows (the look-behinds), in lower case.
+    _TRIGGERS = ("mgw_", "bearer ", "basic ", "authorization: ", "authorization=", '"authorization": "')
+
     def update(self, secrets: Iterable[str]) -> None:
         """Scrub these secrets from now on (a config reload's), everywhere this redactor is used."""
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
         literal = "|".join(re.escape(s) for s in self.secrets)
         self.pattern = re.compile(f"{literal}|{self._GENERIC}" if literal else self._GENERIC, re.IGNORECASE)
+        # For ASCII text and ASCII secrets a case-insensitive match is a match of the lower-cased text, so text
+        # without any trigger can be returned as is: a few substring searches instead of the pattern's scan
+        # (the look-behinds defeat the regex engine's own skipping, ~70 µs for one audit line).
+        ascii_secrets = all(secret.isascii() for secret in self.secrets)
+        self._triggers = (*self._TRIGGERS, *(s.lower() for s in self.secrets)) if ascii_secrets else None
 
     def __call__(self, text: str) -> str:
+        if self._triggers is not None and text.isascii():
+            lowered = text.lower()
+            if not any(trigger in lowered for trigger in self._triggers):
+                return text
         return self.pattern.sub(REDACTED, text)
 
     def result(self, result: dict[str, Any]) -> dict[str, Any]:

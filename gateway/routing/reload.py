@@ -158,10 +158,17 @@ class Reloader:
 
     async def watch(self) -> None:
         """Reload on SIGHUP and whenever the file's directory changes: an edit in place, an editor's atomic
-        replace, or a Kubernetes ConfigMap's symlink swap (a reload of identical content does nothing)."""
+        replace, or a Kubernetes ConfigMap's symlink swap (a reload of identical content does nothing).
+        Other files in that directory are not the config: a log or data file written there must not wake
+        the watcher (nor watchfiles' own "change detected" line, which would wake it again when the log is
+        there)."""
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)
         async with anyio.create_task_group() as group:
             group.start_soon(self._on_sighup)
-            async for _changes in watchfiles.awatch(self.file.absolute().parent, debounce=200):
+            watched = self.file.absolute()
+            async for _changes in watchfiles.awatch(
+                watched.parent, watch_filter=_config_filter(watched.name), debounce=200
+            ):
                 await self.reload()
 
     async def _on_sighup(self) -> None:
@@ -169,6 +176,17 @@ class Reloader:
             async for _signal in signals:
                 logger.info("SIGHUP: reloading %s", self.file)
                 await self.reload()
+
+
+def _config_filter(name: str) -> Callable[[watchfiles.Change, str], bool]:
+    """A watchfiles filter passing changes to the file `name` and to a ConfigMap's `..data` swap (its
+    timestamped `..2026_…` directories and the `..data` symlink)."""
+
+    def passes(_change: watchfiles.Change, path: str) -> bool:
+        changed = Path(path).name
+        return changed == name or changed.startswith("..")
+
+    return passes
 
 
 def _retuned(backend: Backend, server: ServerConfig) -> Backend:

@@ -43,12 +43,15 @@ def _claim_stdio() -> tuple[int, int]:
 
 
 def _is_stream(fd: int) -> bool:
+    """Whether the event loop can poll `fd`: a pipe, a socket or a terminal. A regular file or another
+    character device (`/dev/null`, as a service manager or `docker run` without `-i` hands over) cannot be
+    polled: epoll refuses it, and uvloop aborts the process on that refusal."""
     mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
 async def _chunk_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
-    """Read stdin through the event loop when it is a pipe; from a worker thread when it is a file."""
+    """Read stdin through the event loop when it can be polled; from a worker thread otherwise."""
     if _is_stream(fd):
         reader = asyncio.StreamReader(limit=2**16)
         loop = asyncio.get_running_loop()
@@ -58,7 +61,7 @@ async def _chunk_reader(fd: int) -> Callable[[], Awaitable[bytes]]:
 
 
 async def _line_writer(fd: int) -> Callable[[bytes], None]:
-    """Write stdout through the event loop when it is a pipe; directly when it is a file."""
+    """Write stdout through the event loop when it can be polled; directly otherwise."""
     if _is_stream(fd):
         transport, _ = await asyncio.get_running_loop().connect_write_pipe(asyncio.Protocol, os.fdopen(fd, "wb", 0))
         return transport.write
@@ -82,6 +85,7 @@ class StdioFront:
         self._initialize_ids: set[Any] = set()
         self._write: Any = None
         self._in_flight: set[asyncio.Task[None]] = set()  # fast-path calls accepted and not answered yet
+        self._by_id: dict[Any, asyncio.Task[None]] = {}  # the same, by request id (a later duplicate id wins)
         self._idle: asyncio.Event | None = None  # set when the last of them is answered (waited on at EOF)
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: Any = None  # from the client's `initialize`
@@ -158,19 +162,21 @@ class StdioFront:
             self.send(error.response)
             return
         cancelled = cancelled_request_id(message)
-        if cancelled is not None and self.fast.cancel(cancelled):
+        if cancelled is not None and self._cancel(cancelled):
             return
         if self.replies and self.replies.take(self, message):
             return
         if is_fast_candidate(message):
             modern = modern_version(message) is not None
             if modern or self.legacy_version is not None:
-                scope = self.fast.track(message["id"])  # cancellable now, before its task runs
                 # A plain asyncio task (the stdio front runs on asyncio): an anyio task group's spawn costs a
-                # cancel scope and several look-ups per call. Counted now, so EOF right after still waits for it.
-                task = asyncio.get_running_loop().create_task(self._answer_fast(message, modern, scope))
+                # cancel scope and several look-ups per call, and so would a cancel scope per call (~7 µs): a
+                # `notifications/cancelled` cancels the task itself (`_cancel`). Counted and cancellable now, so
+                # EOF or a cancellation right after still finds it.
+                task = asyncio.get_running_loop().create_task(self._answer_fast(message, modern))
                 self._in_flight.add(task)
-                task.add_done_callback(self._answered)
+                self._by_id[message["id"]] = task
+                task.add_done_callback(functools.partial(self._answered, message["id"]))
                 return
         try:
             parsed = mcp_types.jsonrpc_message_adapter.validate_python(message, by_name=False)
@@ -185,20 +191,31 @@ class StdioFront:
             self.client_capabilities = declared_capabilities(message)
         await to_server.send(SessionMessage(parsed))
 
-    async def _answer_fast(self, message: dict[str, Any], modern: bool, scope: anyio.CancelScope) -> None:
+    def _cancel(self, request_id: Any) -> bool:
+        """Cancel the fast-path call `request_id` (it sends no response; the backend is sent
+        `notifications/cancelled`); False when no such call is running here."""
+        task = self._by_id.get(request_id) if isinstance(request_id, str | int | float) else None
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
+
+    async def _answer_fast(self, message: dict[str, Any], modern: bool) -> None:
         if not modern:  # handshake era: the backend may ask this client things during the call
             ask = functools.partial(self.replies.ask, self, self.send)  # answered on stdin, see _dispatch
             CURRENT_PEER.set(ClientPeer(self, self.send, ask, self.client_capabilities, self.front))  # this task's own
         try:
-            response = await self.fast.answer_tracked(scope, message["id"], message, modern=modern, post=self.send)
+            response = await self.fast.answer(message, modern=modern, post=self.send)
         except Exception:  # a bug, not the call's outcome: the client still gets an answer for its id
             logger.exception("answering %s failed", message["method"])
             response = {"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32603, "message": "Internal error"}}
         if response is not None:
             self.send(response)
 
-    def _answered(self, task: asyncio.Task[None]) -> None:
+    def _answered(self, request_id: Any, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        if self._by_id.get(request_id) is task:
+            del self._by_id[request_id]
         if not task.cancelled() and (error := task.exception()) is not None:  # e.g. stdout is gone
             logger.warning("answering a call failed: %s", error)
         if not self._in_flight and self._idle is not None:

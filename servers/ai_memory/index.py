@@ -199,6 +199,7 @@ class IVFIndex:
         self.rows = order
         self.vecs = np.ascontiguousarray(vecs[order])
         self.offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=nlist))])
+        self._offsets: list[int] = self.offsets.tolist()  # read per probed list: plain ints
         self.nlist = nlist
 
     def nprobe(self) -> int:
@@ -207,17 +208,20 @@ class IVFIndex:
     def candidates(self, qvec: np.ndarray, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosine) of every vector in the `nprobe` lists nearest to `qvec`."""
         p = min(self.nlist, nprobe or self.nprobe())
+        qvec = np.asarray(qvec, dtype=np.float32)
         cs = self.centroids @ qvec
-        lists = np.argpartition(-cs, p - 1)[:p] if p < self.nlist else np.arange(self.nlist)
-        rows, scores = [], []
-        for li in lists:
-            a, b = self.offsets[li], self.offsets[li + 1]
+        lists = np.sort(np.argpartition(-cs, p - 1)[:p]).tolist() if p < self.nlist else range(self.nlist)
+        # in memory order (the lists lie one after the other), each product written in place
+        spans = [(self._offsets[li], self._offsets[li + 1]) for li in lists]
+        rows = np.empty(sum(b - a for a, b in spans), dtype=np.int64)
+        scores = np.empty(len(rows), dtype=np.float32)
+        at = 0
+        for a, b in spans:
             if b > a:
-                rows.append(self.rows[a:b])
-                scores.append(self.vecs[a:b] @ qvec)
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return np.concatenate(rows), np.concatenate(scores)
+                rows[at : at + b - a] = self.rows[a:b]
+                np.dot(self.vecs[a:b], qvec, out=scores[at : at + b - a])
+                at += b - a
+        return rows, scores
 
 
 class NamespaceIndex:

@@ -36,6 +36,15 @@ def _in(namespace: str | None) -> tuple[str, tuple[str, ...]]:
     return ("", ()) if namespace is None else (f" WHERE {_NAMESPACE} = ?", (namespace,))
 
 
+def _dead_of(seqs: list[int] | None, namespace: str | None) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause keeping the dead letters of `seqs` (every one when None) on `namespace` (any when None)."""
+    where, args = _in(namespace)
+    if seqs is None:
+        return where, args
+    picked = f"SEQ IN ({','.join('?' * len(seqs))})"
+    return (f"{where} AND {picked}" if where else f" WHERE {picked}"), (*args, *seqs)
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS OUTBOX (SEQ INTEGER PRIMARY KEY AUTOINCREMENT, OP TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS DEAD (
@@ -166,9 +175,10 @@ class Outbox:
         with self._lock:
             return int(self._db().execute(f"SELECT COUNT(*) FROM DEAD{where}", args).fetchone()[0])
 
-    def resurrect(self, seqs: list[int] | None) -> int:
-        """Queue dead letters again (at the end of the outbox); all of them when seqs is None."""
-        where, args = ("", ()) if seqs is None else (f" WHERE SEQ IN ({','.join('?' * len(seqs))})", tuple(seqs))
+    def resurrect(self, seqs: list[int] | None, namespace: str | None = None) -> int:
+        """Queue dead letters again (at the end of the outbox): those of `seqs` (all when None), of
+        `namespace` only when one is given."""
+        where, args = _dead_of(seqs, namespace)
 
         def do(db: sqlite3.Connection) -> int:
             rows = db.execute(f"SELECT OP, QUEUED_AT FROM DEAD{where} ORDER BY SEQ", args).fetchall()
@@ -179,8 +189,9 @@ class Outbox:
         with self._lock:
             return self._txn(do)
 
-    def discard(self, seqs: list[int] | None) -> int:
-        where, args = ("", ()) if seqs is None else (f" WHERE SEQ IN ({','.join('?' * len(seqs))})", tuple(seqs))
+    def discard(self, seqs: list[int] | None, namespace: str | None = None) -> int:
+        """Drop dead letters for good: those of `seqs` (all when None), of `namespace` only when given."""
+        where, args = _dead_of(seqs, namespace)
         with self._lock:
             return self._txn(lambda db: db.execute(f"DELETE FROM DEAD{where}", args).rowcount)
 

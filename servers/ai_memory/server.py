@@ -109,6 +109,7 @@ class DeadLetter(BaseModel):
 
 class DeadLetters(BaseModel):
     action: str
+    namespace: str | None = None  # the namespace whose dead letters these are (None: every namespace's)
     affected: int
     dead_letters: list[DeadLetter]
 
@@ -252,10 +253,13 @@ def create_server(config: MemoryConfig | None = None, service: MemoryService | N
             Field(description="list them; replay = queue them for L3 again; discard = drop them for good"),
         ] = "list",
         seqs: Annotated[list[int] | None, Field(description="Which dead letters (their seq); all when omitted")] = None,
+        namespace: Annotated[
+            str | None, Field(description="Only this namespace's dead letters; every namespace's when omitted")
+        ] = None,
     ) -> DeadLetters:
         """Writes that L3 refused for good after they were acknowledged (kept aside so later writes
         are not held up): list, replay or discard them."""
-        return DeadLetters(**await svc.dead_letters(action, seqs))
+        return DeadLetters(**await svc.dead_letters(action, seqs, namespace))
 
     @mcp.tool(annotations=READ)
     async def memory_stats(namespace: str | None = None) -> MemoryStats:

@@ -323,10 +323,15 @@ class MemoryService:
         await self.start()
         return await self.purger.purge()
 
-    async def dead_letters(self, action: str = "list", seqs: list[int] | None = None) -> dict[str, Any]:
-        """List, replay (queue again) or discard outbox entries L3 refused for good."""
+    async def dead_letters(
+        self, action: str = "list", seqs: list[int] | None = None, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """List, replay (queue again) or discard outbox entries L3 refused for good: of every namespace,
+        or with `namespace` of that one alone (the seqs of others are left alone, as if absent)."""
         await self.start()
         assert self.outbox is not None
+        if namespace is not None:
+            self.check.namespace(namespace)
         if action not in DEAD_LETTER_ACTIONS:
             raise ToolError(f"action must be one of {list(DEAD_LETTER_ACTIONS)}, got {action!r}")
         if seqs is not None and (
@@ -335,13 +340,14 @@ class MemoryService:
             raise ToolError("seqs must be a list of integers (the seq of each dead letter)")
         done = 0
         if action == "replay":
-            done = await anyio.to_thread.run_sync(self.outbox.resurrect, seqs)
+            done = await anyio.to_thread.run_sync(self.outbox.resurrect, seqs, namespace)
             self.drainer.wakeup.set()
         elif action == "discard":
-            done = await anyio.to_thread.run_sync(self.outbox.discard, seqs)
-        dead = await anyio.to_thread.run_sync(self.outbox.dead, 1000)
+            done = await anyio.to_thread.run_sync(self.outbox.discard, seqs, namespace)
+        dead = await anyio.to_thread.run_sync(self.outbox.dead, 1000, namespace)
         return {
             "action": action,
+            "namespace": namespace,
             "affected": done,
             "dead_letters": [
                 {"seq": d["seq"], "op": d["op"].get("op"), "id": _op_id(d["op"]), "reason": d["reason"]} for d in dead

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -120,3 +121,16 @@ def test_not_ready_when_no_backend_is_up(tmp_path: Path) -> None:
         assert ready.status_code == 503 and ready.json() == {"ready": False}
     finally:
         process.stop()
+
+
+async def test_stdio_backend_has_its_own_process_group_in_the_gateways_session(tmp_path: Path) -> None:
+    """Its own group, so stopping it ends whatever it started, and a signal to the gateway's group misses it;
+    the gateway's session, not one of its own, which the kernel would schedule as a group apart (autogroup)."""
+    gateway = GatewayProcess(write_config(tmp_path, {"local": stdio_echo_server()}))
+    try:
+        async with Client(StreamableHttpTransport(gateway.base + "/mcp")) as client:
+            pid = (await client.call_tool("local_whoami", {})).structured_content["pid"]  # type: ignore[index]
+        assert os.getpgid(pid) == pid != os.getpgid(gateway.proc.pid)
+        assert os.getsid(pid) == os.getsid(gateway.proc.pid)
+    finally:
+        gateway.stop()

@@ -269,14 +269,16 @@ def test_a_reload_refreshes_keys_allow_lists_secrets_profiles_and_overrides(tmp_
         gateway.stop()
 
 
+SERVE_HTTP = [sys.executable, "-m", "gateway", "serve", "--transport", "http"]
+
+
 def _start_error(config: Path) -> str:
-    """The one line `serve` exits with (2) on `config` at start-up, without `mcp-gateway: `. On asyncio's own
-    loop: under uvloop this exit aborts the process (SIGABRT) before the line is written (reported, not this
-    module's to fix)."""
+    """The one line `serve` exits with (2) on `config` at start-up, without `mcp-gateway: `."""
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(free_port())],
+        [*SERVE_HTTP, "--config", str(config), "--port", str(free_port())],
         cwd=ROOT,
-        env=child_env(MCP_GATEWAY_UVLOOP="0"),
+        env=child_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=120,
@@ -319,5 +321,50 @@ def test_clashing_tool_names_are_refused_and_tool_search_follows_a_reload(tmp_pa
         inner = {"name": "b_echo", "arguments": {"text": "still b"}}
         called = rpc(gateway, "tools/call", {"name": "call_tool", "arguments": inner})
         assert called.json()["result"]["content"][0]["text"] == "still b"  # b's echo, under its old name
+    finally:
+        gateway.stop()
+
+
+def test_other_files_beside_the_config_do_not_wake_the_watcher(tmp_path: Path) -> None:
+    """Only the config file (or a ConfigMap's `..data` swap) is a change: a log or data file written in the
+    config's directory is not. Before, every write there woke the watcher and watchfiles logged "1 change
+    detected" at INFO, so a gateway logging into its config directory woke itself about ten times a second."""
+    servers = {"one": stdio_echo_server()}
+    config = write_config(tmp_path, servers)
+    gateway = GatewayProcess(config, MCP_GATEWAY_LOG_LEVEL="INFO")
+    try:
+        neighbour = tmp_path / "gateway.log"
+        for line in range(5):
+            with neighbour.open("a") as log:
+                log.write(f"line {line}\n")
+            time.sleep(0.1)
+        (tmp_path / "scratch.tmp").write_text("{}")
+        hash_before = gateway.health()["config"]["hash"]
+        _edit(config, _document({**servers, "two": stdio_echo_server()}, {}))  # the config itself: reloaded
+        _reloads(gateway, hash_before)
+        assert "change detected" not in gateway.stderr
+    finally:
+        gateway.stop()
+
+
+def test_a_configmap_swap_is_reloaded(tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as `mcp.json -> ..data/mcp.json` with `..data` a symlink to a
+    timestamped directory, and updates it by swapping `..data`: the file itself is never written."""
+    servers = {"one": stdio_echo_server()}
+    first = tmp_path / "..2026_12_01_a"
+    first.mkdir()
+    write_config(first, servers)
+    (tmp_path / "..data").symlink_to(first.name)
+    config = tmp_path / "mcp.json"
+    config.symlink_to("..data/mcp.json")
+    gateway = GatewayProcess(config)
+    try:
+        hash_before = gateway.health()["config"]["hash"]
+        second = tmp_path / "..2026_12_01_b"
+        second.mkdir()
+        write_config(second, {**servers, "two": stdio_echo_server()})
+        (tmp_path / "..data_tmp").symlink_to(second.name)
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")  # the kubelet's atomic swap
+        assert "two" in _reloads(gateway, hash_before)["backends"]
     finally:
         gateway.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from gateway.auth.keys import hash_token
+from gateway.guard.redaction import REDACTED, Redactor
 from tests.gateway.security.conftest import ALICE, audit_lines, clients, rpc, secured_config
 from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
 
@@ -78,3 +79,17 @@ def test_tokens_and_arg_secrets_are_redacted_and_no_fastmcp_meta(tmp_path: Path)
     assert ARG_SECRET not in log and GATEWAY_TOKEN not in log
     lines = [line for line in audit_lines(log) if line["tool"] == "local_echo"]
     assert lines and lines[0]["arguments"] == {"text": "use [REDACTED]"}
+
+
+LONG_S = "\u017f"  # a long s, which a case-insensitive pattern takes for an s
+
+
+def test_redactor_scrubs_the_same_with_and_without_its_ascii_shortcut() -> None:
+    """Text without any trigger is returned as is (ASCII text, ASCII secrets); anything else still goes through
+    the pattern, with its case-insensitive matching."""
+    ascii_secrets, unicode_secret = Redactor(["s3cr3t-value-1"]), Redactor([f"pa{LONG_S}sword-long"])
+    assert ascii_secrets("tools/call x: ok client=- ms=0.9") == "tools/call x: ok client=- ms=0.9"
+    assert ascii_secrets("key S3CR3T-VALUE-1 and Bearer abcdefgh12") == f"key {REDACTED} and Bearer {REDACTED}"
+    assert ascii_secrets("mgw_abcdefghijklmnopqr Authorization: xyz123456") == f"{REDACTED} Authorization: {REDACTED}"
+    assert ascii_secrets(f"ba{LONG_S}ic abcdefgh12") == f"ba{LONG_S}ic {REDACTED}"  # not ASCII: the pattern decides
+    assert unicode_secret("the PASSWORD-LONG") == f"the {REDACTED}"

@@ -85,14 +85,15 @@ def test_shared_namespaces_and_owners(memory_gateway: GatewayProcess) -> None:
     assert contents(call(memory_gateway, BOB, "list_memories", namespace="pair")) == []
 
 
-def test_a_tool_over_every_scope_needs_one_named(memory_gateway: GatewayProcess) -> None:
-    """`memory_stats` without a namespace would report on every client's memories: refused; with one, the
-    client's own."""
+@pytest.mark.parametrize("tool", ["memory_stats", "memory_dead_letters"])
+def test_a_tool_over_every_scope_needs_one_named(memory_gateway: GatewayProcess, tool: str) -> None:
+    """`memory_stats` or `memory_dead_letters` without a namespace would report on (or replay, discard)
+    every client's memories: refused; with one, the client's own."""
     for arguments in ({}, {"namespace": None}):
-        refused = call(memory_gateway, BOB, "memory_stats", **arguments)
+        refused = call(memory_gateway, BOB, tool, **arguments)
         assert refused["isError"] is True, refused
-        assert refused["content"][0]["text"] == "memory_stats needs a namespace through the gateway"
-    stats = call(memory_gateway, BOB, "memory_stats", namespace="default")
+        assert refused["content"][0]["text"] == f"{tool} needs a namespace through the gateway"
+    stats = call(memory_gateway, BOB, tool, namespace="default")
     assert not stats.get("isError"), stats
     assert stats["structuredContent"]["namespace"] == "bob/default"
 

@@ -5,13 +5,16 @@ with the backends that are up; a backend that is still starting is absent, then 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
+from tests.helpers.redis_proc import orphan_guard
 from tests.helpers.stdio import StdioGateway
 
 STARTS_AFTER = "import time, runpy; time.sleep({}); runpy.run_module('tests.backends.echo', run_name='__main__')"
@@ -77,3 +80,25 @@ def test_http_serves_before_a_slow_backend_is_up(tmp_path: Path) -> None:
         assert httpx.get(gateway.base + "/ready", timeout=5).status_code == 503  # not every backend tried yet
     finally:
         gateway.stop()
+
+
+def test_stdio_on_dev_null_reads_eof_and_exits_cleanly_under_uvloop(tmp_path: Path) -> None:
+    """A service manager, `docker run` without `-i` or a CI job hands the gateway /dev/null as stdin (and
+    often as stdout): that is EOF at once, so the gateway starts, sees no client, drains and exits 0. The
+    event loop cannot poll /dev/null (epoll refuses it), and on uvloop, the default loop, polling it aborted
+    the process with SIGABRT (exit 134) and no line."""
+    config = write_config(tmp_path, {"echo": stdio_echo_server()})
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        cwd=ROOT,
+        env=child_env(MCP_GATEWAY_LOG_LEVEL="INFO"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        preexec_fn=orphan_guard(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.rstrip().endswith("shutdown: backends closed")

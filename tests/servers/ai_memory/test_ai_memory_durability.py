@@ -160,3 +160,30 @@ async def test_a_namespaces_stats_count_only_its_own_outbox_and_dead_letters(mak
     assert a["dead_letters"] == 0 and a["dead_letter_samples"] == [] and a["outbox_oldest_age_s"] is None
     assert b["dead_letters"] == 1 and [d["id"] for d in b["dead_letter_samples"]] == [poison["id"]]
     blocker.close()
+
+
+async def test_dead_letters_of_one_namespace_leave_the_others_alone(make_service, tmp_path):
+    """With `namespace`, `memory_dead_letters` lists, replays and discards that namespace's dead letters
+    only: another tenant's seqs named outright are left alone, as if absent."""
+    svc = await make_service(background=False, sqlite_busy_timeout=0.05)
+    blocker = sqlite3.connect(tmp_path / "data" / "ai_memory.sqlite3", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    poison_a = await svc.store_memory("poison pill of tenant a", namespace="a")
+    poison_b = await svc.store_memory("poison pill of tenant b", namespace="b")
+    blocker.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON MEMORIES WHEN NEW.CONTENT LIKE 'poison%'"
+        " BEGIN SELECT RAISE(ABORT, 'content refused by policy'); END"
+    )
+    blocker.execute("COMMIT")
+    await svc.drain_outbox()
+    every = await svc.dead_letters("list")
+    assert {d["id"] for d in every["dead_letters"]} == {poison_a["id"], poison_b["id"]}
+    [seq_b] = [d["seq"] for d in every["dead_letters"] if d["id"] == poison_b["id"]]
+    listed = await svc.dead_letters("list", namespace="a")
+    assert listed["namespace"] == "a" and [d["id"] for d in listed["dead_letters"]] == [poison_a["id"]]
+    assert (await svc.dead_letters("discard", [seq_b], namespace="a"))["affected"] == 0  # b's, named from a
+    assert (await svc.dead_letters("replay", namespace="a"))["affected"] == 1
+    assert [d["id"] for d in (await svc.dead_letters("list"))["dead_letters"]] == [poison_b["id"]]
+    assert (await svc.dead_letters("discard", namespace="b"))["affected"] == 1
+    assert (await svc.dead_letters("list"))["dead_letters"] == []
+    blocker.close()
