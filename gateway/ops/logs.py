@@ -115,14 +115,8 @@ def accept_request_id(value: bytes | None) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"  # unique, not secret: no random draw per request
 
 
-def generated_request_id(rid: str) -> bool:
-    """`rid` is one `accept_request_id` made (this process's prefix and a hex counter: nothing of a client's)."""
-    return _GENERATED_ID.fullmatch(rid) is not None
-
-
 _ID_PREFIX = secrets.token_hex(4)  # per process, so replicas' ids do not collide
 _ID_COUNTER = itertools.count()
-_GENERATED_ID = re.compile(re.escape(_ID_PREFIX) + "[0-9a-f]{8,}")
 
 
 # ---------------------------------------------------------------------------------------------- redaction
