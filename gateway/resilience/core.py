@@ -7,6 +7,7 @@ invalidate-on-write
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -71,7 +72,7 @@ class _Flight:
     __slots__ = ("done", "outcome", "result")
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
+        self.done = asyncio.Event()  # asyncio's own: anyio's looks up its backend at each creation (every L1 miss)
         self.result: dict[str, Any] | None = None
         self.outcome = ""
 

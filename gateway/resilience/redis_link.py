@@ -18,6 +18,7 @@ through `mget`, which splits across slots on a cluster.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -78,7 +79,7 @@ class _Batch:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
         self.values: list[Any] | None = None
-        self.done = anyio.Event()
+        self.done = asyncio.Event()  # asyncio's own: anyio's looks up its backend at each creation
 
     def add(self, keys: tuple[str, ...]) -> list[int]:
         places = []

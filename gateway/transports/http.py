@@ -41,18 +41,11 @@ class HTTPEntry:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = length = origin = authorization = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                length = value
-            elif name == b"x-request-id":
-                rid = value
-            elif name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-        encoded = accept_request_id(rid).encode("ascii")
-        token = request_id.set(encoded.decode("ascii"))
+        fields = dict(scope["headers"])  # by name, once (a repeated header: its last value, as before)
+        length = fields.get(b"content-length")
+        rid = accept_request_id(fields.get(b"x-request-id"))
+        encoded = rid.encode("ascii")
+        token = request_id.set(rid)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -77,9 +70,16 @@ class HTTPEntry:
                 receive = self._counting(receive)
             inner_send: Send = send_with_id
             if self.security is not None and scope["path"] in OPTIONAL_AUTH_PATHS:
-                await self.security.identify(scope, authorization)
+                authorization = fields.get(b"authorization")
+                await self.security.identify(scope, None if authorization is None else authorization.decode("latin-1"))
             elif self.security is not None and protects(scope["path"]):
-                admitted = await self.security.admit(scope, send_with_id, origin, authorization)
+                origin, authorization = fields.get(b"origin"), fields.get(b"authorization")
+                admitted = await self.security.admit(
+                    scope,
+                    send_with_id,
+                    None if origin is None else origin.decode("latin-1"),
+                    None if authorization is None else authorization.decode("latin-1"),
+                )
                 if admitted is None:
                     return
                 scope, inner_send = admitted
@@ -315,47 +315,53 @@ class GatewayHTTP:
 
 HEADER_TIMEOUT = 10.0
 """Seconds a connection may take to send a request's complete headers before it is closed."""
+HEADER_SWEEP = 1.0
+"""Seconds between two looks at the connections still waiting for headers."""
 
 
 def _header_timeout_protocol() -> type:
     """uvicorn's httptools protocol, closing a connection whose request headers are not complete within
     `HEADER_TIMEOUT` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
-    client could hold connections open forever by never finishing its headers). Idle keep-alive connections
-    are closed by uvicorn's own `timeout_keep_alive`."""
+    client could hold connections open forever by never finishing its headers). One timer looks at the open
+    connections every `HEADER_SWEEP` seconds, so a request arms no timer of its own (a timer per request cost
+    ~2 µs) and a slow one is closed up to `HEADER_SWEEP` seconds later. Idle keep-alive connections are
+    closed by uvicorn's own `timeout_keep_alive`."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    connections: set[Any] = set()  # this server's open connections
+    sweeper: list[asyncio.TimerHandle] = []  # the timer, while some connection is open
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        sweeper.clear()
+        late = loop.time() - HEADER_TIMEOUT
+        for connection in list(connections):
+            since = connection.headers_since
+            if since is not None and since <= late and not connection.transport.is_closing():
+                connection.transport.close()
+        if connections:
+            sweeper.append(loop.call_later(HEADER_SWEEP, sweep, loop))
+
     class HeaderTimeoutProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._headers_timed_out)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_timed_out(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                self.transport.close()
+        headers_since: float | None = None  # loop time since when headers are awaited; None: not now
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()
+            self.headers_since = self.loop.time()
+            connections.add(self)
+            if not sweeper:
+                sweeper.append(self.loop.call_later(HEADER_SWEEP, sweep, self.loop))
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            connections.discard(self)
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._header_timer is None:
-                self._arm()
+            if self.headers_since is None:
+                self.headers_since = self.loop.time()
 
         def on_headers_complete(self) -> None:
-            self._disarm()
+            self.headers_since = None
             super().on_headers_complete()
 
     return HeaderTimeoutProtocol

@@ -17,7 +17,13 @@ from collections.abc import Callable, Container
 from typing import Any
 
 import anyio
-from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundModernRoute,
+    classify_inbound_request,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.middleware import CLIENT_SCOPE_KEY
@@ -34,12 +40,13 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
 
 
-def _session_id(scope: Scope) -> str | None:
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    for name, value in headers:
-        if name == b"mcp-session-id":
-            return value.decode("latin-1")
-    return None
+Fields = dict[bytes, bytes]
+"""A request's headers by (lowercase) name, read once per POST (a repeated header: its last value)."""
+
+
+def _session_id(fields: Fields) -> str | None:
+    value = fields.get(b"mcp-session-id")
+    return None if value is None else value.decode("latin-1")
 
 
 _TRIMMED = frozenset({b"mcp-method", b"mcp-name"})
@@ -103,12 +110,13 @@ class StreamableFront:
         self.client_capabilities: dict[str, Any] = {}  # session id -> capabilities from its `initialize`
         self.max_sessions_per_client = max_sessions_per_client  # with auth: `gateway.auth.max_sessions_per_client`
         self.session_clients: dict[str, str] = {}  # session id -> the authenticated client that opened it
+        self.watches = _Watches()  # the clients of calls still running, watched for a disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope = _trimmed(scope)
         if scope["method"] != "POST":
-            await self.fallback(scope, receive, send)
+            await self.fallback(_trimmed(scope), receive, send)
             return
+        fields: Fields = dict(scope["headers"])
         chunks = []
         while True:
             message = await receive()
@@ -122,16 +130,17 @@ class StreamableFront:
             message = jsonrpc.decode(body)
         except jsonrpc.Malformed as error:
             if error.code == jsonrpc.PARSE_ERROR:  # not JSON at all: the SDK answers (415/406/400 as due)
-                await self.fallback(scope, _replay(body, receive), send)
+                await self.fallback(_trimmed(scope), _replay(body, receive), send)
                 return
             await _send_jsonrpc(send, 400, error.response)
             return
-        if self._cancels_fast_request(scope, message) or (self.replies and self._take_reply(scope, message)):
+        if self._cancels_fast_request(fields, message) or (self.replies and self._take_reply(fields, message)):
             await send({"type": "http.response.start", "status": 202, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        request = self._eligible(scope, message)
+        request = self._eligible(fields, message)
         if request is None:
+            scope = _trimmed(scope)
             if isinstance(message, dict) and message.get("method") == "initialize":
                 client = scope.get(CLIENT_SCOPE_KEY)
                 if client is not None and (refusal := await self._refuse_initialize(client, message)) is not None:
@@ -142,11 +151,11 @@ class StreamableFront:
             await self.fallback(scope, _replay(body, receive), send)
             return
         modern, message = request
-        await self._answer(message, modern, receive, send, _session_id(scope), scope.get(CLIENT_SCOPE_KEY))
+        await self._answer(message, modern, receive, send, _session_id(fields), scope.get(CLIENT_SCOPE_KEY))
 
-    def _take_reply(self, scope: Scope, message: Any) -> bool:
+    def _take_reply(self, fields: Fields, message: Any) -> bool:
         """Deliver a client's answer to a relayed request (a JSON-RPC response POSTed to the session)."""
-        session_id = _session_id(scope)
+        session_id = _session_id(fields)
         return session_id is not None and self.replies.take(session_id, message)
 
     async def _refuse_initialize(
@@ -204,38 +213,41 @@ class StreamableFront:
 
         return capturing_send
 
-    def _cancels_fast_request(self, scope: Scope, message: Any) -> bool:
+    def _cancels_fast_request(self, fields: Fields, message: Any) -> bool:
         """A session's `notifications/cancelled` for a request this path is answering: cancel it here."""
         request_id = cancelled_request_id(message)
         if request_id is None:
             return False
-        session_id = _session_id(scope)
+        session_id = _session_id(fields)
         return session_id is not None and self.fast.cancel((session_id, request_id))
 
-    def _eligible(self, scope: Scope, message: Any) -> tuple[bool, dict[str, Any]] | None:
+    def _eligible(self, fields: Fields, message: Any) -> tuple[bool, dict[str, Any]] | None:
         """(modern?, request) when this POST may take the fast path, else None."""
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1")
-            if key.startswith("mcp-param-"):
-                return None  # x-mcp-header arguments: let the SDK validate them
-            headers[key] = value.decode("latin-1")
-        accept = headers.get("accept", "")
-        if "application/json" not in accept or "text/event-stream" not in accept:
+        if b"\nmcp-param-" in b"\n" + b"\n".join(fields):
+            return None  # x-mcp-header arguments: let the SDK validate them
+        accept = fields.get(b"accept", b"")
+        if b"application/json" not in accept or b"text/event-stream" not in accept:
             return None
-        if not headers.get("content-type", "").startswith("application/json"):
+        if not fields.get(b"content-type", b"").startswith(b"application/json"):
             return None
         if not is_fast_candidate(message):
             return None
-        session_id = headers.get("mcp-session-id")
+        session_id = _session_id(fields)
         if session_id is not None:
-            version = headers.get("mcp-protocol-version")
+            version = fields.get(b"mcp-protocol-version")
             if modern_version(message) or session_id not in self.session_ids():
                 return None
-            if version is not None and version not in _HANDSHAKE_VERSIONS:
+            if version is not None and version.decode("latin-1") not in _HANDSHAKE_VERSIONS:
                 return None
             return False, message
-        if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
+        routing = {}  # the headers the SDK's ladder reads, `Mcp-Method` and `Mcp-Name` trimmed (see `_trimmed`)
+        if (version := fields.get(b"mcp-protocol-version")) is not None:
+            routing[MCP_PROTOCOL_VERSION_HEADER] = version.decode("latin-1")
+        if (method := fields.get(b"mcp-method")) is not None:
+            routing[MCP_METHOD_HEADER] = method.strip().decode("latin-1")
+        if (name := fields.get(b"mcp-name")) is not None:
+            routing[MCP_NAME_HEADER] = name.strip().decode("latin-1")
+        if not isinstance(classify_inbound_request(message, headers=routing), InboundModernRoute):
             return None
         return True, message
 
@@ -258,13 +270,13 @@ class StreamableFront:
             capabilities = self.client_capabilities.get(session_id)
             ask = functools.partial(self.replies.ask, session_id, reply.post)  # answered by POSTs, see _take_reply
             token = CURRENT_PEER.set(ClientPeer(session_id, reply.post, ask, capabilities, self.server, session_id))
-        watch = _DisconnectWatch(receive, scope)
+        self.watches.add(scope, receive)
         try:
             response = await self.fast.answer_tracked(
                 scope, key, message, modern=modern, post=reply.post, client=client
             )
         finally:
-            watch.close()
+            self.watches.remove(scope)
             if token is not None:
                 CURRENT_PEER.reset(token)
         await reply.finish(response if response is not None else _cancelled(message["id"]))
@@ -274,33 +286,51 @@ WATCH_AFTER = 0.25
 """Seconds a fast-path call runs before a task starts watching for its client's disconnect."""
 
 
-class _DisconnectWatch:
-    """Cancels `scope` when the client disconnects. The watching task is started only if the call is still
-    running `WATCH_AFTER` seconds in: a cache hit, and most backend calls, are answered before then, so the
-    hot path spawns no task per request (the gateway serves HTTP on asyncio: uvicorn). A client that leaves
-    sooner is noticed that much later; its call is cancelled all the same."""
+class _Watches:
+    """Cancels a call's scope when its client disconnects. A watching task is started only for the calls still
+    running `WATCH_AFTER` seconds in, by one loop timer for all of them: a cache hit, and most backend calls,
+    are answered before then, so the hot path spawns no task and arms no timer per request (a timer armed and
+    cancelled per call cost ~2 µs). A client that leaves sooner is noticed that much later; its call is
+    cancelled all the same."""
 
-    def __init__(self, receive: Receive, scope: anyio.CancelScope) -> None:
-        self._receive = receive
-        self._scope = scope
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self._start)
+    def __init__(self) -> None:
+        self._waiting: dict[anyio.CancelScope, tuple[float, Receive]] = {}  # oldest first (insertion order)
+        self._watching: dict[anyio.CancelScope, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _start(self) -> None:
-        if not self._closed:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
+    def add(self, scope: anyio.CancelScope, receive: Receive) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._waiting[scope] = (loop.time(), receive)
+        if self._timer is None:
+            self._timer = loop.call_later(WATCH_AFTER, self._sweep)
 
-    async def _watch(self) -> None:
-        while (await self._receive())["type"] != "http.disconnect":
+    def remove(self, scope: anyio.CancelScope) -> None:
+        if self._waiting.pop(scope, None) is None and (task := self._watching.pop(scope, None)) is not None:
+            task.cancel()
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        due = self._loop.time() - WATCH_AFTER
+        started = []
+        for scope, (began, receive) in self._waiting.items():
+            if began > due:
+                break
+            started.append(scope)
+            self._watching[scope] = self._loop.create_task(self._watch(scope, receive))
+        for scope in started:
+            del self._waiting[scope]
+        if self._waiting:  # at the next one's time
+            self._timer = self._loop.call_at(next(iter(self._waiting.values()))[0] + WATCH_AFTER, self._sweep)
+
+    async def _watch(self, scope: anyio.CancelScope, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
             pass
-        self._scope.cancel()
-
-    def close(self) -> None:
-        self._closed = True
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        self._watching.pop(scope, None)
+        scope.cancel()
 
 
 class _Reply:

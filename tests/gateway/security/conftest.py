@@ -94,7 +94,7 @@ def tool_names(response: httpx.Response) -> set[str]:
 
 
 AUDIT_TEXT = re.compile(
-    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO mcp_gateway\.audit(?: \[[^]]+\])?: "
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO mcp_gateway\.audit(?: \[.+\])?: "
     r"tools/call (?P<tool>\S+): (?P<outcome>\S+) client=(?P<client>\S+) ms=(?P<ms>[\d.]+)"
     r"(?: arguments=(?P<arguments>.*))?$"
 )

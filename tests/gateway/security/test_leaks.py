@@ -60,7 +60,11 @@ def test_tokens_and_arg_secrets_are_redacted_and_no_fastmcp_meta(tmp_path: Path)
     gateway = GatewayProcess(config, ECHO_API_TOKEN="x" * 16, UPSTREAM_CONN=ARG_SECRET, MCP_GATEWAY_LOG_LEVEL="INFO")
     try:
         response = rpc(
-            gateway, "tools/call", {"name": "local_echo", "arguments": {"text": f"use {GATEWAY_TOKEN}"}}, token=ALICE
+            gateway,
+            "tools/call",
+            {"name": "local_echo", "arguments": {"text": f"use {GATEWAY_TOKEN}"}},
+            token=ALICE,
+            headers={"X-Request-Id": ARG_SECRET},  # a client's own request id is scrubbed on the audit line too
         )
         result = response.json()["result"]
         assert "fastmcp" not in result.get("_meta", {}), result
