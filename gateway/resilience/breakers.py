@@ -211,6 +211,11 @@ class Breakers:
                 breaker.storage.apply_remote(*remote)
         return breaker
 
+    def forget(self, server: str) -> None:
+        """Drop the breakers of `server` (its own and its tools'): it now names another backend."""
+        for name in [name for name in self.by_name if name == server or name.startswith(server + "/")]:
+            del self.by_name[name]
+
     def _publish(self, name: str, state: str, opened_at: float | None) -> None:
         if self.publish is not None:
             self.publish(name, state, opened_at)

@@ -1,10 +1,15 @@
 """Two-level result cache: L1 in-process (bounded by entries and bytes), L2 in Redis (shared by replicas).
 
 Keys: server, tool, canonical JSON of the arguments and the caller's identity (left out for tools
-configured `shared`). Each server has a *generation*; an entry is valid only under the generation it was
-stored with, so a write to server S invalidates all of S's entries at once by changing the generation: in
-this replica at once (a dict assignment), in the others through Redis (the `gen` key is read together with
-every L2 entry, and the change is published so their L1 drops too).
+configured `shared`). In Redis a server goes by its backend's name (`gateway.resilience.scope`: the server
+name and a digest of its entry), so replicas of one deployment share entries and generations and other
+deployments on the same Redis with a different backend under the same server name never do:
+`<prefix>:c:{<server>~<digest>}:<key digest>` and `<prefix>:gen:{<server>~<digest>}`.
+
+Each server has a *generation*; an entry is valid only under the generation it was stored with, so a write
+to server S invalidates all of S's entries at once by changing the generation: in this replica at once (a
+dict assignment), in the others through Redis (the `gen` key is read together with every L2 entry, and the
+change is published so their L1 drops too).
 
 Generations are increasing integers (Redis computes the next one atomically, above both its own value and
 the writer's) and a replica only ever moves to a higher one. So a Redis flushed or restored from an older
@@ -145,11 +150,12 @@ class L1:
 
 
 class Cache:
-    def __init__(self, settings: CacheSettings, link: RedisLink | None, servers: list[str]) -> None:
+    def __init__(self, settings: CacheSettings, link: RedisLink | None, scopes: dict[str, str]) -> None:
         self.l1 = L1(settings.max_entries, settings.max_bytes)
         self.link = link
         self.prefix = link.prefix if link is not None else "mcp-gateway"
-        self.gens: dict[str, str] = dict.fromkeys(servers, "0")
+        self.scopes = scopes  # server -> its backend's name in Redis (the owner keeps it up to date)
+        self.gens: dict[str, str] = dict.fromkeys(scopes, "0")
         self._pending_gens: set[str] = set()
         self.private: set[tuple[str, str]] = set()  # (server, tool) configured shared that answered `private`
         self.hits = self.l2_hits = self.misses = self.stale = self.stores = self.too_big = 0
@@ -167,12 +173,22 @@ class Cache:
 
     def _l2_key(self, key: Key) -> str:
         digest = hashlib.blake2b("\0".join(key[1:]).encode(), digest_size=20).hexdigest()
-        return f"{self.prefix}:c:{{{key[0]}}}:{digest}"
+        return f"{self.prefix}:c:{{{self.scopes.get(key[0], key[0])}}}:{digest}"
 
     def _gen_key(self, server: str) -> str:
-        # `{server}` is a Redis Cluster hash tag: a server's generation and entries share one slot, so the
-        # L1-miss read below stays one MGET (one round trip) on a cluster too
-        return f"{self.prefix}:gen:{{{server}}}"
+        # `{server~digest}` is a Redis Cluster hash tag: a server's generation and entries share one slot, so
+        # the L1-miss read below stays one MGET (one round trip) on a cluster too
+        return f"{self.prefix}:gen:{{{self.scopes.get(server, server)}}}"
+
+    def new_backend(self, server: str) -> None:
+        """`server` was added or now names another backend (a reload changed its entry, so its Redis name
+        changed): nothing kept here for it is the new backend's, nor is a result of the old one still on its
+        way (the generation moves past it; Redis's generation under the new name is adopted or raised)."""
+        for key in [key for key in self.l1.entries if key[0] == server]:
+            self.l1.drop(key)
+        self.private = {pair for pair in self.private if pair[0] != server}
+        self._pending_gens.discard(server)
+        self.gens[server] = str(gen_number(self.gens[server]) + 1) if server in self.gens else "0"
 
     # ------------------------------------------------------------------ reads
 
@@ -281,7 +297,9 @@ class Cache:
         ok, n = await self.link.run(self.link.client.eval, GEN_NEXT, 1, self._gen_key(server), known)
         if ok and gen_number(str(n)) > known + 1:
             self.gens[server] = str(n)
-        if not ok or not await self.link.publish({"k": "gen", "n": server, "g": self.gens[server]}):
+        if not ok or not await self.link.publish(
+            {"k": "gen", "n": self.scopes.get(server, server), "g": self.gens[server]}
+        ):
             self._pending_gens.add(server)  # pushed when Redis is back
 
     async def _raise(self, server: str) -> bool:
@@ -303,7 +321,9 @@ class Cache:
             ok, n = await self.link.run(self.link.client.eval, GEN_NEXT, 1, self._gen_key(server), known)
             if ok:
                 self.gens[server] = str(max(gen_number(str(n)), known))
-            if ok and await self.link.publish({"k": "gen", "n": server, "g": self.gens[server]}):
+            if ok and await self.link.publish(
+                {"k": "gen", "n": self.scopes.get(server, server), "g": self.gens[server]}
+            ):
                 self._pending_gens.discard(server)
         servers = list(self.gens)
         if not servers:

@@ -3,6 +3,10 @@
 cache (L1 hit answered in `Hub.call_tool` without awaiting) -> single-flight -> L2 -> argument check ->
 breaker -> bulkhead -> backend call with its timeout -> retry (safe tools only) -> store / stale-if-error /
 invalidate-on-write
+
+Redis names: each server's cache entries, generation, breakers and events go by its backend's name
+(`gateway.resilience.scope.redis_name`, computed here when a server is added), so only replicas with the
+same backend entry share them; an event naming a backend this gateway does not run is ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -23,9 +27,10 @@ from gateway.resilience.cache import SCOPE_HINT, SHARED, Cache, Entry, Key, copy
 from gateway.resilience.policy import ServerPolicy, ToolPolicy, failure_kind, resolve
 from gateway.resilience.redis_link import RedisLink
 from gateway.resilience.retry import backoff
+from gateway.resilience.scope import redis_name
 
 if TYPE_CHECKING:
-    from gateway.config.loader import GatewaySettings
+    from gateway.config.loader import GatewaySettings, ServerConfig
 
 logger = logging.getLogger("mcp_gateway.resilience")
 
@@ -80,29 +85,39 @@ class _Flight:
 class Resilience(Generic[C]):
     """The resilient path of the calls of one hub; `forward` makes the backend call itself."""
 
-    def __init__(self, settings: GatewaySettings, servers: list[str], forward: Forward[C]) -> None:
+    def __init__(self, settings: GatewaySettings, servers: Mapping[str, ServerConfig], forward: Forward[C]) -> None:
         self.forward = forward
         self.settings = settings
         self.servers: dict[str, ServerPolicy] = {}
+        self.scopes: dict[str, str] = {}  # server -> its backend's name in Redis
+        self.by_scope: dict[str, str] = {}  # and back (for the events of the other replicas)
         self.breakers = Breakers()
         self.bulkheads: dict[str, Bulkhead] = {}
-        for name in servers:
-            self.add_server(name)
         url = settings.redis_url  # the config loader fills it from env REDIS_URL
         self.link = RedisLink(url, settings.redis) if url else None
-        self.cache = Cache(settings.cache, self.link, servers)
+        self.cache = Cache(settings.cache, self.link, self.scopes)
+        self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
+        for name, server in servers.items():
+            self.add_server(name, server)
         if self.link is not None:
             self.breakers.publish = lambda name, state, opened: self.link.post(  # type: ignore[union-attr]
-                "breaker", {"k": "breaker", "n": name, "s": state, "o": opened}
+                "breaker", {"k": "breaker", "n": self._scoped(name), "s": state, "o": opened}
             )
             self.link.on_message = self._on_remote
             self.link.on_connect = self._resync
-        self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
         self._inflight: dict[Key, _Flight] = {}
         self.retries = 0
 
-    def add_server(self, name: str) -> None:
-        """Build (or rebuild, after a config reload) one server's policy, breaker and bulkhead."""
+    def add_server(self, name: str, server: ServerConfig) -> None:
+        """Build (or rebuild, after a config reload) one server's policy, breaker and bulkhead. An entry
+        naming another backend than before (`redis_name` changed) starts afresh: new Redis names, no cached
+        result and no breaker state of the old backend."""
+        scope = redis_name(name, server)
+        if self.scopes.get(name) != scope:
+            self.by_scope.pop(self.scopes.get(name, ""), None)
+            self.scopes[name], self.by_scope[scope] = scope, name
+            self.cache.new_backend(name)
+            self.breakers.forget(name)
         settings = self.settings
         sp = ServerPolicy.build(
             settings.breaker, settings.retry, settings.bulkhead, settings.cache, settings.servers.get(name)
@@ -269,10 +284,20 @@ class Resilience(Generic[C]):
 
     # ------------------------------------------------------------------ replicas
 
+    def _scoped(self, name: str) -> str:
+        """A breaker's name in Redis: `server` or `server/tool` with the server's backend name."""
+        server, slash, tool = name.partition("/")
+        return self.scopes.get(server, server) + slash + tool
+
     def _on_remote(self, message: dict[str, Any]) -> None:
-        kind, name = message.get("k"), message.get("n")
-        if not isinstance(name, str):
+        kind, scoped = message.get("k"), message.get("n")
+        if not isinstance(scoped, str):
             return
+        head, slash, tool = scoped.partition("/")
+        server = self.by_scope.get(head)
+        if server is None:
+            return  # a backend this gateway does not run (another deployment's, or the old one's of a reload)
+        name = server + slash + tool
         if kind == "gen" and isinstance(message.get("g"), str):
             self.cache.on_remote_gen(name, message["g"])
         elif kind == "breaker" and isinstance(message.get("s"), str):
@@ -283,7 +308,7 @@ class Resilience(Generic[C]):
         assert self.link is not None
         await self.cache.resync()
         names = sorted(set(self.breakers.by_name) | set(self.servers))
-        keys = [f"{self.link.prefix}:breaker:{name}" for name in names]
+        keys = [f"{self.link.prefix}:breaker:{self._scoped(name)}" for name in names]
         ok, values = await self.link.run(self.link.mget, *keys)
         if not ok:
             return

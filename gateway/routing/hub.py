@@ -80,7 +80,9 @@ class Hub:
         self.by_name = {backend.name: backend for backend in self.backends}
         self._group: anyio.abc.TaskGroup | None = None  # where the backends run (set by `run`)
         self._scopes: dict[Backend, anyio.CancelScope] = {}  # each backend's, to stop it alone (reload)
-        self.resilience: Resilience[ToolCall] = Resilience(self.settings, list(self.by_name), self._forward)
+        self.resilience: Resilience[ToolCall] = Resilience(
+            self.settings, {name: backend.config for name, backend in self.by_name.items()}, self._forward
+        )
         self.collector = ResilienceCollector(self.resilience)  # rendered at /metrics beside the registry
         self._listeners: list[ChangeListener] = []
         self.started = anyio.Event()  # set once every backend is up or has failed its first start
@@ -158,7 +160,7 @@ class Hub:
         for name, backend in staged.items():
             assert name not in self.by_name, name
             self.by_name[name] = backend
-            self.resilience.add_server(name)
+            self.resilience.add_server(name, backend.config)
             self.calls_in_flight.setdefault(name, 0)  # kept after a removal: calls still in flight count down
             metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
             metrics.BACKEND_UP.labels(name).set(1 if backend.state == "up" else 0)

@@ -38,7 +38,7 @@ def test_cluster_urls() -> None:
 
 async def test_cache_keys_of_a_server_share_a_slot(cluster: RedisCluster) -> None:
     link = RedisLink(cluster.url, RedisSettings())
-    cache = Cache(CacheSettings(), link, ["hubspot", "gong"])
+    cache = Cache(CacheSettings(), link, {"hubspot": "hubspot~0123456789ab", "gong": "gong~ba9876543210"})
     for server in ("hubspot", "gong"):
         slots = {
             cluster.cli(cluster.ports[0], "cluster", "keyslot", key).strip()

@@ -206,21 +206,13 @@ def test_the_prefix_names_the_store_not_the_way_to_reach_it(tmp_path: Path, monk
 TOKEN = "redis-scope-client-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-GATEWAY_CACHE_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason="the gateway's result cache keys (<gateway.redis.prefix>:c:{server}:...) do not name the backend behind "
-    "the server: two gateways on one Redis with the default prefix serve each other's cached results",
-)
-
-
-@pytest.mark.parametrize("own_prefix", [pytest.param(False, marks=GATEWAY_CACHE_LEAK), True])
+@pytest.mark.parametrize("own_prefix", [False, True])
 async def test_two_gateways_with_different_memories_on_one_redis(
     tmp_path: Path, redis_server: RedisProcess, own_prefix: bool
 ) -> None:
-    """Reproduction (gateway/resilience/cache.py, not ai_memory): two deployments, one Redis, each an
-    `ai_memory` server of its own (own data dir), same client name and the default `gateway.redis.prefix`.
-    ai_memory keeps them apart now; the gateway's result cache does only with a `gateway.redis.prefix` per
-    deployment."""
+    """Two deployments, one Redis, each an `ai_memory` server of its own (own data dir), same client name,
+    with the default `gateway.redis.prefix` or one each. ai_memory keeps them apart, and so does the
+    gateway's result cache: its Redis keys name the backend (entry digest), not the server name alone."""
     auth = {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}
     with ExitStack() as stack:
         gateways = []
@@ -257,7 +249,7 @@ async def test_two_gateways_with_different_memories_on_one_redis(
             assert [h["content"] for h in (await blue.call("ai_memory_recall_memory", **query))["result"]] == [
                 "Acme renewal is due in March"
             ]
-            # green's gateway misses its L1, finds blue's entry under the same Redis key, and serves it
+            # green's gateway misses its L1; blue's entry is under another Redis key (another backend)
             assert [h["content"] for h in (await green.call("ai_memory_recall_memory", **query))["result"]] == [
                 "Globex renewal was cancelled"
             ]
