@@ -1,13 +1,16 @@
 """Two gateway replicas sharing one real Redis: shared breaker state, a shared L2 cache, invalidation across
-replicas, and Redis killed and restarted under load."""
+replicas, and Redis killed and restarted under load; two deployments sharing it whose same-named backends
+differ: nothing shared."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import anyio
+import redis
 
 from tests.gateway.resilience.conftest import call, client, faulty_http, health, stats, until
 from tests.helpers.procs import ROOT, GatewayProcess, stop_gateways, write_config
@@ -65,6 +68,61 @@ async def test_replicas_share_cache_invalidations_and_breakers(tmp_path: Path, r
             await until(lambda: _breaker_state(b, "open"))
             error, text, _ = await call(cb, "faulty_read", {"key": "never-called"})
             assert error and "failing fast" in text and "'faulty'" in text
+
+
+async def test_deployments_with_different_backends_of_one_name_share_nothing(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    """Deployment A (gateways a and a2, one config) and B (gateway b) on one Redis, default prefix, each a
+    server `faulty` of its own (its own backend process, so another `url`): a2 shares a's cached answers and
+    a's breaker; b gets neither, and b's write leaves a's cache alone."""
+    gateway = {
+        "redis_url": redis_server.url,
+        "retry": {"attempts": 1},
+        "breaker": {"fail_max": 2, "reset_timeout": 60},
+        "servers": {"faulty": {"tools": {**TOOLS, "fail": {"invalidates": False}}}},  # only b writes
+    }
+    with ExitStack() as stack:
+        gateways = []
+        for name in ("a", "b"):
+            url = stack.enter_context(faulty_http())
+            (tmp_path / name).mkdir()
+            gateways.append(write_config(tmp_path / name, {"faulty": {"url": url}}, gateway))
+        a, a2, b = (GatewayProcess(config, wait_path=None) for config in (gateways[0], *gateways))
+        stack.callback(stop_gateways, a, a2, b)
+        for g in (a, a2, b):
+            g.wait_ready()
+        await until(lambda: _both_up(a, a2))
+        await until(lambda: _both_up(a, b))
+        async with client(a) as ca, client(a2) as ca2, client(b) as cb:
+            assert (await call(ca, "faulty_read", {"key": "x"}))[1] == "x#1"
+            assert (await call(ca2, "faulty_read", {"key": "x"}))[1] == "x#1"  # a's entry, from Redis
+            assert (await health(a2))["cache"]["l2_hits"] == 1
+            assert (await call(cb, "faulty_read", {"key": "x"}))[1] == "x#1"  # b's own backend answered
+            assert (await stats(cb))["read"] == 1 and (await health(b))["cache"]["l2_hits"] == 0
+            assert (await call(cb, "faulty_put", {"key": "k", "value": "b's"}))[1] == "stored"  # b invalidates
+
+            for _ in range(2):
+                assert (await call(ca, "faulty_fail"))[0]
+            assert (await health(a))["breakers"]["faulty"]["state"] == "open"
+            await until(lambda: _breaker_state(a2, "open"))  # so b's write event, published before, reached a2
+            assert (await call(ca2, "faulty_read", {"key": "x"}))[1] == "x#1"  # still cached: b's write was b's
+
+            # a marker for b only, published after a's breaker event: once b acts on it, it has had a's event
+            (gen_key,) = redis.Redis.from_url(redis_server.url).keys("mcp-gateway:gen:*")  # b's: only b wrote
+            b_name = gen_key.decode().split("{", 1)[1].rstrip("}")
+            redis.Redis.from_url(redis_server.url).publish(
+                "mcp-gateway:events", json.dumps({"k": "gen", "n": b_name, "g": "1000", "r": "test"})
+            )
+            reads = (await stats(cb))["read"]
+
+            async def b_moved_to_the_marker() -> bool:
+                error, text, _ = await call(cb, "faulty_read", {"key": "x"})
+                assert not error, text  # b's breaker is not a's
+                return (await stats(cb))["read"] > reads
+
+            await until(b_moved_to_the_marker)
+            assert (await health(b))["breakers"]["faulty"]["state"] == "closed"
 
 
 async def test_redis_killed_and_restarted_under_load(tmp_path: Path, redis_server: RedisProcess) -> None:
