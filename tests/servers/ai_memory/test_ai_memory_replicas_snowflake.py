@@ -2,8 +2,10 @@
 each running the real `ai_memory` backend as its child with `SNOWFLAKE_*` pointed at one fakesnow
 server (Snowflake's wire protocol over DuckDB, in this test process) and `REDIS_URL` at one real
 redis-server; real MCP clients over Streamable HTTP. Each replica has its own data dir (its outbox),
-as pods do; what they share is L3 (one Snowflake schema) and Redis. The two backends of a replica
-are two separate memories (a schema each) on that same Redis database.
+as pods do, at the same path written in the same config (`~/<memory>`, `~` the replica's own HOME): the
+replicas run one `mcpServers` entry, so the gateway's Redis keys and events for the backend are the same
+in each (docs/resilience.md, "Redis keys"); what they share is L3 (one Snowflake schema) and Redis. The
+two backends of a replica are two separate memories (a schema each) on that same Redis database.
 
 A store / update / delete through one replica is seen by every replica's `get_memory`,
 `list_memories` and `recall_memory` (with and without a metadata filter) within 1 s, and stays
@@ -22,7 +24,6 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,10 +43,10 @@ BOUND = 1.0  # seconds: the coherence bound of issue 12
 EMBEDDERS = ("cortex", "local")  # one ai_memory backend of each kind per replica
 
 
-def ai_memory_server(data_dir: Path, redis_url: str, snowflake: dict[str, Any], schema: str, embedder: str) -> dict:
+def ai_memory_server(data_dir: str, redis_url: str, snowflake: dict[str, Any], schema: str, embedder: str) -> dict:
     env = {
         "PYTHONPATH": str(ROOT),
-        "MCP_GATEWAY_DATA_DIR": str(data_dir),
+        "MCP_GATEWAY_DATA_DIR": data_dir,
         "REDIS_URL": redis_url,
         "SNOWFLAKE_ACCOUNT": snowflake.get("account", "fakesnow"),
         "SNOWFLAKE_USER": snowflake.get("user", "fake"),
@@ -82,13 +83,13 @@ def replicas(
         for n in range(3):
             home = directory / f"replica{n}"
             servers = {  # two separate memories (own schema) on one Redis database: their keys' prefixes differ
-                name: ai_memory_server(home / name, redis_server.url, fakesnow_kwargs, name.upper(), name)
+                name: ai_memory_server(f"~/{name}", redis_server.url, fakesnow_kwargs, name.upper(), name)
                 for name in EMBEDDERS
             }
             home.mkdir()
             auth = {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}
             config = write_config(home, servers, {"redis_url": redis_server.url, "auth": auth})
-            gateways.append(GatewayProcess(config, wait_path=None))  # all three start at once
+            gateways.append(GatewayProcess(config, wait_path=None, HOME=str(home)))  # all three start at once
         for gateway in gateways:
             wait_http(gateway.base + "/ready", gateway.proc)
             gateway.wait_for(lambda h: h["redis"]["state"] == "up")
