@@ -48,11 +48,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = getattr(record, "request_id", None) or request_id.get()
+        rid = getattr(record, "request_id", None) or getattr(record, SCRUBBED_RID, None) or request_id.get()
         if rid is not None:
             entry["request_id"] = rid
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and key not in entry and key != "request_id":
+            if key not in _STANDARD_ATTRS and key not in entry and key not in ("request_id", SCRUBBED_RID):
                 entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -67,7 +67,7 @@ class _RequestIdFilter(logging.Filter):
     """Adds ` [request_id]` to text lines written during a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        rid = request_id.get()
+        rid = getattr(record, SCRUBBED_RID, None) or request_id.get()
         record.rid = f" [{rid}]" if rid else ""
         return True
 
@@ -131,8 +131,12 @@ _ID_COUNTER = itertools.count()
 Scrub = Callable[[str], str]  # a `gateway.guard.redaction.Redactor`
 
 
+SCRUBBED_RID = "gateway_request_id"  # the record's request id, scrubbed (a client picks its own X-Request-Id)
+
+
 class _RedactingFactory:
-    """A log record factory that formats and scrubs each record's message (and traceback) once."""
+    """A log record factory that formats and scrubs each record's message (and traceback) once, and the
+    request id the record is written under (kept on it as `gateway_request_id` for the formats)."""
 
     def __init__(self, inner: Callable[..., logging.LogRecord], redactor: Scrub) -> None:
         self.inner = inner
@@ -141,6 +145,8 @@ class _RedactingFactory:
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.inner(*args, **kwargs)
         redact_record(record, self.redactor)
+        if (rid := request_id.get()) is not None:
+            setattr(record, SCRUBBED_RID, self.redactor(rid))
         return record
 
 

@@ -219,7 +219,17 @@ class SnowflakeStore:
             for sql in cortex_sql.create_sql(self.cortex):
                 cur.execute(sql)
 
-        self._run(do)
+        # Every statement is `IF NOT EXISTS`, so a failed init is safe to run again; replicas starting at
+        # once create the same objects at once, and a catalog conflict there (seen on fakesnow's DuckDB,
+        # whose DDL is not atomic) fails the loser's statement: it is run again, not reported as a refusal.
+        for attempt in range(3):
+            try:
+                self._run(do)
+                return
+            except StoreRejected:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * 2**attempt)
 
     def _cols(self) -> str:
         # Cortex vectors stay in Snowflake: ranking happens there (dense_search).

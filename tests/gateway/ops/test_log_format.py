@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.ops import logs
 from tests.gateway.security.conftest import rpc
-from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
 
 TEXT_HEAD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+( \[[^]]+\])?: "
@@ -163,3 +166,32 @@ def test_a_traceback_with_its_cause_is_one_record_and_an_error() -> None:
     assert [message for message, *_ in emitted] == [traceback.rstrip("\n"), "next message"]
     assert logs._level_of(emitted[0][0]) == logging.ERROR
     assert logs._level_of("WARNING:x:careful") == logging.WARNING
+
+
+LOGS_UNDER_A_REQUEST_ID = """
+import logging, os
+from gateway.guard.redaction import Redactor
+from gateway.ops import logs
+logs.setup(os.environ)
+logs.install_log_redaction(Redactor(["sekret-request-id-1234"]))
+logs.request_id.set("sekret-request-id-1234")  # as the HTTP entry sets a client's own X-Request-Id
+logging.getLogger("mcp_gateway.test").warning("a line written during the request")
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_clients_own_request_id_is_scrubbed_on_every_log_line(log_format: str) -> None:
+    """A client chooses its `X-Request-Id`; every line written under it carries it, scrubbed like the message
+    (it was scrubbed on the audit line only, and reached ordinary log lines as sent)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOGS_UNDER_A_REQUEST_ID],
+        cwd=ROOT,
+        env=child_env(MCP_GATEWAY_LOG_FORMAT=log_format, MCP_GATEWAY_LOG_LEVEL="INFO"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "a line written during the request" in line]
+    assert "sekret-request-id-1234" not in line
+    assert "[REDACTED]" in (line if log_format == "text" else json.loads(line)["request_id"])

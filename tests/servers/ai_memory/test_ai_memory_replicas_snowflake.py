@@ -192,6 +192,7 @@ async def writes_through_one_read_through_all(replicas: list[Replica], namespace
         namespace=namespace,
         memories=[{"content": content, "metadata": {"team": team}} for content, team in batch],
     )
+    assert "ids" in stored, stored  # acknowledged, not an error
     memories: dict[str, tuple[str, str] | None] = dict(zip(stored["ids"], batch, strict=True))
     await settled(replicas, namespace, memories)  # every replica reads, and caches, this state
     for n, writer in enumerate(replicas):
