@@ -31,7 +31,7 @@ from servers.ai_memory.outbox import Outbox
 from servers.ai_memory.reads import ReadPath, Recall, view
 from servers.ai_memory.records import MemoryRecord
 from servers.ai_memory.sqlite_store import SqliteStore
-from servers.ai_memory.store import Store, StoreUnavailable
+from servers.ai_memory.store import Store, StoreRejected, StoreUnavailable
 from servers.ai_memory.validation import Validator
 from servers.ai_memory.writes import WritePath
 
@@ -203,6 +203,8 @@ class MemoryService:
             self._store_ready = True
         except StoreUnavailable as exc:
             log.warning("L3 store unavailable (writes go to the outbox): %s", exc)
+        except StoreRejected as exc:  # its set-up refused (its retries spent): serve from the outbox, try later
+            log.error("L3 store refused its set-up (writes go to the outbox; tried again later): %s", exc)
         return self._store_ready
 
     async def close(self) -> None:

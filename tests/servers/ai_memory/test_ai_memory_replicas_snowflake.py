@@ -92,7 +92,10 @@ def replicas(
             gateways.append(GatewayProcess(config, wait_path=None, HOME=str(home)))  # all three start at once
         for gateway in gateways:
             wait_http(gateway.base + "/ready", gateway.proc)
-            gateway.wait_for(lambda h: h["redis"]["state"] == "up")
+            # both backends in the catalog (the gateway serves at once; backends join as they come up)
+            gateway.wait_for(
+                lambda h: h["redis"]["state"] == "up" and all(h["backends"][n]["state"] == "up" for n in EMBEDDERS)
+            )
         yield gateways
 
 
