@@ -83,7 +83,19 @@ async def make_service(tmp_path: Path, default_embedder: Embedder) -> AsyncItera
 
 # fakesnow.server() imports the submodule fakesnow.server, which then shadows the function
 # on the package: keep a reference to the function taken before that happens.
-start_fakesnow = fakesnow.server
+_fakesnow_server = fakesnow.server
+
+
+@contextlib.contextmanager
+def start_fakesnow(**kwargs: Any) -> Iterator[dict[str, Any]]:
+    """fakesnow's server (Snowflake's wire protocol over DuckDB in this process), with Snowflake's VECTOR
+    type and cosine similarity taught to it first (fake_cortex.py): sqlglot builds its renderers on the first
+    statement, so whichever test starts fakesnow first in a worker (tests/deploy does too) must install them."""
+    from .fake_cortex import install_rendering
+
+    install_rendering()
+    with _fakesnow_server(**kwargs) as connect_kwargs:
+        yield connect_kwargs
 
 
 def free_port() -> int:
