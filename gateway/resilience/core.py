@@ -302,7 +302,10 @@ class Resilience(Generic[C]):
             self.cache.on_remote_gen(name, message["g"])
         elif kind == "breaker" and isinstance(message.get("s"), str):
             opened = message.get("o")
-            self.breakers.apply_remote(name, message["s"], opened if isinstance(opened, int | float) else None)
+            if opened is not None and not _timestamp(opened):
+                logger.warning("dropped a breaker event for %s: its open time %.40r is no timestamp", name, opened)
+                return
+            self.breakers.apply_remote(name, message["s"], opened)
 
     async def _resync(self) -> None:
         assert self.link is not None
@@ -350,3 +353,8 @@ class Resilience(Generic[C]):
                 "last_error": self.link.last_error,
             }
         return doc
+
+
+def _timestamp(value: object) -> bool:
+    """A POSIX time `datetime.fromtimestamp` takes (finite, from 1970 to the year 9999), not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 253402300800

@@ -272,7 +272,10 @@ class RedisLink:
                     except (ValueError, TypeError):
                         continue
                     if isinstance(data, dict) and data.get("r") != self.replica and self.on_message is not None:
-                        self.on_message(data)
+                        try:
+                            self.on_message(data)
+                        except Exception:  # one bad event must not take the link down for every replica
+                            logger.exception("dropped an event from %s that could not be applied", self.channel)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as error:

@@ -12,6 +12,8 @@ from pathlib import Path
 import anyio
 import redis
 
+from gateway.config.loader import load_config
+from gateway.resilience.scope import redis_name
 from tests.gateway.resilience.conftest import call, client, faulty_http, health, stats, until
 from tests.helpers.procs import ROOT, GatewayProcess, stop_gateways, write_config
 from tests.helpers.redis_proc import RedisProcess
@@ -217,3 +219,33 @@ async def test_backend_cache_hints_hold_through_redis(redis_server: RedisProcess
         assert text(await b.call_tool("hinted_read", mine, identity="alice")) == text(alice)
         assert l2_hits() == 2  # alice's own, from Redis
         group.cancel_scope.cancel()
+
+
+async def test_malformed_events_on_the_channel_are_dropped_not_fatal(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    """Anything may publish on the events channel: a breaker event whose open time is no timestamp (too
+    large, not finite, not a number) is dropped, and the listener keeps going (before, the handler's
+    OverflowError took the link down and every replica stopped using Redis for `retry_after`)."""
+    with faulty_http() as url:
+        config = write_config(
+            tmp_path, {"faulty": {"url": url}}, gateway={"redis_url": redis_server.url, "retry": {"attempts": 1}}
+        )
+        gateway = GatewayProcess(config)
+        try:
+            await until(lambda: _up(gateway))
+            name = redis_name("faulty", load_config(config, {}).enabled_servers["faulty"])
+            publisher = redis.Redis.from_url(redis_server.url)
+            for opened in ("1e300", "NaN", "-1e300", "Infinity", '"soon"', "[1]", "true"):
+                publisher.publish("mcp-gateway:events", f'{{"k":"breaker","n":"{name}","s":"open","o":{opened}}}')
+            publisher.publish("mcp-gateway:events", b"\xff not json")
+            publisher.publish("mcp-gateway:events", json.dumps({"k": "breaker", "n": name, "s": "open", "o": 1.0}))
+            await until(lambda: _breaker_state(gateway, "open"))  # the valid event after them still arrives
+            redis_health = (await health(gateway))["redis"]
+            assert redis_health["state"] == "up" and redis_health["errors"] == 0, redis_health
+        finally:
+            stop_gateways(gateway)
+
+
+async def _up(gateway: GatewayProcess) -> bool:
+    return await redis_state(gateway) == "up"
