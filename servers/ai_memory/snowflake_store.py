@@ -112,6 +112,9 @@ def store_identity(settings: Any) -> str:
     return f"snowflake:{settings.account.lower()}/{db}/{schema}/MEMORIES"
 
 
+SETUP_RETRY_S = 10.0
+
+
 class SnowflakeStore:
     name = "snowflake"
     cheap_version = False  # a round trip to a warehouse: polled, with Redis carrying the signal
@@ -142,6 +145,12 @@ class SnowflakeStore:
             fail_max=3, reset_timeout=10, exclude=[self._is_caller_error], name="snowflake"
         )
         self.pool = ConnectionPool(self._connect, settings.pool_size)
+        # A refused set-up (a role without CREATE TABLE, say) makes every other call "unavailable", so
+        # writes go to the outbox and reads to the index (not a refusal of the caller's input), and the
+        # set-up is tried again at most every SETUP_RETRY_S seconds on the way.
+        self._set_up = False
+        self._set_up_after = 0.0
+        self._set_up_error = ""
 
     @staticmethod
     def _is_caller_error(exc: BaseException) -> bool:
@@ -163,8 +172,11 @@ class SnowflakeStore:
             return False
         return isinstance(exc, errors.Error | OSError | TimeoutError)
 
-    def _run(self, fn: Callable[[Any], T], *, transaction: bool = False) -> T:
+    def _run(self, fn: Callable[[Any], T], *, transaction: bool = False, set_up: bool = False) -> T:
         import pybreaker
+
+        if not set_up and not self._set_up:
+            self._set_up_again()
 
         def once(conn: Any) -> T:
             if not transaction:
@@ -224,12 +236,22 @@ class SnowflakeStore:
         # whose DDL is not atomic) fails the loser's statement: it is run again, not reported as a refusal.
         for attempt in range(3):
             try:
-                self._run(do)
+                self._run(do, set_up=True)
+                self._set_up = True
                 return
-            except StoreRejected:
+            except StoreRejected as exc:
                 if attempt == 2:
+                    self._set_up_after, self._set_up_error = time.monotonic() + SETUP_RETRY_S, str(exc)
                     raise
                 time.sleep(0.2 * 2**attempt)
+
+    def _set_up_again(self) -> None:
+        if time.monotonic() < self._set_up_after:
+            raise StoreUnavailable(f"snowflake refused the set-up: {self._set_up_error}")
+        try:
+            self.init()
+        except StoreRejected as exc:
+            raise StoreUnavailable(f"snowflake refused the set-up: {exc}") from exc
 
     def _cols(self) -> str:
         # Cortex vectors stay in Snowflake: ranking happens there (dense_search).

@@ -4,11 +4,15 @@ and SIGKILL durability of a real `python -m servers.ai_memory` process."""
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
+import anyio
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
@@ -177,6 +181,84 @@ async def test_outbox_holds_writes_while_snowflake_is_down_and_drains_in_order(m
         assert len(svc.outbox) == 0 and store.count(None) == 7
         assert set(batch["ids"]) <= {r.id for r in store.snapshot("default", now=0).records}
         store.close()
+
+
+class RefusingDDL:
+    """fakesnow's app behind a switch: while `refusing`, a `CREATE TABLE` is answered with the error
+    Snowflake gives a role without the privilege (003001, SQL access control error), as a real account
+    does until someone grants it; everything else, and everything once switched off, reaches fakesnow."""
+
+    def __init__(self) -> None:
+        self.refusing = True
+        self.refused = 0
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        import fakesnow.server
+
+        app = fakesnow.server.app
+        if scope["type"] != "http" or not scope["path"].startswith("/queries/v1/query-request"):
+            return await app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        gzipped = (b"content-encoding", b"gzip") in [(k.lower(), v) for k, v in scope["headers"]]
+        sql = json.loads(gzip.decompress(raw) if gzipped else raw)["sqlText"]
+        if self.refusing and sql.lstrip().upper().startswith("CREATE TABLE"):
+            self.refused += 1
+            body = json.dumps(
+                {
+                    "data": {"errorCode": "003001", "sqlState": "42501"},
+                    "code": "003001",
+                    "message": "SQL access control error: Insufficient privileges to operate on schema",
+                    "success": False,
+                }
+            ).encode()
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
+            return await send({"type": "http.response.body", "body": body})
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        return await app(scope, replay, send)
+
+
+async def test_a_refused_set_up_serves_from_the_outbox_and_is_tried_again(make_service):
+    """Snowflake answers but refuses the set-up (a role without CREATE TABLE: 003001, after init's retries).
+    The service still starts (before, `start` raised and the gateway restarted the server in a loop, its
+    tools gone), acknowledges writes into the outbox and serves them, and once the privilege is granted its
+    next drain sets the store up and applies them."""
+    import uvicorn
+
+    gate = RefusingDDL()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(gate, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            await anyio.sleep(0.05)
+        store = SnowflakeStore(snowflake_settings({"port": port}), retries=1)
+        svc = await make_service(store=store)  # raised StoreRejected before
+        assert gate.refused >= 3  # init tried again, then gave up for now
+        assert (await svc.memory_stats())["l3"]["available"] is False
+        kept = await svc.store_memory("acknowledged while the set-up was refused")
+        assert len(svc.outbox) >= 1
+        assert (await svc.get_memory(kept["id"]))["content"] == "acknowledged while the set-up was refused"
+
+        gate.refusing = False  # the privilege granted
+        while len(svc.outbox):  # this drain, or the background drainer's, sets the store up and applies it
+            await svc.drain_outbox()
+            await anyio.sleep(0.05)
+        assert store.get(kept["id"])[0].content == "acknowledged while the set-up was refused"
+        store.close()
+    finally:
+        server.should_exit = True
+        thread.join()
 
 
 async def test_outbox_survives_restart_before_drain(make_service, tmp_path):
