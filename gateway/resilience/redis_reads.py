@@ -175,7 +175,7 @@ class MgetPipe:
         if batch is None:
             batch = self._gathering = _Batch()
             if self._in_flight is None:
-                loop.call_soon(self._flush)  # after the other reads of this loop turn
+                loop.call_soon(self._later)  # after the other reads of this loop turn
         batch.waiters.append((future, batch.add(keys)))
         return future
 
@@ -187,6 +187,10 @@ class MgetPipe:
             self._connecting = self._loop.create_task(self._connect())
 
     # ------------------------------------------------------------------ sending
+
+    def _later(self) -> None:
+        assert self._loop is not None
+        self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         batch = self._gathering
@@ -294,7 +298,7 @@ class MgetPipe:
     def _next(self) -> None:
         if self._gathering is not None:
             assert self._loop is not None
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._later)
 
     def _check(self) -> None:
         self._timer = None
