@@ -217,10 +217,11 @@ class Cache:
             return None, None
         raw_gen, raw_entry = values
         gen = raw_gen.decode() if raw_gen is not None else "0"
-        if gen_number(gen) > gen_number(self.gens.get(server)):
-            self.on_remote_gen(server, gen)  # another replica wrote (the publish may still be on its way)
-        elif gen != self.gens.get(server) and server in self.gens:
-            await self._raise(server)  # Redis is behind us (flushed, restored): its entries are not ours
+        if gen != self.gens.get(server):  # (the same, on every lookup but the first after a change)
+            if gen_number(gen) > gen_number(self.gens.get(server)):
+                self.on_remote_gen(server, gen)  # another replica wrote (the publish may still be on its way)
+            elif server in self.gens:
+                await self._raise(server)  # Redis is behind us (flushed, restored): its entries are not ours
         if raw_entry is None:
             return None, None
         try:

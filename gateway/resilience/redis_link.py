@@ -7,8 +7,11 @@ down or slow costs at most one short timeout and then nothing at all until it is
   published by the other replicas) and, on every (re)connect, runs the owner's resync;
 - one long-lived task publishes this replica's breaker transitions from a bounded outbox, so the
   synchronous breaker code never awaits;
-- `read` batches: every read started in the same event-loop turn goes out as one MGET (one round trip, one
-  pass through redis-py and the guard for all of them), so concurrent L2 lookups cost little more than one.
+- `read` batches: every read started in the same event-loop turn, or while the MGET ahead of it is on its way,
+  goes out as one MGET (one round trip, one pass through the guard for all of them), so concurrent L2
+  lookups cost little more than one. On a plain `redis://` URL these MGETs take a lean connection of their
+  own (`gateway.resilience.redis_reads`: hiredis's `Reader`, no redis-py per command); on a cluster, or a
+  URL that module does not serve, they go through redis-py.
 
 Redis Cluster: a URL with the scheme `redis+cluster://` (or `rediss+cluster://`) names one or more seed
 nodes of a cluster (`redis+cluster://:password@node1:6379`); the client is then `RedisCluster`. Every
@@ -35,6 +38,7 @@ from redis.exceptions import RedisError
 
 from gateway.config.resilience import BreakerSettings, RedisSettings
 from gateway.resilience.breakers import Breaker, BreakerOpen
+from gateway.resilience.redis_reads import MgetPipe, address
 
 logger = logging.getLogger("mcp_gateway.redis")
 
@@ -125,15 +129,27 @@ class RedisLink:
             publish=None,
         )
         self.listening = False
-        self.ops = 0
+        self._ops = 0
         self.errors = 0
         self.last_error: str | None = None
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         self.on_connect: Callable[[], Awaitable[None]] | None = None
         self._outbox_send, self._outbox = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](1000)
-        self._batch: _Batch | None = None  # the reads gathering for the next MGET, see `read`
+        self._batch: _Batch | None = None  # the reads gathering for the next MGET, see `_read_batched`
         self._in_flight: _Batch | None = None  # the MGET on its way
-        self.reads = self.batches = 0
+        self.reads = self._batches = 0
+        where = None if self.cluster else address(url)
+        self.pipe = None if where is None else MgetPipe(where, settings.timeout, self.guard, self._failed)
+
+    @property
+    def ops(self) -> int:
+        """Redis operations attempted (each MGET of `read` one)."""
+        return self._ops if self.pipe is None else self._ops + self.pipe.batches
+
+    @property
+    def batches(self) -> int:
+        """MGETs sent for `read`."""
+        return self._batches if self.pipe is None else self.pipe.batches
 
     @property
     def up(self) -> bool:
@@ -147,7 +163,7 @@ class RedisLink:
             probe = self.guard.admit()
         except BreakerOpen:
             return False, None
-        self.ops += 1
+        self._ops += 1
         try:
             with anyio.fail_after(self.settings.timeout):
                 result = await fn(*args)
@@ -170,13 +186,19 @@ class RedisLink:
             values = await self.client.mget(*keys)
         return values
 
-    async def read(self, *keys: str) -> list[Any] | None:
+    def read(self, *keys: str) -> Awaitable[list[Any] | None]:
         """The values of `keys` (None when Redis is down or failed), read in one MGET with every other `read`
         started before it goes out: one batch is in flight at a time, and the reads that arrive meanwhile
-        (or in the same loop turn) go out together when it returns. The first reader of a batch sends it,
-        shielded from its own cancellation (each batch is bounded by `redis.timeout`), so a client going
-        away never leaves the other readers of its batch without their answer."""
+        (or in the same loop turn) go out together when it returns."""
         self.reads += 1
+        if self.pipe is not None:
+            return self.pipe.read(keys)
+        return self._read_batched(keys)
+
+    async def _read_batched(self, keys: tuple[str, ...]) -> list[Any] | None:
+        """`read` through redis-py (a cluster): the first reader of a batch sends it, shielded from its own
+        cancellation (each batch is bounded by `redis.timeout`), so a client going away never leaves the
+        other readers of its batch without their answer."""
         batch = self._batch
         if batch is not None:  # someone sends this batch: join it
             places = batch.add(keys)
@@ -190,7 +212,7 @@ class RedisLink:
                         await ahead.done.wait()  # the reads that come meanwhile join this batch
                     await anyio.sleep(0)  # and those of this loop turn
                     self._batch, self._in_flight = None, batch
-                    self.batches += 1
+                    self._batches += 1
                     ok, values = await self.run(self.mget, *batch.keys)
                     batch.values = values if ok else None
             finally:
@@ -258,6 +280,8 @@ class RedisLink:
                     pubsub = self.client.pubsub()
                     await pubsub.subscribe(self.channel)
                 self.listening = True
+                if self.pipe is not None:
+                    self.pipe.warm()
                 if self.guard.storage.state != "closed":
                     self.guard.cb.close()  # Redis is back: use it again at once
                 self.last_error = None
@@ -290,5 +314,7 @@ class RedisLink:
             await anyio.sleep(self.settings.retry_after)
 
     async def aclose(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
         with anyio.move_on_after(1, shield=True):
             await self.client.aclose()

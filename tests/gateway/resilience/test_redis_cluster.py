@@ -4,9 +4,11 @@ multi-key read stays in one slot, rate-limit buckets and ai_memory's L1 work thr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from gateway.config.resilience import CacheSettings, RedisSettings
@@ -14,6 +16,7 @@ from gateway.guard.ratelimit import RedisBuckets
 from gateway.resilience.cache import Cache
 from gateway.resilience.redis_link import RedisLink, is_cluster, plain_url
 from servers.ai_memory.cache import RedisCache
+from tests.gateway.resilience.conftest import until
 from tests.helpers.redis_cluster import RedisCluster
 
 
@@ -49,6 +52,21 @@ async def test_cache_keys_of_a_server_share_a_slot(cluster: RedisCluster) -> Non
             )
         }
         assert len(slots) == 1, slots
+    await link.aclose()
+
+
+async def test_cache_reads_on_a_cluster_go_through_redis_py(cluster: RedisCluster) -> None:
+    """A cluster keeps its reads on redis-py (`mget_nonatomic`: keys in different slots), batched all the same."""
+    link = RedisLink(cluster.url, RedisSettings(timeout=5.0))
+    assert link.pipe is None
+    async with anyio.create_task_group() as group:
+        group.start_soon(link.serve)
+        await until(lambda: link.listening)  # the slot map is loaded
+        await link.client.mset_nonatomic({"{a}x": b"1", "{b}y": b"2"})
+        got = await asyncio.gather(link.read("{a}x", "{b}y"), link.read("{b}y", "missing"))
+        assert got == [[b"1", b"2"], [b"2", None]]
+        assert link.batches == 1 and link.errors == 0
+        group.cancel_scope.cancel()
     await link.aclose()
 
 
