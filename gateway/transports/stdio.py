@@ -100,7 +100,8 @@ class StdioFront:
         # (a later duplicate id wins)
         self._in_flight: dict[asyncio.Task[None], Any] = {}
         self._by_id: dict[Any, asyncio.Task[None]] = {}
-        self._idle: asyncio.Event | None = None  # set when the last of them is answered (waited on at EOF)
+        self._server_pending: set[Any] = set()  # ids of the requests FastMCP serves, not answered yet
+        self._idle: asyncio.Event | None = None  # set when the last of both is answered (waited on at EOF)
         self.replies = Replies()  # relayed requests awaiting the client's answer
         self.client_capabilities: Any = None  # from the client's `initialize`
         self._peer: tuple[Any, ClientPeer] | None = None  # the handshake-era client, for its capabilities
@@ -142,13 +143,14 @@ class StdioFront:
                     if not self._stopping:
                         await self._read(wire_in)
                 self._end_input()
-                # stdin closed: let what was read reach FastMCP and the calls already accepted finish (bounded),
-                # then stop.
+                # stdin closed: let what was read reach FastMCP, and the requests already accepted (fast-path
+                # calls and FastMCP's alike) be answered (bounded), then stop.
                 with anyio.move_on_after(self.fast.hub.settings.call_timeout):
                     await forwarded.wait()
-                    while self._in_flight:
+                    while self._in_flight or self._server_pending:
                         self._idle = asyncio.Event()
                         await self._idle.wait()
+                await to_server.aclose()
                 group.cancel_scope.cancel()
         finally:  # what is still running (past the bound, or serving was cancelled) is cancelled with it
             self._end_input()
@@ -226,8 +228,10 @@ class StdioFront:
             self.send(error.response)
             return
         cancelled = cancelled_request_id(message)
-        if cancelled is not None and self._cancel(cancelled):
-            return
+        if cancelled is not None:
+            if self._cancel(cancelled):
+                return
+            self._server_pending.discard(cancelled)  # (a cancelled request is not answered)
         if self.replies and self.replies.take(self, message):
             return
         if is_fast_candidate(message):
@@ -250,9 +254,11 @@ class StdioFront:
             invalid.request_id = request_id
             self.send(invalid.response)
             return
-        if isinstance(message, dict) and message.get("method") == "initialize":
-            self._initialize_ids.add(message.get("id"))
-            self.client_capabilities = declared_capabilities(message)
+        if isinstance(message, dict) and "id" in message and "method" in message:
+            self._server_pending.add(message["id"])
+            if message["method"] == "initialize":
+                self._initialize_ids.add(message["id"])
+                self.client_capabilities = declared_capabilities(message)
         self._for_server.put_nowait(SessionMessage(parsed))
         self._backlog()
 
@@ -267,16 +273,15 @@ class StdioFront:
             self._resumed.clear()
 
     async def _forward_to_server(self, to_server: Any, forwarded: anyio.Event) -> None:
-        """Hand FastMCP what it serves, in the order it was read; close its stream at EOF."""
-        async with to_server:
-            while (message := await self._for_server.get()) is not None:
-                await to_server.send(message)
-                if self._paused and self._for_server.qsize() < 8:
-                    self._paused = False
-                    if self._stdin is not None:
-                        self._stdin.resume_reading()
-                    elif self._resumed is not None:
-                        self._resumed.set()
+        """Hand FastMCP what it serves, in the order it was read, up to EOF."""
+        while (message := await self._for_server.get()) is not None:  # (`serve` closes the stream)
+            await to_server.send(message)
+            if self._paused and self._for_server.qsize() < 8:
+                self._paused = False
+                if self._stdin is not None:
+                    self._stdin.resume_reading()
+                elif self._resumed is not None:
+                    self._resumed.set()
         forwarded.set()
 
     # ------------------------------------------------------------------ fast-path calls
@@ -326,16 +331,22 @@ class StdioFront:
             return
         if self._by_id.get(request_id) is task:
             del self._by_id[request_id]
-        if not self._in_flight and self._idle is not None:
+        if self._idle is not None and not self._in_flight and not self._server_pending:
             self._idle.set()
 
     async def _relay_server_output(self, from_server: Any) -> None:
         async with from_server:
             async for session_message in from_server:
                 data = session_message.message.model_dump(by_alias=True, mode="json", exclude_unset=True)
-                if data.get("id") in self._initialize_ids and "result" in data:
-                    self._initialize_ids.discard(data["id"])
-                    self.legacy_version = data["result"].get("protocolVersion")
+                if "method" not in data:  # FastMCP's answer to a request the client sent
+                    if data.get("id") in self._initialize_ids and "result" in data:
+                        self._initialize_ids.discard(data["id"])
+                        self.legacy_version = data["result"].get("protocolVersion")
+                    self.send(data)
+                    self._server_pending.discard(data.get("id"))
+                    if self._idle is not None and not self._in_flight and not self._server_pending:
+                        self._idle.set()
+                    continue
                 self.send(data)
 
     async def announce_tools_changed(self) -> None:
