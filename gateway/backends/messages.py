@@ -31,15 +31,30 @@ def invalid_unicode(value: Any) -> bool:
     """Whether a JSON value holds a string that is not valid Unicode (a lone surrogate such as `"\\ud800"`,
     which JSON's escapes can carry but no backend can encode back)."""
     if isinstance(value, str):
-        if value.isascii():
+        return not value.isascii() and _unencodable(value)
+    if isinstance(value, dict):  # the common case first: an object of ASCII strings (JSON keys are strings)
+        for key, item in value.items():
+            if not (isinstance(item, str) and item.isascii() and isinstance(key, str) and key.isascii()):
+                break
+        else:
             return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(invalid_unicode(key) or invalid_unicode(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(invalid_unicode(item) for item in value)
+    pending = [value]  # a walk without recursion: tool arguments are checked on every call
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _unencodable(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Literal, TextIO
 
@@ -367,7 +367,9 @@ class Backend:
         backend's `input_required` is returned like any result (`gateway.backends.rounds` answers it).
         Raises `MCPError` for a JSON-RPC error answer and `BackendUnavailable` when the session is gone.
         """
-        session = await self._live_session()
+        session = self.session
+        if session is None or self.state != "up":
+            session = await self._live_session()
         options: dict[str, Any] = {"timeout": timeout or self.config.timeout or self.settings.call_timeout}
         pipe = self._pipe if method == "tools/call" else None
         if pipe is not None:  # the pipe has no headers: the session's `_meta` stamp, taken once per session
@@ -410,7 +412,7 @@ class Backend:
             meta[mcp_types.LOG_LEVEL_META_KEY] = own[mcp_types.LOG_LEVEL_META_KEY]
         return {**params, "_meta": meta}
 
-    async def call_tool(
+    def call_tool(
         self,
         tool: str,
         arguments: dict[str, Any],
@@ -419,13 +421,14 @@ class Backend:
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
         echo: InputRound | None = None,
-    ) -> dict[str, Any]:
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
+        """`request` of a `tools/call` (awaited by the caller: no coroutine of its own on the hot path)."""
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
         if meta:
             params["_meta"] = meta
         if echo is not None:  # a retry after `input_required`: the client's answers and the backend's state
             params.update(echo.wire())
-        return await self.request("tools/call", params, timeout=timeout, on_progress=on_progress)
+        return self.request("tools/call", params, timeout=timeout, on_progress=on_progress)
 
 
 def _describe_error(error: BaseException) -> str:
