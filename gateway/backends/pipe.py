@@ -65,6 +65,7 @@ class StdioPipe:
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
         self.closed = False
         self._outgoing: list[bytes] = []
+        self._loop = asyncio.get_running_loop()  # built in `open_pipe`, on the loop that serves every call
         self.grace = 2.0  # seconds the child has to exit after stdin closes, before SIGTERM (and as much again)
 
     # ------------------------------------------------------------------ hot path
@@ -81,12 +82,12 @@ class StdioPipe:
             meta["progressToken"] = request_id
             params = {**params, "_meta": meta}
             self._progress[request_id] = on_progress
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[request_id] = future
         timer = loop.call_later(timeout, _expire, future)  # a timer, not a cancel scope: one handle per call
         try:
-            self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            self._send_line(dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
             try:
                 message = await future
             except BaseException as error:
@@ -122,9 +123,10 @@ class StdioPipe:
     def _send_line(self, line: bytes) -> None:
         """Queue one line for the child's stdin; the lines queued during one turn of the event loop go out
         in one write (concurrent calls cost one system call and one wake-up of the child, not one each)."""
-        self._outgoing.append(line)
-        if len(self._outgoing) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+        outgoing = self._outgoing
+        outgoing.append(line)
+        if len(outgoing) == 1:
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         lines, self._outgoing = self._outgoing, []
