@@ -34,11 +34,6 @@ _ID_PREFIX = "gw-"
 _MAX_LINE = 2**27
 
 
-def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
 class PipeClosed(Exception):
     """The backend process closed its stdout (it exited or crashed)."""
 
@@ -58,6 +53,9 @@ class StdioPipe:
         self._paused = False
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._deadlines: dict[str, float] = {}  # loop time by which each pending call times out
+        self._timer: asyncio.TimerHandle | None = None  # one for every pending call, at the soonest deadline
+        self._timer_at = 0.0
         self._progress: dict[str, ProgressCallback] = {}
         self._reports: set[asyncio.Future[None]] = set()
         # Takes a log notification that arrives while hot calls are in flight, before their answers are
@@ -65,6 +63,7 @@ class StdioPipe:
         self.on_log: Callable[[dict[str, Any]], bool] | None = None
         self.closed = False
         self._outgoing: list[bytes] = []
+        self._loop = asyncio.get_running_loop()  # built in `open_pipe`, on the loop that serves every call
         self.grace = 2.0  # seconds the child has to exit after stdin closes, before SIGTERM (and as much again)
 
     # ------------------------------------------------------------------ hot path
@@ -81,12 +80,14 @@ class StdioPipe:
             meta["progressToken"] = request_id
             params = {**params, "_meta": meta}
             self._progress[request_id] = on_progress
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(timeout, _expire, future)  # a timer, not a cancel scope: one handle per call
+        deadline = self._deadlines[request_id] = loop.time() + timeout
+        if self._timer is None or deadline < self._timer_at:  # one loop timer for all calls, not one each
+            self._arm(deadline)
         try:
-            self._write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            self._send_line(dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
             try:
                 message = await future
             except BaseException as error:
@@ -105,8 +106,8 @@ class StdioPipe:
                     raise MCPError(mcp_types.REQUEST_TIMEOUT, f"request timed out after {timeout:g} s") from None
                 raise
         finally:
-            timer.cancel()
             self._pending.pop(request_id, None)
+            self._deadlines.pop(request_id, None)
             self._progress.pop(request_id, None)
         if "error" in message:
             failed = message["error"] if isinstance(message["error"], dict) else {}
@@ -116,15 +117,38 @@ class StdioPipe:
             raise MCPError(-32603, "the backend answered without a result object")
         return result
 
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(deadline, self._expire), deadline
+
+    def _expire(self) -> None:
+        """Fail the pending calls whose deadline has come (`request` sends the backend `notifications/cancelled`
+        for each), and arm the timer again for the soonest one left. A call that finished is no longer here:
+        the timer armed for it finds nothing due and moves on."""
+        self._timer = None
+        now = self._loop.time()
+        soonest = None
+        for request_id, deadline in self._deadlines.items():
+            if deadline <= now:
+                future = self._pending.get(request_id)
+                if future is not None and not future.done():
+                    future.set_exception(TimeoutError())
+            elif soonest is None or deadline < soonest:
+                soonest = deadline
+        if soonest is not None:
+            self._arm(soonest)
+
     def _write(self, message: dict[str, Any]) -> None:
         self._send_line(dumps(message))
 
     def _send_line(self, line: bytes) -> None:
         """Queue one line for the child's stdin; the lines queued during one turn of the event loop go out
         in one write (concurrent calls cost one system call and one wake-up of the child, not one each)."""
-        self._outgoing.append(line)
-        if len(self._outgoing) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+        outgoing = self._outgoing
+        outgoing.append(line)
+        if len(outgoing) == 1:
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         lines, self._outgoing = self._outgoing, []
@@ -138,6 +162,10 @@ class StdioPipe:
     def _received(self, data: bytes) -> None:
         """Each whole line of stdout: a hot answer or progress is handled here, the rest queued for the SDK."""
         buffer = self._buffer
+        if not buffer and data.endswith(b"\n") and data.find(b"\n") == len(data) - 1:  # one whole line: the usual
+            if data.strip():
+                self._line(data)
+            return
         buffer += data
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
@@ -173,6 +201,9 @@ class StdioPipe:
             self._line(bytes(self._buffer))
         self._buffer.clear()
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(PipeClosed("the backend process exited during the call"))

@@ -129,6 +129,8 @@ class Breaker:
 
     def admit(self) -> bool:
         """Let a call through (True if it is the probe of a half-open breaker) or raise `BreakerOpen`."""
+        if self.storage.state == pybreaker.STATE_CLOSED:  # almost every call: pybreaker's `cb.state` follows
+            return False  # the storage (a state set in it from outside is noticed at once: `Breakers.apply_remote`)
         state = self.cb.state.name
         if state == pybreaker.STATE_CLOSED:
             return False

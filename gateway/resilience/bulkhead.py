@@ -30,9 +30,15 @@ class Bulkhead:
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
+    def take(self) -> bool:
+        """Take a free slot at once if there is one (no coroutine, no await: almost every call)."""
         if self.active < self.max_concurrent and not self._waiters:
             self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.take():
             return
         if len(self._waiters) >= self.max_queue:
             self.rejected += 1

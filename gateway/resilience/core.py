@@ -231,7 +231,7 @@ class Resilience(Generic[C]):
                     if failed is not None:
                         breaker.record(failed, False)
                     return tool_error(str(error)), "breaker_open", "breaker_open"
-            if bulkhead is not None:
+            if bulkhead is not None and not bulkhead.take():  # a free slot is taken without an await
                 try:
                     await bulkhead.acquire()
                 except Overloaded as error:

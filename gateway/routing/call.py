@@ -13,9 +13,11 @@ from gateway.resilience.policy import ToolPolicy
 from gateway.routing.catalog import Route
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolCall:
-    """A routed `tools/call` (its arguments are checked against the tool's input schema by `problem`)."""
+    """A routed `tools/call` (its arguments are checked against the tool's input schema by `problem`). Not
+    changed once built (a retry after `input_required` is a `dataclasses.replace` copy); not frozen, because a
+    frozen dataclass sets each field through `object.__setattr__`, on every uncached call."""
 
     route: Route
     arguments: dict[str, Any]

@@ -3,12 +3,15 @@ cached `tools/list` answer that every client is served from."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from gateway.routing.schema_check import Check, compile_schema
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -41,7 +44,12 @@ class Route:
         return self.definition.get("annotations") or {}
 
     def validation_error(self, arguments: dict[str, Any]) -> str | None:
-        """Describe why `arguments` fail the tool's input schema, or return None if they pass."""
+        """Describe why `arguments` fail the tool's input schema, or return None if they pass. The common
+        flat schemas are answered by a predicate compiled once (`gateway.routing.schema_check`); jsonschema
+        decides the rest, and words every error."""
+        quick = self._quick
+        if quick is not None and quick(arguments):
+            return None
         if self._validator is None:
             from jsonschema import Draft202012Validator  # on the first call: listing tools needs none
             from jsonschema.exceptions import SchemaError
@@ -56,6 +64,10 @@ class Route:
             return None
         where = "/".join(str(part) for part in error.absolute_path) or "(arguments)"
         return f"Invalid arguments for tool '{self.exposed}': {where}: {error.message}"
+
+    @functools.cached_property
+    def _quick(self) -> Check | None:
+        return compile_schema(self.definition.get("inputSchema") or {"type": "object"})
 
 
 def exposed_name(server: str, tool: str, separator: str = "_") -> str:

@@ -29,7 +29,7 @@ from gateway.ops.status import CallLog
 from gateway.resilience.collector import ResilienceCollector
 from gateway.resilience.core import Resilience
 from gateway.routing.call import Answered, ToolCall
-from gateway.routing.catalog import Catalog
+from gateway.routing.catalog import Catalog, Route
 
 if TYPE_CHECKING:
     from gateway.routing.search_index import ToolSearch
@@ -51,6 +51,18 @@ def loaded_config(config: GatewayConfig) -> dict[str, str]:
     canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     loaded_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {"hash": hashlib.sha256(canonical.encode()).hexdigest(), "loaded_at": loaded_at}
+
+
+class _Meters:
+    """The metric children one exposed tool's calls update (`Hub._count`)."""
+
+    __slots__ = ("latency", "ok", "server", "tool_latency")
+
+    def __init__(self, exposed: str, server: str) -> None:
+        self.server = server
+        self.ok = metrics.child(metrics.CALLS, exposed, "ok")
+        self.latency = metrics.child(metrics.LATENCY, server)
+        self.tool_latency = metrics.child(metrics.TOOL_LATENCY, exposed)
 
 
 class Hub:
@@ -90,6 +102,7 @@ class Hub:
         self._sessions_seen: dict[str, int] = {}  # backend -> sessions it had opened at its last change
         self.draining = False
         self.calls_in_flight = dict.fromkeys(self.by_name, 0)  # per backend; shutdown waits for them
+        self._meters: dict[str, _Meters] = {}  # exposed tool -> its metric children (`_count`)
         for name in self.by_name:
             metrics.IN_FLIGHT.labels(name).set_function(functools.partial(self.calls_in_flight.__getitem__, name))
 
@@ -278,6 +291,14 @@ class Hub:
         a backend's `input_required` as is; without one, the gateway answers those rounds by asking the caller.
         """
         hooks = self.tracer
+        if hooks is tracing.NO_TRACING:  # the same stages, without entering the no-op spans (~14 calls a call)
+            routed = self._route(name, arguments or {}, meta, on_progress, identity, input_round)
+            if isinstance(routed, Answered):
+                return routed.result
+            result, outcome = await self._dispatch(routed)
+            if outcome == INPUT_REQUIRED:
+                result, _ = await self._input_required(routed, result, input_round)
+            return result
         with hooks.call(name, meta) as traced:
             with hooks.stage(tracing.ROUTE) as stage:
                 routed = self._route(name, arguments or {}, meta, on_progress, identity, input_round)
@@ -324,7 +345,7 @@ class Hub:
             key = self.resilience.cache.key(policy, arguments, identity)
             hit = self.resilience.cache.fresh(key)  # L1: no await (hits are counted in the cache metrics)
             if hit is not None:
-                self._count(route.exposed, server, "ok", time.perf_counter() - began)
+                self._count(route, "ok", time.perf_counter() - began)
                 return Answered(hit, "ok", server)
         if meta:
             meta = {k: v for k, v in meta.items() if k not in _ENVELOPE_META and not k.startswith(RESERVED_META)}
@@ -356,7 +377,8 @@ class Hub:
 
     async def _dispatch(self, call: ToolCall) -> tuple[dict[str, Any], str]:
         """Send a routed call through the resilience layer, counted in flight; record outcome and latency."""
-        server = call.server
+        route = call.route
+        server = route.backend.name
         in_flight = self.calls_in_flight
         in_flight[server] += 1
         began = time.perf_counter()
@@ -366,18 +388,22 @@ class Hub:
             in_flight[server] -= 1
         elapsed = time.perf_counter() - began
         if outcome == "invalid_arguments":  # refused before the backend: counted, not timed
-            metrics.child(metrics.CALLS, call.exposed, outcome).inc()
+            metrics.child(metrics.CALLS, route.exposed, outcome).inc()
         else:
-            self._count(call.exposed, server, outcome, elapsed)
+            self._count(route, outcome, elapsed)
         if outcome != "ok":
-            logger.info("tools/call %s: %s after %.0f ms", call.exposed, outcome, elapsed * 1000)
+            logger.info("tools/call %s: %s after %.0f ms", route.exposed, outcome, elapsed * 1000)
         return result, outcome
 
-    @staticmethod
-    def _count(exposed: str, server: str, outcome: str, elapsed: float) -> None:
-        metrics.child(metrics.CALLS, exposed, outcome).inc()
-        metrics.child(metrics.LATENCY, server).observe(elapsed)
-        metrics.child(metrics.TOOL_LATENCY, exposed).observe(elapsed)
+    def _count(self, route: Route, outcome: str, elapsed: float) -> None:
+        """One finished call in the metrics: its outcome, and its latency by backend and by exposed tool (the
+        children of a route resolved once, not three label look-ups per call)."""
+        meters = self._meters.get(route.exposed)
+        if meters is None or meters.server != route.backend.name:
+            meters = self._meters[route.exposed] = _Meters(route.exposed, route.backend.name)
+        (meters.ok if outcome == "ok" else metrics.child(metrics.CALLS, route.exposed, outcome)).inc()
+        meters.latency.observe(elapsed)
+        meters.tool_latency.observe(elapsed)
 
     @property
     def in_flight(self) -> int:

@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, cast
 
 from fastmcp import FastMCP
 
@@ -319,6 +319,46 @@ HEADER_SWEEP = 1.0
 """Seconds between two looks at the connections still waiting for headers."""
 
 
+class _OneWritePerTurn:
+    """A connection's transport whose writes of one loop turn go out in one `write`: uvicorn writes a
+    response's head and its body separately, two system calls (and, on loopback, the peer's receive path run
+    twice in this process) for what is one small response. The first write of a turn is held until the next
+    one, or the end of the turn (`call_soon`); `close` sends what is held first. Everything else is the
+    transport's own."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:  # the body after the head (the flush due at the end of the turn finds nothing)
+            self._held = None
+            self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _header_timeout_protocol() -> type:
     """uvicorn's httptools protocol, closing a connection whose request headers are not complete within
     `HEADER_TIMEOUT` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
@@ -345,7 +385,7 @@ def _header_timeout_protocol() -> type:
         headers_since: float | None = None  # loop time since when headers are awaited; None: not now
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(cast(asyncio.Transport, _OneWritePerTurn(transport, self.loop)))
             self.headers_since = self.loop.time()
             connections.add(self)
             if not sweeper:
