@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -118,26 +118,14 @@ async def spawn_children(config: GatewayConfig, stderr: BackendStderr) -> Spawne
     A child that cannot be started is left to its backend, whose own start reports why."""
     from gateway.backends import spawn
 
-    spawned: Spawned = {}
-    for name, server in config.enabled_servers.items():
-        if server.kind == "stdio":
-            try:
-                spawned[name] = await spawn.start(server, stderr(name))
-            except OSError:
-                continue
-    return spawned
+    return await spawn.start_all(config, stderr)
 
 
 async def _reap(spawned: Spawned) -> None:
     """Stop the children no backend adopted (the command ended before their backend started)."""
-    import signal
+    from gateway.backends import spawn
 
-    for child in spawned.values():
-        if child.returncode is None:
-            with suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            await child.wait()
-        child.transport.close()
+    await spawn.reap(spawned)
 
 
 # ------------------------------------------------------------------ a running gateway
