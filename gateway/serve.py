@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -198,23 +198,38 @@ async def serve(
     stderr: BackendStderr | None = None,
     profile: str | None = None,
     config_file: str | None = None,
+    started: Callable[[], None] | None = None,
 ) -> None:
     """Start the backends, then serve clients until cancelled, stdin closes, or SIGTERM/SIGINT drains the
     gateway (gateway.ops.shutdown); leaving closes every backend session. Over stdio, `profile` narrows the
     tools to that profile's (over HTTP each profile has its own endpoints). With `config_file`, changes to
-    that file (or SIGHUP) reload the server list live (gateway.routing.reload)."""
-    from gateway.ops.shutdown import stop_on_signal
-    from gateway.ops.tracing import NO_TRACING
-    from gateway.routing.hub import Hub
-    from gateway.routing.reload import Reloader
-    from gateway.transports.fastpath import FastPath
-    from gateway.transports.front import build_front
-    from gateway.transports.http import HTTPEntry, serve_http
-    from gateway.transports.profiles import ProfileEndpoints, profile_client
-    from gateway.transports.stdio import StdioFront
+    that file (or SIGHUP) reload the server list live (gateway.routing.reload). `started` is called once
+    every backend is up or has failed its first start (the CLI ends its start-up there).
+
+    The stdio backends' children are started before the MCP stack (FastMCP, the SDK, uvicorn, the hub) is
+    imported, so their imports run on the other core while the gateway's do; each backend adopts its own."""
+    from gateway.backends import spawn
 
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
-    hub = Hub(config, tracer or NO_TRACING, stderr)
+    spawned = await spawn.start_all(config, stderr or (lambda _name: None))
+    try:
+        from gateway.ops.shutdown import stop_on_signal
+        from gateway.ops.tracing import NO_TRACING
+        from gateway.routing.hub import Hub
+        from gateway.routing.reload import Reloader
+        from gateway.transports.fastpath import FastPath
+        from gateway.transports.front import build_front
+        from gateway.transports.http import HTTPEntry, serve_http
+        from gateway.transports.profiles import ProfileEndpoints, profile_client
+        from gateway.transports.stdio import StdioFront
+
+        hub = Hub(config, tracer or NO_TRACING, stderr)
+        for backend in hub.backends:
+            if backend.name in spawned:
+                backend.adopt(spawned.pop(backend.name))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await spawn.reap(spawned)  # those no backend took: none, unless the hub could not be built
     settings = config.gateway
     stdio: StdioFront | None = None
     async with anyio.create_task_group() as group:
@@ -226,6 +241,8 @@ async def serve(
                 group.cancel_scope.cancel()  # not serving yet: nothing to drain
 
         group.start_soon(hub.run)  # answer at once: backends join the catalog as they come up
+        if started is not None:
+            group.start_soon(_call_when_started, hub, started)
         if transport == "stdio":
             group.start_soon(stop_on_signal, on_signal)
             guard = security.guard(hub, http=False)
@@ -262,3 +279,8 @@ async def serve(
         await anyio.to_thread.run_sync(security.audit.flush)  # every call's line, before the backends close
         group.cancel_scope.cancel()
     logger.info("shutdown: backends closed")
+
+
+async def _call_when_started(hub: Hub, started: Callable[[], None]) -> None:
+    await hub.started.wait()
+    started()

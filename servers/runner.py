@@ -21,6 +21,9 @@ def run_server(create_server: Callable[[], FastMCP], argv: list[str] | None = No
     args = parser.parse_args(argv)
     logs.setup(os.environ)  # the gateway's log format (JSON records when the gateway runs it, which relays them)
     server = create_server()
+    if not gc.isenabled():  # start-up is over (see servers/__init__.py): freeze what it made, collect again
+        gc.freeze()
+        gc.enable()
     if args.transport == "stdio":
         server.run(transport="stdio", show_banner=False)
     else:

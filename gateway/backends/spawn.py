@@ -1,9 +1,9 @@
 """Starting a stdio backend's child process, with nothing of the MCP stack imported.
 
 `start` is the one way a stdio backend's process is made: the session (`gateway.backends.session`) calls it
-for every start and restart, and the CLI calls it for the first start before it imports the MCP SDK, so the
-child's own imports run on the other core while the gateway imports its stack (`Backend.adopt`). This
-module imports only the standard library and the config schema.
+for every start and restart, and `serve` and the CLI's commands call it (through `start_all`) for the first
+start before they import the MCP SDK, so the child's own imports run on the other core while the gateway
+imports its stack (`Backend.adopt`). This module imports only the standard library and the config schema.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config.loader import ServerConfig
+
+if TYPE_CHECKING:
+    from gateway.config.loader import GatewayConfig
 
 # Backends log one line per record: FastMCP ones without its Rich console handler (which wraps a message
 # over several lines), the built-in servers as JSON records (servers/runner.py), which the gateway relays as
@@ -142,3 +146,28 @@ async def start(config: ServerConfig, stderr: Any = None) -> Child:
         preexec_fn=os.setpgrp,
     )
     return Child(transport, wire)
+
+
+async def start_all(config: GatewayConfig, stderr: Callable[[str], Any]) -> dict[str, Child]:
+    """Start the child of every enabled stdio server of `config` now (its stderr: `stderr(name)`), by
+    server name. A child that cannot be started is left to its backend, whose own start reports why."""
+    spawned: dict[str, Child] = {}
+    for name, server in config.enabled_servers.items():
+        if server.kind == "stdio":
+            try:
+                spawned[name] = await start(server, stderr(name))
+            except OSError:
+                continue
+    return spawned
+
+
+async def reap(spawned: dict[str, Child]) -> None:
+    """Stop the children of `start_all` that no backend adopted (what started them ended first)."""
+    import signal
+
+    for child in spawned.values():
+        if child.returncode is None:
+            with suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            await child.wait()
+        child.transport.close()

@@ -15,14 +15,26 @@ every replica by `gateway.resilience.redis_link`, which applies what the others 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pybreaker
-
 from gateway.config.resilience import BreakerSettings
+
+# pybreaker imports redis-py whenever it is installed, for its `CircuitRedisStorage`, which the gateway never
+# uses (see above); redis-py brings the OpenTelemetry metrics SDK: ~0.15-0.2 s of CPU in every gateway process.
+# So redis reads as absent while pybreaker is imported (a None entry in sys.modules makes that import fail:
+# pybreaker then leaves its Redis storage out), unless something imported it already.
+_hide_redis = "redis" not in sys.modules
+if _hide_redis:
+    sys.modules["redis"] = None  # type: ignore[assignment]
+try:
+    import pybreaker
+finally:
+    if _hide_redis:
+        del sys.modules["redis"]
 
 logger = logging.getLogger("mcp_gateway.breaker")
 

@@ -40,14 +40,16 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.config.resilience import CacheSettings
 from gateway.ops import codec
 from gateway.resilience.policy import ToolPolicy
-from gateway.resilience.redis_link import RedisLink
+
+if TYPE_CHECKING:  # redis-py loads only when Redis is configured (`Resilience` makes the link)
+    from gateway.resilience.redis_link import RedisLink
 
 CACHE_META = "mcp-gateway/cache"
 TTL_HINT, SCOPE_HINT = "ttlMs", "cacheScope"  # a result's 2026-07-28 cache hints

@@ -25,12 +25,12 @@ from gateway.resilience.breakers import BreakerOpen, Breakers
 from gateway.resilience.bulkhead import Bulkhead, Overloaded
 from gateway.resilience.cache import SCOPE_HINT, SHARED, Cache, Entry, Key, copy_result, stale_result
 from gateway.resilience.policy import ServerPolicy, ToolPolicy, failure_kind, resolve
-from gateway.resilience.redis_link import RedisLink
 from gateway.resilience.retry import backoff
 from gateway.resilience.scope import redis_name
 
 if TYPE_CHECKING:
     from gateway.config.loader import GatewaySettings, ServerConfig
+    from gateway.resilience.redis_link import RedisLink
 
 logger = logging.getLogger("mcp_gateway.resilience")
 
@@ -94,7 +94,11 @@ class Resilience(Generic[C]):
         self.breakers = Breakers()
         self.bulkheads: dict[str, Bulkhead] = {}
         url = settings.redis_url  # the config loader fills it from env REDIS_URL
-        self.link = RedisLink(url, settings.redis) if url else None
+        self.link: RedisLink | None = None
+        if url:
+            from gateway.resilience.redis_link import RedisLink  # redis-py, only when Redis is configured
+
+            self.link = RedisLink(url, settings.redis)
         self.cache = Cache(settings.cache, self.link, self.scopes)
         self._policies: dict[str, tuple[dict[str, Any], ToolPolicy]] = {}
         for name, server in servers.items():

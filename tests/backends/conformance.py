@@ -25,6 +25,8 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
+from tests.backends import started
+
 # A 1x1 red PNG and a 1-sample silent WAV.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV = base64.b64encode(
@@ -490,6 +492,7 @@ def main() -> None:
         "server-to-client requests instead of input_required rounds",
     )
     args = parser.parse_args()
+    started()
     if args.legacy:
         server._mcp_server._request_handlers.pop("server/discover", None)
         if not args.http:

@@ -13,6 +13,8 @@ import anyio
 from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations, ToolListChangedNotification
 
+from tests.backends import started
+
 server = FastMCP("echo")
 CALLS = {"count": 0, "cancelled": 0}
 
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
     parser.add_argument("--name", default=None, help="unused; names the process in ps output")
     args = parser.parse_args()
+    started()
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:

@@ -16,6 +16,8 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from tests.backends import started
+
 READ = ToolAnnotations(read_only_hint=True)
 WRITE = ToolAnnotations(read_only_hint=False, idempotent_hint=False)
 
@@ -127,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None)
     args = parser.parse_args()
+    started()
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
+from tests.backends import started
+
 TOOLS = [
     {"name": name, "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
     for name in ("bad_result", "internal_error", "not_json", "ok")
@@ -22,6 +24,7 @@ def send(message: dict) -> None:
 
 
 def main() -> None:
+    started()
     for line in sys.stdin:
         try:
             message = json.loads(line)

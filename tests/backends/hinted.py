@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from tests.backends import started
+
 READ = {
     "name": "read",
     "description": "Read a key; the result carries the cache hints the arguments ask for.",
@@ -34,6 +36,7 @@ def send(message: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    started()
     calls = 0
     for line in sys.stdin:
         try:

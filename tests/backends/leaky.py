@@ -12,6 +12,8 @@ import sys
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 
+from tests.backends import started
+
 server = FastMCP("leaky")
 
 
@@ -42,4 +44,5 @@ def day_notes(day: str) -> str:
 
 
 if __name__ == "__main__":
+    started()
     server.run(show_banner=False)

@@ -12,6 +12,8 @@ import sys
 
 from fastmcp import FastMCP
 
+from tests.backends import started
+
 logging.basicConfig(level=logging.INFO)  # `LEVEL:name:message` lines, tracebacks under them
 log = logging.getLogger("noisy")
 server = FastMCP("noisy")
@@ -35,4 +37,5 @@ def crash() -> str:
 
 
 if __name__ == "__main__":
+    started()
     server.run(show_banner=False)
