@@ -167,7 +167,7 @@ class Reloader:
             group.start_soon(self._on_sighup)
             watched = self.file.absolute()
             async for _changes in watchfiles.awatch(
-                watched.parent, watch_filter=_config_filter(watched.name), debounce=200
+                watched.parent, watch_filter=_config_filter(watched.name), debounce=200, recursive=False
             ):
                 await self.reload()
 
