@@ -19,7 +19,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from gateway.auth.keys import hash_token
-from tests.helpers.procs import ROOT, GatewayProcess, write_config
+from tests.helpers.procs import ROOT, GatewayProcess, stop_gateways, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 TOKEN = "replica-client-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -47,11 +47,10 @@ def gateways(tmp_path: Path, redis_server: RedisProcess) -> Iterator[list[Gatewa
         {"redis_url": redis_server.url, "auth": {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}},
     )
     with ExitStack() as stack:
-        made = []
-        for _ in range(3):
-            g = GatewayProcess(config)
-            stack.callback(g.stop)
-            made.append(g)
+        made = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel
+        stack.callback(stop_gateways, *made)
+        for g in made:
+            g.wait_ready()
         yield made
 
 
