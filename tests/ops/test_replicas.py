@@ -19,7 +19,7 @@ import pytest
 from gateway.auth.keys import hash_token
 from tests.gateway.resilience.conftest import faulty_http, until
 from tests.helpers import local_http
-from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
+from tests.helpers.procs import ROOT, START_TIMEOUT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
 from tests.helpers.redis_cluster import RedisCluster
 from tests.helpers.redis_proc import RedisProcess
 
@@ -209,7 +209,8 @@ async def test_replica_killed_mid_load_loses_no_acknowledged_write(tmp_path: Pat
     config = write_config(
         tmp_path,
         {"ai_memory": ai_memory_server(data, redis_server.url)},
-        {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}},
+        # three ai_memory backends start at once: a loaded machine may take longer than the default 30 s
+        {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}, "startup_timeout": START_TIMEOUT},
     )
     with ExitStack() as stack:
         gateways = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel
