@@ -275,6 +275,7 @@ async def serve(
                 sock=listening,
                 drain_seconds=settings.drain_seconds,
                 shutdown_timeout=settings.shutdown_timeout,
+                header_timeout=settings.header_timeout,
             )
         await anyio.to_thread.run_sync(security.audit.flush)  # every call's line, before the backends close
         group.cancel_scope.cancel()

@@ -263,6 +263,9 @@ class GatewaySettings(_Strict):
     shutdown_timeout: float = Field(
         default=30.0, gt=0, description="after the drain: seconds calls in flight may take to finish"
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a connection may take to send a request's complete headers"
+    )
     # resilience (docs/resilience.md): defaults for every server, overrides under `servers.<name>`
     redis_url: str | None = Field(default=None, description="shared L2 cache and breaker state (else env REDIS_URL)")
     redis: RedisSettings = Field(default_factory=RedisSettings)

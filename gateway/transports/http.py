@@ -314,7 +314,8 @@ class GatewayHTTP:
 
 
 HEADER_TIMEOUT = 10.0
-"""Seconds a connection may take to send a request's complete headers before it is closed."""
+"""Seconds a connection may take to send a request's complete headers before it is closed (the default of
+`gateway.header_timeout`)."""
 HEADER_SWEEP = 1.0
 """Seconds between two looks at the connections still waiting for headers."""
 
@@ -359,9 +360,9 @@ class _OneWritePerTurn:
         return getattr(self._transport, name)
 
 
-def _header_timeout_protocol() -> type:
+def _header_timeout_protocol(header_timeout: float = HEADER_TIMEOUT) -> type:
     """uvicorn's httptools protocol, closing a connection whose request headers are not complete within
-    `HEADER_TIMEOUT` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
+    `header_timeout` seconds of its opening or of the request's first byte (uvicorn has no such timeout: a
     client could hold connections open forever by never finishing its headers). One timer looks at the open
     connections every `HEADER_SWEEP` seconds, so a request arms no timer of its own (a timer per request cost
     ~2 µs) and a slow one is closed up to `HEADER_SWEEP` seconds later. Idle keep-alive connections are
@@ -373,7 +374,7 @@ def _header_timeout_protocol() -> type:
 
     def sweep(loop: asyncio.AbstractEventLoop) -> None:
         sweeper.clear()
-        late = loop.time() - HEADER_TIMEOUT
+        late = loop.time() - header_timeout
         for connection in list(connections):
             since = connection.headers_since
             if since is not None and since <= late and not connection.transport.is_closing():
@@ -415,6 +416,7 @@ async def serve_http(
     hub: Hub | None = None,
     drain_seconds: float = 0.0,
     shutdown_timeout: float = 10.0,
+    header_timeout: float = HEADER_TIMEOUT,
     sock: socket.socket | None = None,
 ) -> None:
     """Run the app under uvicorn until cancelled, or until SIGTERM/SIGINT drains it (see gateway.ops.shutdown);
@@ -431,7 +433,7 @@ async def serve_http(
         log_config=None,  # uvicorn logs through the gateway's handler, in its format (gateway.ops.logs)
         lifespan="on",
         access_log=False,  # the audit log has a line per call; an access line per request costs the hot path
-        http=_header_timeout_protocol(),
+        http=_header_timeout_protocol(header_timeout),
         timeout_graceful_shutdown=STREAM_GRACE_SECONDS if hub is not None else 10,
     )
     server = GracefulServer(config, hub, drain_seconds, shutdown_timeout) if hub is not None else uvicorn.Server(config)

@@ -3,11 +3,14 @@ stdio backend and a Streamable HTTP backend."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from fastmcp import Client
 
 from tests.gateway.conftest import client_for
 from tests.helpers.procs import GatewayProcess
@@ -15,14 +18,40 @@ from tests.helpers.procs import GatewayProcess
 TRANSPORTS = ["stdio", "http", "sse"]
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-scoped, so `stdio_clients` can be
+
+
+@pytest.fixture(scope="module")
+async def stdio_clients(gateway_config: Path) -> AsyncIterator[dict[str, Client]]:
+    """One stdio client per mode (each its own `serve --transport stdio` gateway process), shared by the tests
+    below that only call tools: each looks at its own calls (counters read before and after), not at another's.
+    The test that grows a tool starts a gateway of its own."""
+    async with AsyncExitStack() as stack:
+        yield {
+            mode: await stack.enter_async_context(client_for("stdio", None, gateway_config, mode=mode))
+            for mode in ("auto", "legacy")
+        }
+
+
+def connect(
+    transport: str, gateway: GatewayProcess, config: Path, stdio: dict[str, Client], mode: str = "auto"
+) -> AbstractAsyncContextManager[Client]:
+    """A client over `transport`: over stdio the shared one of `mode`, else a new one."""
+    if transport == "stdio":
+        return nullcontext(stdio[mode])
+    return client_for(transport, gateway, config, mode=mode)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_merged_tools_and_routing(
-    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path
+    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path, stdio_clients: dict[str, Client]
 ) -> None:
     if transport == "sse" and mode == "auto":
         pytest.skip("the legacy HTTP+SSE transport only has the session-based revisions")
-    async with client_for(transport, gateway, gateway_config, mode=mode) as client:
+    async with connect(transport, gateway, gateway_config, stdio_clients, mode) as client:
         # over stdio the gateway answers before its backends are up; they join (tools/list_changed) as they come
         wanted = {"local_echo", "local_add", "remote_echo", "remote_add"}
         with anyio.fail_after(60):
@@ -40,9 +69,9 @@ async def test_merged_tools_and_routing(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_fifty_concurrent_calls_share_one_backend_session(
-    transport: str, gateway: GatewayProcess, gateway_config: Path
+    transport: str, gateway: GatewayProcess, gateway_config: Path, stdio_clients: dict[str, Client]
 ) -> None:
-    async with client_for(transport, gateway, gateway_config) as client:
+    async with connect(transport, gateway, gateway_config, stdio_clients) as client:
         before = (await client.call_tool("local_whoami", {})).structured_content
         results: dict[int, str] = {}
 
@@ -61,13 +90,15 @@ async def test_fifty_concurrent_calls_share_one_backend_session(
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-async def test_progress_passes_through(transport: str, gateway: GatewayProcess, gateway_config: Path) -> None:
+async def test_progress_passes_through(
+    transport: str, gateway: GatewayProcess, gateway_config: Path, stdio_clients: dict[str, Client]
+) -> None:
     seen: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
-    async with client_for(transport, gateway, gateway_config) as client:
+    async with connect(transport, gateway, gateway_config, stdio_clients) as client:
         result = await client.call_tool("local_sleep", {"seconds": 0.2}, progress_handler=on_progress)
     assert result.content[0].text == "slept 0.2"
     assert seen == [float(step) for step in range(10)]
@@ -101,11 +132,11 @@ async def test_tool_list_change_is_forwarded(gateway_config: Path, tmp_path: Pat
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_cancellation_reaches_the_backend(
-    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path
+    transport: str, mode: str, gateway: GatewayProcess, gateway_config: Path, stdio_clients: dict[str, Client]
 ) -> None:
     if transport == "sse" and mode == "auto":
         pytest.skip("the legacy HTTP+SSE transport only has the session-based revisions")
-    async with client_for(transport, gateway, gateway_config, mode=mode) as client:
+    async with connect(transport, gateway, gateway_config, stdio_clients, mode) as client:
         before = (await client.call_tool("local_whoami", {})).structured_content
         with pytest.raises(Exception):  # noqa: B017 - the client's own timeout error type varies by transport
             await client.call_tool("local_sleep", {"seconds": 30}, timeout=0.5)

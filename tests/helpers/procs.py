@@ -169,6 +169,10 @@ class GatewayProcess:
                 raise AssertionError(f"condition not reached; last health: {health}")
             time.sleep(0.05)
 
+    def wait_backends_up(self) -> dict[str, Any]:
+        """Wait until every backend is up (`/ready` needs only one); return that health document."""
+        return self.wait_for(lambda health: all(b["state"] == "up" for b in health["backends"].values()))
+
     def stop(self) -> str:
         """Stop it as `stop_gateways` does; return its stderr."""
         stop_gateways(self)

@@ -19,7 +19,7 @@ import pytest
 from gateway.auth.keys import hash_token
 from tests.gateway.resilience.conftest import faulty_http, until
 from tests.helpers import local_http
-from tests.helpers.procs import ROOT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
+from tests.helpers.procs import ROOT, START_TIMEOUT, GatewayProcess, stdio_echo_server, stop_gateways, write_config
 from tests.helpers.redis_cluster import RedisCluster
 from tests.helpers.redis_proc import RedisProcess
 
@@ -119,7 +119,9 @@ def replicas(
                 "redis": {"timeout": 5},  # a loaded machine must not turn a slow reply into a counted Redis error
                 "auth": {"clients": CLIENTS},
                 "retry": {"attempts": 1},
-                "breaker": {"fail_max": 2, "reset_timeout": 1.5},
+                # reset_timeout bounds the window in which the six calls after the opening must fail fast: wide
+                # enough for a loaded machine; the probe after it is awaited, not timed
+                "breaker": {"fail_max": 2, "reset_timeout": 5},
                 "servers": {"faulty": {"tools": {"stats": {"cache": False}, "set_mode": {"invalidates": False}}}},
             },
         )
@@ -127,7 +129,10 @@ def replicas(
         stack.callback(stop_gateways, *gateways)
         for gateway in gateways:
             gateway.wait_ready()
-            gateway.wait_for(lambda h: h["redis"]["state"] == "up")
+            # every backend up (`/ready` needs one: the HTTP backend is up before the stdio echo)
+            gateway.wait_for(
+                lambda h: h["redis"]["state"] == "up" and all(b["state"] == "up" for b in h["backends"].values())
+            )
         yield gateways
         for gateway in gateways:
             logged = [line for line in gateway.stderr.splitlines() if "mcp_gateway.redis" in line]
@@ -176,7 +181,7 @@ async def test_breaker_opened_through_one_is_open_on_all(replicas: list[GatewayP
             result = await one.call("faulty_stats")
             return None if result.get("isError") else result["structuredContent"]
 
-        after = await until(closed_again, timeout=10, interval=0.3)
+        after = await until(closed_again, timeout=60, interval=0.3)
         assert after.get("read", 0) == before.get("read", 0)  # none of the six reads reached the backend
         assert after["fail"] == before.get("fail", 0) + 2
     finally:
@@ -209,7 +214,8 @@ async def test_replica_killed_mid_load_loses_no_acknowledged_write(tmp_path: Pat
     config = write_config(
         tmp_path,
         {"ai_memory": ai_memory_server(data, redis_server.url)},
-        {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}},
+        # three ai_memory backends start at once: a loaded machine may take longer than the default 30 s
+        {"redis_url": redis_server.url, "auth": {"clients": CLIENTS}, "startup_timeout": START_TIMEOUT},
     )
     with ExitStack() as stack:
         gateways = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel

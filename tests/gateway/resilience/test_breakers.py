@@ -3,27 +3,40 @@ or fail half the time, while a healthy backend keeps answering."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.gateway.resilience.conftest import call, client, faulty_server, garbage_server, health, stats, until
 from tests.helpers import local_http
-from tests.helpers.procs import GatewayProcess, stdio_echo_server, write_config
+from tests.helpers.procs import GatewayProcess, http_backend, write_config
 
 NO_CACHE_STATS = {"tools": {"stats": {"cache": False}}}
 
 
-async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def healthy() -> Iterator[dict[str, str]]:
+    """The healthy backend beside the failing one: one echo process over Streamable HTTP for every test here
+    (each only checks that it still answers, so none sees another's calls)."""
+    with http_backend("healthy") as url:
+        yield {"url": url}
+
+
+async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(
+    tmp_path: Path, healthy: dict[str, str]
+) -> None:
     config = write_config(
         tmp_path,
-        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        {"faulty": faulty_server(), "healthy": healthy},
         # reset_timeout bounds the window in which the call right after the opening must fail fast: wide
         # enough for a loaded machine, and the probe after it is awaited, not timed
         gateway={"breaker": {"fail_max": 2, "reset_timeout": 5.0}, "servers": {"faulty": NO_CACHE_STATS}},
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             for _ in range(3):  # the tool's own errors are not the backend failing
                 error, text, _ = await call(c, "faulty_mistake")
@@ -62,13 +75,15 @@ async def test_upstream_failures_open_the_breaker_and_a_probe_closes_it(tmp_path
     assert "breaker faulty: half-open -> closed" in log
 
 
-async def test_calls_while_a_crashed_backend_restarts_fail_fast_and_do_not_trip_the_breaker(tmp_path: Path) -> None:
+async def test_calls_while_a_crashed_backend_restarts_fail_fast_and_do_not_trip_the_breaker(
+    tmp_path: Path, healthy: dict[str, str]
+) -> None:
     """Issue 16, point 1: a polling client behind a crashing backend. The calls made while the supervisor
     restarts it say "restarting" (they do not count, so the breaker never opens), and the first call after
     /health says `up` succeeds. Each client call counts once however many attempts it made."""
     config = write_config(
         tmp_path,
-        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        {"faulty": faulty_server(), "healthy": healthy},
         gateway={
             "restart_backoff_initial": 1.5,
             "breaker": {"fail_max": 3, "reset_timeout": 30},
@@ -78,6 +93,7 @@ async def test_calls_while_a_crashed_backend_restarts_fail_fast_and_do_not_trip_
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c, anyio.create_task_group() as group:
             hung: list[str] = []
 
@@ -113,12 +129,12 @@ async def _hanging(c: object) -> bool:
     return (await stats(c)).get("hang", 0) >= 1  # type: ignore[arg-type]
 
 
-async def test_a_restart_closes_an_open_breaker(tmp_path: Path) -> None:
+async def test_a_restart_closes_an_open_breaker(tmp_path: Path, healthy: dict[str, str]) -> None:
     """Calls in flight when a backend dies can open its breaker; the supervisor's successful restart
     (handshake and tool list) closes it, so calls succeed at once instead of after `reset_timeout`."""
     config = write_config(
         tmp_path,
-        {"faulty": faulty_server(), "healthy": stdio_echo_server()},
+        {"faulty": faulty_server(), "healthy": healthy},
         gateway={
             "restart_backoff_initial": 0.5,
             "breaker": {"fail_max": 1, "reset_timeout": 600},
@@ -127,6 +143,7 @@ async def test_a_restart_closes_an_open_breaker(tmp_path: Path) -> None:
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             error, _, _ = await call(c, "faulty_crash")
             assert error
@@ -144,15 +161,18 @@ async def _up(gateway: GatewayProcess) -> bool:
     return (await health(gateway))["backends"]["faulty"]["state"] == "up"
 
 
-async def test_hung_call_times_out_and_the_backend_is_sent_a_cancellation(tmp_path: Path) -> None:
+async def test_hung_call_times_out_and_the_backend_is_sent_a_cancellation(
+    tmp_path: Path, healthy: dict[str, str]
+) -> None:
     cancel_file = tmp_path / "cancelled.txt"
     config = write_config(
         tmp_path,
-        {"faulty": faulty_server(FAULTY_CANCEL_FILE=str(cancel_file)), "healthy": stdio_echo_server()},
+        {"faulty": faulty_server(FAULTY_CANCEL_FILE=str(cancel_file)), "healthy": healthy},
         gateway={"servers": {"faulty": {"tools": {"hang": {"timeout": 0.5}}}}},
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             error, text, _ = await call(c, "faulty_hang", {"tag": "first"})
             assert error and "timed out after 0.5 s" in text and "'faulty'" in text
@@ -163,10 +183,10 @@ async def test_hung_call_times_out_and_the_backend_is_sent_a_cancellation(tmp_pa
         gateway.stop()
 
 
-async def test_garbage_answers_are_errors_that_open_the_breaker(tmp_path: Path) -> None:
+async def test_garbage_answers_are_errors_that_open_the_breaker(tmp_path: Path, healthy: dict[str, str]) -> None:
     config = write_config(
         tmp_path,
-        {"garbage": garbage_server(), "healthy": stdio_echo_server()},
+        {"garbage": garbage_server(), "healthy": healthy},
         gateway={
             "servers": {
                 "garbage": {
@@ -179,6 +199,7 @@ async def test_garbage_answers_are_errors_that_open_the_breaker(tmp_path: Path) 
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             error, text, _ = await call(c, "garbage_ok")
             assert not error and text == "fine"
@@ -211,6 +232,7 @@ async def test_half_failing_reads_are_retried_and_never_trip_the_breaker(tmp_pat
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             for _ in range(6):
                 error, text, _ = await call(c, "faulty_flaky")
@@ -226,10 +248,10 @@ async def test_half_failing_reads_are_retried_and_never_trip_the_breaker(tmp_pat
         gateway.stop()
 
 
-async def test_bulkhead_bounds_in_flight_and_queued_calls(tmp_path: Path) -> None:
+async def test_bulkhead_bounds_in_flight_and_queued_calls(tmp_path: Path, healthy: dict[str, str]) -> None:
     config = write_config(
         tmp_path,
-        {"slow": faulty_server(), "healthy": stdio_echo_server()},
+        {"slow": faulty_server(), "healthy": healthy},
         gateway={
             "servers": {
                 "slow": {
@@ -242,6 +264,7 @@ async def test_bulkhead_bounds_in_flight_and_queued_calls(tmp_path: Path) -> Non
     )
     gateway = GatewayProcess(config)
     try:
+        gateway.wait_backends_up()  # the HTTP backend is up first: /ready needs only one
         async with client(gateway) as c:
             results: list[str] = []
 

@@ -37,12 +37,18 @@ def clients() -> dict[str, Any]:
     }
 
 
-def secured_config(directory: Path, auth: dict[str, Any] | None = None, **servers: Any) -> Path:
+def secured_config(
+    directory: Path, auth: dict[str, Any] | None = None, *, with_leaky: bool = True, **servers: Any
+) -> Path:
+    """`local` (echo) and `leaky` (a backend that leaks ECHO_API_TOKEN) behind `auth`; `with_leaky=False`
+    for a test that never calls `leaky`, which then only costs its start-up."""
     leaky = stdio_echo_server()
     leaky["args"] = ["-m", "tests.backends.leaky"]
     leaky["env"] = {**leaky["env"], "ECHO_API_TOKEN": "${ECHO_API_TOKEN}"}
+    if with_leaky:
+        servers = {"leaky": leaky, **servers}
     auth = auth if auth is not None else {"clients": clients()}
-    return write_config(directory, {"local": stdio_echo_server(), "leaky": leaky, **servers}, {"auth": auth})
+    return write_config(directory, {"local": stdio_echo_server(), **servers}, {"auth": auth})
 
 
 @pytest.fixture(scope="module")

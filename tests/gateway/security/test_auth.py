@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -57,7 +58,7 @@ async def test_a_valid_token_gets_through_every_transport(secured: GatewayProces
 
 
 def test_revoked_token_after_restart(tmp_path: Path) -> None:
-    config = secured_config(tmp_path)
+    config = secured_config(tmp_path, with_leaky=False)
     gateway = GatewayProcess(config, ECHO_API_TOKEN="x" * 16)
     try:
         assert rpc(gateway, "tools/list", token=BOB).status_code == 200
@@ -65,7 +66,7 @@ def test_revoked_token_after_restart(tmp_path: Path) -> None:
         gateway.stop()
     remaining = clients()
     del remaining["bob"]
-    secured_config(tmp_path, {"clients": remaining})  # bob's key is revoked
+    secured_config(tmp_path, {"clients": remaining}, with_leaky=False)  # bob's key is revoked
     gateway = GatewayProcess(config, ECHO_API_TOKEN="x" * 16)
     try:
         assert rpc(gateway, "tools/list", token=BOB).status_code == 401
@@ -74,25 +75,23 @@ def test_revoked_token_after_restart(tmp_path: Path) -> None:
         gateway.stop()
 
 
-def test_token_hashes_from_env_and_file(tmp_path: Path) -> None:
-    tokens_file = tmp_path / "tokens.json"
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, RSAKeyPair]]:
+    """One gateway for the two tests below: API keys from the environment and a tokens file (alice, bob)
+    beside JWTs from an identity provider (carol, and `contractor` for subjects not listed). Each test
+    only lists tools as its own clients, so neither sees the other's state."""
+    directory = tmp_path_factory.mktemp("keyed")
+    tokens_file = directory / "tokens.json"
     tokens_file.write_text(f'{{"bob": "{hash_token(BOB)}"}}')
-    auth = {"clients": {"alice": {}, "bob": {"allow": ["local_echo"]}}, "tokens_file": str(tokens_file)}
-    gateway = GatewayProcess(
-        secured_config(tmp_path, auth), ECHO_API_TOKEN="x" * 16, MCP_GATEWAY_TOKEN_ALICE=hash_token(ALICE)
-    )
-    try:
-        assert "local_add" in tool_names(rpc(gateway, "tools/list", token=ALICE))
-        assert tool_names(rpc(gateway, "tools/list", token=BOB)) == {"local_echo"}
-        assert rpc(gateway, "tools/list", token="y" * 40).status_code == 401
-    finally:
-        gateway.stop()
-
-
-def test_jwt_from_an_identity_provider(tmp_path: Path) -> None:
     keys = RSAKeyPair.generate()
     auth = {
-        "clients": {"carol": {"allow": ["local_echo"]}, "contractor": {"allow": ["local_add"]}},
+        "clients": {
+            "alice": {},
+            "bob": {"allow": ["local_echo"]},
+            "carol": {"allow": ["local_echo"]},
+            "contractor": {"allow": ["local_add"]},
+        },
+        "tokens_file": str(tokens_file),
         "jwt": {
             "public_key": keys.public_key,
             "issuer": "https://idp.example.com",
@@ -100,22 +99,39 @@ def test_jwt_from_an_identity_provider(tmp_path: Path) -> None:
             "default_client": "contractor",
         },
     }
-    gateway = GatewayProcess(secured_config(tmp_path, auth), ECHO_API_TOKEN="x" * 16)
+    gateway = GatewayProcess(
+        secured_config(directory, auth, with_leaky=False),
+        ECHO_API_TOKEN="x" * 16,
+        MCP_GATEWAY_TOKEN_ALICE=hash_token(ALICE),
+    )
     try:
-
-        def token(subject: str, **kwargs: object) -> str:
-            options: dict[str, object] = {"issuer": "https://idp.example.com", "audience": "mcp-gateway"}
-            options.update(kwargs)
-            return keys.create_token(subject=subject, **options)  # type: ignore[arg-type]
-
-        assert tool_names(rpc(gateway, "tools/list", token=token("carol"))) == {"local_echo"}
-        # a subject not listed gets the default client's policy
-        assert tool_names(rpc(gateway, "tools/list", token=token("dave"))) == {"local_add"}
-        assert rpc(gateway, "tools/list", token=token("carol", audience="other")).status_code == 401
-        assert rpc(gateway, "tools/list", token=token("carol", issuer="https://evil")).status_code == 401
-        assert rpc(gateway, "tools/list", token=token("carol", expires_in_seconds=-600)).status_code == 401
-        other = RSAKeyPair.generate()
-        forged = other.create_token(subject="carol", issuer="https://idp.example.com", audience="mcp-gateway")
-        assert rpc(gateway, "tools/list", token=forged).status_code == 401
+        gateway.wait_backends_up()
+        yield gateway, keys
     finally:
         gateway.stop()
+
+
+def test_token_hashes_from_env_and_file(keyed: tuple[GatewayProcess, RSAKeyPair]) -> None:
+    gateway, _ = keyed
+    assert "local_add" in tool_names(rpc(gateway, "tools/list", token=ALICE))
+    assert tool_names(rpc(gateway, "tools/list", token=BOB)) == {"local_echo"}
+    assert rpc(gateway, "tools/list", token="y" * 40).status_code == 401
+
+
+def test_jwt_from_an_identity_provider(keyed: tuple[GatewayProcess, RSAKeyPair]) -> None:
+    gateway, keys = keyed
+
+    def token(subject: str, **kwargs: object) -> str:
+        options: dict[str, object] = {"issuer": "https://idp.example.com", "audience": "mcp-gateway"}
+        options.update(kwargs)
+        return keys.create_token(subject=subject, **options)  # type: ignore[arg-type]
+
+    assert tool_names(rpc(gateway, "tools/list", token=token("carol"))) == {"local_echo"}
+    # a subject not listed gets the default client's policy
+    assert tool_names(rpc(gateway, "tools/list", token=token("dave"))) == {"local_add"}
+    assert rpc(gateway, "tools/list", token=token("carol", audience="other")).status_code == 401
+    assert rpc(gateway, "tools/list", token=token("carol", issuer="https://evil")).status_code == 401
+    assert rpc(gateway, "tools/list", token=token("carol", expires_in_seconds=-600)).status_code == 401
+    other = RSAKeyPair.generate()
+    forged = other.create_token(subject="carol", issuer="https://idp.example.com", audience="mcp-gateway")
+    assert rpc(gateway, "tools/list", token=forged).status_code == 401

@@ -42,7 +42,7 @@ def test_insecure_flag_or_auth_allows_it(tmp_path: Path) -> None:
     finally:
         stop(proc)  # type: ignore[arg-type]
     port = free_port()
-    proc = serve(secured_config(tmp_path), "--host", "0.0.0.0", "--port", str(port))
+    proc = serve(secured_config(tmp_path, with_leaky=False), "--host", "0.0.0.0", "--port", str(port))
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", proc)  # type: ignore[arg-type]
         assert local_http.get(f"http://127.0.0.1:{port}/metrics").status_code == 401

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from gateway.auth.keys import hash_token
 from tests.gateway.security.conftest import ALICE, LIMITED, client, clients, rpc, secured_config
 from tests.helpers.procs import GatewayProcess, stop_gateways
 from tests.helpers.redis_proc import RedisProcess
@@ -40,17 +42,35 @@ def test_loopback_origin_and_no_origin_pass(secured: GatewayProcess) -> None:
     assert rpc(secured, "tools/list", token=ALICE).is_success
 
 
-def test_configured_origins_replace_the_default(tmp_path: Path) -> None:
-    auth = {"clients": clients(), "allowed_origins": ["https://app.example.com"]}
-    gateway = GatewayProcess(secured_config(tmp_path, auth), ECHO_API_TOKEN="x" * 16)
+# `limited` and `limited_sse`: the same rate limit, one bucket for each rate-limit test, so they can share
+# one gateway without spending each other's burst
+LIMITED_SSE = "limited-sse-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture(scope="module")
+def limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway with configured origins and two rate-limited clients, for the tests below that need a
+    config of their own: each uses its own client (or only reads), so none sees another's state."""
+    every = clients()
+    every["limited_sse"] = {**every["limited"], "token_sha256": hash_token(LIMITED_SSE)}
+    auth = {"clients": every, "allowed_origins": ["https://app.example.com"]}
+    gateway = GatewayProcess(
+        secured_config(tmp_path_factory.mktemp("limits"), auth, with_leaky=False), ECHO_API_TOKEN="x" * 16
+    )
     try:
-        good = rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "https://app.example.com"})
-        assert good.status_code == 200
-        assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "https://app.example.com:443"}).is_success
-        assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "http://app.example.com"}).status_code == 403
-        assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "http://localhost:3000"}).status_code == 403
+        gateway.wait_backends_up()
+        yield gateway
     finally:
         gateway.stop()
+
+
+def test_configured_origins_replace_the_default(limits: GatewayProcess) -> None:
+    gateway = limits
+    good = rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "https://app.example.com"})
+    assert good.status_code == 200
+    assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "https://app.example.com:443"}).is_success
+    assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "http://app.example.com"}).status_code == 403
+    assert rpc(gateway, "tools/list", token=ALICE, headers={"Origin": "http://localhost:3000"}).status_code == 403
 
 
 def echo(gateway: GatewayProcess, text: str, token: str = LIMITED) -> dict:
@@ -66,32 +86,25 @@ def assert_limited(result: dict) -> None:
     assert 0 < result["_meta"][RETRY_AFTER] <= 60
 
 
-def test_rate_limit_burst_in_process(tmp_path: Path) -> None:
-    gateway = GatewayProcess(secured_config(tmp_path), ECHO_API_TOKEN="x" * 16)
-    try:
-        assert [echo(gateway, str(i))["content"][0]["text"] for i in range(3)] == ["0", "1", "2"]
-        assert_limited(echo(gateway, "3"))
-        assert echo(gateway, "alice is not limited", ALICE)["content"][0]["text"] == "alice is not limited"
-        # tools/list is not limited
-        assert rpc(gateway, "tools/list", token=LIMITED).json()["result"]["tools"]
-    finally:
-        gateway.stop()
+def test_rate_limit_burst_in_process(limits: GatewayProcess) -> None:
+    gateway = limits
+    assert [echo(gateway, str(i))["content"][0]["text"] for i in range(3)] == ["0", "1", "2"]
+    assert_limited(echo(gateway, "3"))
+    assert echo(gateway, "alice is not limited", ALICE)["content"][0]["text"] == "alice is not limited"
+    # tools/list is not limited
+    assert rpc(gateway, "tools/list", token=LIMITED).json()["result"]["tools"]
 
 
-async def test_rate_limit_over_the_fastmcp_path(tmp_path: Path) -> None:
-    gateway = GatewayProcess(secured_config(tmp_path), ECHO_API_TOKEN="x" * 16)
-    try:
-        async with client(gateway, LIMITED, "sse", "legacy") as session:
-            for i in range(3):
-                assert (await session.call_tool("local_echo", {"text": str(i)})).content[0].text == str(i)
-            limited = await session.call_tool("local_echo", {"text": "x"}, raise_on_error=False)
-            assert limited.is_error and "retry after" in limited.content[0].text
-    finally:
-        gateway.stop()
+async def test_rate_limit_over_the_fastmcp_path(limits: GatewayProcess) -> None:
+    async with client(limits, LIMITED_SSE, "sse", "legacy") as session:
+        for i in range(3):
+            assert (await session.call_tool("local_echo", {"text": str(i)})).content[0].text == str(i)
+        limited = await session.call_tool("local_echo", {"text": "x"}, raise_on_error=False)
+        assert limited.is_error and "retry after" in limited.content[0].text
 
 
 def test_rate_limit_shared_by_replicas_through_redis(tmp_path: Path, redis_server: RedisProcess) -> None:
-    config = secured_config(tmp_path)
+    config = secured_config(tmp_path, with_leaky=False)
     first, second = (
         GatewayProcess(config, wait_path=None, ECHO_API_TOKEN="x" * 16, REDIS_URL=redis_server.url) for _ in range(2)
     )

@@ -19,7 +19,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from gateway.auth.keys import hash_token
-from tests.helpers.procs import ROOT, GatewayProcess, write_config
+from tests.helpers.procs import ROOT, START_TIMEOUT, GatewayProcess, stop_gateways, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 TOKEN = "replica-client-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -44,14 +44,17 @@ def gateways(tmp_path: Path, redis_server: RedisProcess) -> Iterator[list[Gatewa
     config = write_config(
         tmp_path,
         {"ai_memory": ai_memory_server(tmp_path / "data", redis_server.url)},
-        {"redis_url": redis_server.url, "auth": {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}},
+        {
+            "redis_url": redis_server.url,
+            "auth": {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}},
+            "startup_timeout": START_TIMEOUT,  # three ai_memory backends start at once: a loaded machine is slow
+        },
     )
     with ExitStack() as stack:
-        made = []
-        for _ in range(3):
-            g = GatewayProcess(config)
-            stack.callback(g.stop)
-            made.append(g)
+        made = [GatewayProcess(config, wait_path=None) for _ in range(3)]  # they start in parallel
+        stack.callback(stop_gateways, *made)
+        for g in made:
+            g.wait_ready()
         yield made
 
 

@@ -32,7 +32,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 from embedding.embedder import HashEmbedder
 from gateway.auth.keys import hash_token
-from tests.helpers.procs import ROOT, GatewayProcess, wait_http, write_config
+from tests.helpers.procs import ROOT, START_TIMEOUT, GatewayProcess, wait_http, write_config
 from tests.helpers.redis_proc import RedisProcess
 
 from .fake_cortex import cortex_functions
@@ -88,7 +88,10 @@ def replicas(
             }
             home.mkdir()
             auth = {"clients": {"team": {"token_sha256": hash_token(TOKEN)}}}
-            config = write_config(home, servers, {"redis_url": redis_server.url, "auth": auth})
+            # six ai_memory backends start at once against one fakesnow: on a loaded machine one may take longer
+            # than the default 30 s `startup_timeout`, and each restart only adds to the load
+            settings = {"redis_url": redis_server.url, "auth": auth, "startup_timeout": START_TIMEOUT}
+            config = write_config(home, servers, settings)
             gateways.append(GatewayProcess(config, wait_path=None, HOME=str(home)))  # all three start at once
         for gateway in gateways:
             wait_http(gateway.base + "/ready", gateway.proc)
