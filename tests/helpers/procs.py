@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.helpers import local_http
-from tests.helpers.redis_proc import free_port, orphan_guard
+from tests.helpers.redis_proc import free_port, orphan_guarded
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,12 +71,11 @@ def module_over_http(module: str, *args: str) -> Iterator[str]:
     """`python -m <module> --http PORT [args]` (a test backend); yields its MCP URL once it answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--http", str(port), *args],
+        orphan_guarded([sys.executable, "-m", module, "--http", str(port), *args]),
         cwd=ROOT,
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=orphan_guard(),
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -116,24 +115,25 @@ class GatewayProcess:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(config),
-                "--transport",
-                "http",
-                "--port",
-                str(self.port),
-                *args,
-            ],
+            orphan_guarded(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--transport",
+                    "http",
+                    "--port",
+                    str(self.port),
+                    *args,
+                ]
+            ),
             cwd=ROOT,
             env=child_env(**env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=orphan_guard(),
         )
         self._stderr = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)

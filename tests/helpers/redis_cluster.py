@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers.redis_proc import orphan_guard
+from tests.helpers.redis_proc import orphan_guarded
 
 
 def cluster_port() -> int:
@@ -56,26 +56,27 @@ class RedisCluster:
             directory.mkdir(parents=True, exist_ok=True)
             self.procs.append(
                 subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(directory / f"nodes-{port}.conf"),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(directory),
-                    ],
+                    orphan_guarded(
+                        [
+                            "redis-server",
+                            "--port",
+                            str(port),
+                            "--bind",
+                            "127.0.0.1",
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            str(directory / f"nodes-{port}.conf"),
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--dir",
+                            str(directory),
+                        ]
+                    ),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    preexec_fn=orphan_guard(),
                 )
             )
         for port in self.ports:

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
+_SETPRIV = shutil.which("setpriv")  # util-linux
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the test process dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def orphan_guard() -> Callable[[], None] | None:
-    """A `preexec_fn` that stops a test's child process when the test process is killed (pytest-timeout, a
-    killed run), so no gateway or redis-server outlives its test. Linux ties the signal to the thread that
-    forked, so only children started on the main thread get it."""
-    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
+def orphan_guarded(argv: list[str]) -> list[str]:
+    """`argv` run so that the child is stopped (SIGTERM) when the test process is killed (pytest-timeout, a
+    killed run), and no gateway or redis-server outlives its test: through util-linux's `setpriv
+    --pdeathsig`, which asks Linux for that signal and execs the command (the same pid). Not a `preexec_fn`:
+    with one, `subprocess` forks with the interpreter's locks taken (the import lock, the GIL dance), which
+    deadlocked a worker whose other threads (the in-process fakesnow server) held them. Linux ties the
+    signal to the thread that forked, so only children started on the main thread get it."""
+    if _SETPRIV is None or threading.current_thread() is not threading.main_thread():
+        return argv
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
 
 
 def free_port() -> int:
@@ -51,22 +48,23 @@ class RedisProcess:
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
+            orphan_guarded(
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ]
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=orphan_guard(),
         )
         deadline = time.monotonic() + 120  # an upper bound on the wait; a loaded machine may be slow
         while time.monotonic() < deadline:

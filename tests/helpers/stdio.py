@@ -11,7 +11,7 @@ from queue import Empty, Queue
 from typing import Any
 
 from tests.helpers.procs import ROOT, child_env
-from tests.helpers.redis_proc import orphan_guard
+from tests.helpers.redis_proc import orphan_guarded
 
 
 def check_jsonrpc(item: Any) -> None:
@@ -30,13 +30,12 @@ class StdioGateway:
 
     def __init__(self, config: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+            orphan_guarded([sys.executable, "-m", "gateway", "serve", "--config", str(config)]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
             env=child_env(),
-            preexec_fn=orphan_guard(),
         )
         self.lines: Queue[bytes] = Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -15,7 +15,7 @@ import httpx
 
 from tests.helpers import local_http
 from tests.helpers.procs import ROOT, GatewayProcess, child_env, stdio_echo_server, write_config
-from tests.helpers.redis_proc import orphan_guard
+from tests.helpers.redis_proc import orphan_guarded
 from tests.helpers.stdio import StdioGateway
 
 STARTS_AFTER = "import time, runpy; time.sleep({}); runpy.run_module('tests.backends.echo', run_name='__main__')"
@@ -90,7 +90,7 @@ def test_stdio_on_dev_null_reads_eof_and_exits_cleanly_under_uvloop(tmp_path: Pa
     the process with SIGABRT (exit 134) and no line."""
     config = write_config(tmp_path, {"echo": stdio_echo_server()})
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        orphan_guarded([sys.executable, "-m", "gateway", "serve", "--config", str(config)]),
         cwd=ROOT,
         env=child_env(MCP_GATEWAY_LOG_LEVEL="INFO"),
         stdin=subprocess.DEVNULL,
@@ -98,7 +98,6 @@ def test_stdio_on_dev_null_reads_eof_and_exits_cleanly_under_uvloop(tmp_path: Pa
         stderr=subprocess.PIPE,
         text=True,
         timeout=120,
-        preexec_fn=orphan_guard(),
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
