@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from gateway.config.resilience import BreakerSettings, RedisSettings
 from gateway.resilience.breakers import Breaker, BreakerOpen
-from gateway.resilience.redis_reads import MgetPipe, address
+from gateway.resilience.redis_reads import KeyBatch, MgetPipe, address
 
 logger = logging.getLogger("mcp_gateway.redis")
 
@@ -74,26 +74,15 @@ def connect(url: str, *, timeout: float, max_connections: int = 32, **options: A
     )
 
 
-class _Batch:
+class _Batch(KeyBatch):
     """The reads of one loop turn: their distinct keys, then the values (None when Redis failed)."""
 
-    __slots__ = ("done", "index", "keys", "values")
+    __slots__ = ("done", "values")
 
     def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
+        super().__init__()
         self.values: list[Any] | None = None
         self.done = asyncio.Event()  # asyncio's own: anyio's looks up its backend at each creation
-
-    def add(self, keys: tuple[str, ...]) -> list[int]:
-        places = []
-        for key in keys:
-            place = self.index.get(key)
-            if place is None:
-                place = self.index[key] = len(self.keys)
-                self.keys.append(key)
-            places.append(place)
-        return places
 
 
 class RedisLink:

@@ -66,18 +66,15 @@ def pack(*args: str | bytes | int) -> bytes:
     return packed
 
 
-class _Batch:
-    """The reads of one MGET: its distinct keys, each reader's future and the places of its keys."""
+class KeyBatch:
+    """The distinct keys of one MGET, in order, and where each is: the readers who join it ask for their
+    keys' places in the answer (also the batches of redis-py's path, `gateway.resilience.redis_link`)."""
 
-    __slots__ = ("attempts", "index", "keys", "probe", "sent", "waiters")
+    __slots__ = ("index", "keys")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.index: dict[str, int] = {}
-        self.waiters: list[tuple[asyncio.Future[Values], list[int]]] = []
-        self.sent = 0.0
-        self.probe = False
-        self.attempts = 0
 
     def add(self, keys: tuple[str, ...]) -> list[int]:
         places = []
@@ -88,6 +85,19 @@ class _Batch:
                 self.keys.append(key)
             places.append(place)
         return places
+
+
+class _Batch(KeyBatch):
+    """The reads of one MGET: its distinct keys, each reader's future and the places of its keys."""
+
+    __slots__ = ("attempts", "probe", "sent", "waiters")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: list[tuple[asyncio.Future[Values], list[int]]] = []
+        self.sent = 0.0
+        self.probe = False
+        self.attempts = 0
 
     def resolve(self, values: Values) -> None:
         for future, places in self.waiters:
