@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +45,30 @@ def scope_key(scope: dict[str, Any]) -> str:
 
 
 class SourceState:
-    """Reads and writes the `sources` table of `path` (one short connection per call, off the event loop)."""
+    """Reads and writes the `sources` table of `path`, off the event loop: one connection, opened (WAL, the
+    schema) on first use and shared by the worker threads under a lock. (A connection per call set WAL and
+    ran the schema each time, and two runs opening and closing theirs at once under load failed a call with
+    "database is locked".)"""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        return conn
+    @contextmanager
+    def _connected(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+                self._conn = conn
+            yield self._conn
 
     async def cursor(self, namespace: str, source: str, scope: dict[str, Any]) -> Any:
         def read() -> Any:
-            with closing(self._connect()) as conn:
+            with self._connected() as conn:
                 row = conn.execute(
                     "SELECT cursor FROM sources WHERE namespace=? AND source=? AND scope_key=?",
                     (namespace, source, scope_key(scope)),
@@ -72,7 +83,7 @@ class SourceState:
         """Save the cursor after a batch, add the batch's new items to the count, note the run so far."""
 
         def write() -> None:
-            with closing(self._connect()) as conn, conn:
+            with self._connected() as conn, conn:
                 conn.execute(
                     """INSERT INTO sources (namespace, source, scope_key, scope, cursor, items, last_run, last_result)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -97,7 +108,7 @@ class SourceState:
         """Which of `keys` were ingested into `namespace` before; all of them are noted as ingested now."""
 
         def mark() -> set[str]:
-            with closing(self._connect()) as conn, conn:
+            with self._connected() as conn, conn:
                 marks = ",".join("?" * len(keys))
                 known = conn.execute(
                     f"SELECT key FROM items WHERE namespace=? AND key IN ({marks})", (namespace, *keys)
@@ -113,7 +124,7 @@ class SourceState:
             args: tuple[Any, ...] = ()
             if namespace is not None:
                 query, args = query + " WHERE namespace=?", (namespace,)
-            with closing(self._connect()) as conn:
+            with self._connected() as conn:
                 rows = conn.execute(query + " ORDER BY namespace, source, scope_key", args).fetchall()
             return [
                 {
