@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from gateway.backends.spawn import Child, Wire
-from gateway.ops.codec import DecodeError, dumps, loads
+from gateway.ops.codec import DecodeError, dumps, loads, whole_lines
 
 logger = logging.getLogger("mcp_gateway.pipe")
 
@@ -162,18 +162,9 @@ class StdioPipe:
     def _received(self, data: bytes) -> None:
         """Each whole line of stdout: a hot answer or progress is handled here, the rest queued for the SDK."""
         buffer = self._buffer
-        if not buffer and data.endswith(b"\n") and data.find(b"\n") == len(data) - 1:  # one whole line: the usual
-            if data.strip():
-                self._line(data)
-            return
-        buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:end])
-            start = end + 1
+        for line in whole_lines(buffer, data):
             if line.strip():
                 self._line(line)
-        del buffer[:start]
         if len(buffer) > _MAX_LINE:
             logger.warning("backend output unreadable: a line over %d bytes", _MAX_LINE)
             buffer.clear()

@@ -24,7 +24,7 @@ from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
 from gateway.backends.inflight import CURRENT_PEER
-from gateway.ops.codec import dumps
+from gateway.ops.codec import dumps, whole_lines
 from gateway.routing.hub import LIST_CHANGED
 from gateway.transports import framework, jsonrpc
 from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
@@ -200,20 +200,11 @@ class StdioFront:
         if self._input_closed:
             return  # read after EOF or `stop`: not taken
         buffer = self._buffer
-        if not buffer and not self._discarding and data.find(b"\n") == len(data) - 1:  # one whole line
-            if not data.isspace():
-                self._dispatch(data)
-            return
-        buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:end])
-            start = end + 1
-            if self._discarding:
+        for line in whole_lines(buffer, data):
+            if self._discarding:  # the end of an over-long line
                 self._discarding = False
             elif line.strip():
                 self._dispatch(line)
-        del buffer[:start]
         if len(buffer) > self.max_line_bytes:
             if not self._discarding:
                 too_long = jsonrpc.Malformed(jsonrpc.INVALID_REQUEST, f"message over {self.max_line_bytes} bytes")
