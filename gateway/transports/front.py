@@ -126,6 +126,9 @@ class CatalogProvider(Provider):
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
         tool = self._current().get(name)
+        if tool is None and self.hub.joining:  # its backend may still be starting: wait, as the fast path does
+            await self.hub.wait_for_tool(name)
+            tool = self._current().get(name)
         if self.hub.discovery is not None and name in discovery.META_TOOLS:
             return tool if self.guard.tools(current_client()) else None
         if tool is None or self.guard.permits(current_client(), name):

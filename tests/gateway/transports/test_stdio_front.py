@@ -62,3 +62,22 @@ def test_many_lines_in_one_read_are_each_answered_fast_path_and_framework_alike(
     calls = {answer["id"]: answer for answer in answers if isinstance(answer.get("id"), int) and answer["id"] > 0}
     assert sorted(calls) == list(range(1, 101))
     assert all(calls[n]["result"]["content"][0]["text"] == f"call {n}" for n in calls)
+
+
+def test_a_handshake_call_sent_before_the_backend_is_up_waits_for_it(tmp_path: Path) -> None:
+    """A handshake-era client that writes its calls right behind `initialize` (before its answer, so they go to
+    the FastMCP front, not the fast path) while the backend is still starting: the calls wait for the tool, as
+    fast-path calls do, instead of being answered 'Unknown tool'."""
+    config = write_config(tmp_path, {"local": stdio_echo_server()})
+    handshake = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    lines = [json.dumps(handshake), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+    for n in (1, 2):
+        params = {"name": "local_echo", "arguments": {"text": f"early {n}"}}
+        lines.append(json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}))
+    answers = {answer.get("id"): answer for answer in serve(config, lines)}
+    assert [answers[n]["result"]["content"][0]["text"] for n in (1, 2)] == ["early 1", "early 2"], answers
