@@ -101,8 +101,9 @@ async def latency(calls: int, directory: Path) -> dict[str, Any]:
             "backend_cpu_us_direct": cpu["direct"],
             "backend_cpu_us_behind": cpu["behind"],
         }
-    # The gateway speaks 2026-07-28 to the backend whatever the client's era: the handshake-era row's backend
-    # behind it is compared with the backend called directly in that era too (its envelope costs it more).
+    # Over stdio the gateway's backends speak its client's era (gateway.backends.era), so each row's backend
+    # behind the gateway is in that row's era; the 2026-07-28 direct figure is printed beside the handshake
+    # row's for the envelope's cost to the backend.
     report[LEGACY]["backend_cpu_us_direct_modern"] = report[MODERN]["backend_cpu_us_direct"]
     return report
 
@@ -144,7 +145,7 @@ def print_latency(latency: dict[str, Any]) -> None:
         modern = row.get("backend_cpu_us_direct_modern")
         print(
             f"    CPU per call: gateway {row['gateway_cpu_us']:.0f} µs | backend behind it "
-            f"{row['backend_cpu_us_behind']:.0f} µs (in 2026-07-28), called directly "
+            f"{row['backend_cpu_us_behind']:.0f} µs (in {era}, the client's), called directly "
             f"{row['backend_cpu_us_direct']:.0f} µs"
             + (f" (in 2026-07-28: {modern:.0f} µs)" if modern is not None else "")
         )

@@ -213,6 +213,7 @@ async def serve(
     listening = bind(host, port) if transport != "stdio" else None  # before any backend starts
     spawned = await spawn.start_all(config, stderr or (lambda _name: None))
     try:
+        from gateway.backends.era import ClientEra
         from gateway.ops.shutdown import stop_on_signal
         from gateway.ops.tracing import NO_TRACING
         from gateway.routing.hub import Hub
@@ -223,7 +224,9 @@ async def serve(
         from gateway.transports.profiles import ProfileEndpoints, profile_client
         from gateway.transports.stdio import StdioFront
 
-        hub = Hub(config, tracer or NO_TRACING, stderr)
+        # over stdio there is one client: the backends speak its protocol era (gateway.backends.era)
+        era = ClientEra() if transport == "stdio" else None
+        hub = Hub(config, tracer or NO_TRACING, stderr, era=era)
         for backend in hub.backends:
             if backend.name in spawned:
                 backend.adopt(spawned.pop(backend.name))
@@ -249,7 +252,7 @@ async def serve(
             if profile is not None:
                 guard.default_client = profile_client(settings.profiles, profile)
             front, _tracker = build_front(hub, guard)
-            stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes)
+            stdio = StdioFront(front, FastPath(hub, guard), settings.max_body_bytes, era)
             hub.add_listener(stdio.announce_tools_changed)
             if config_file is not None:
                 hook = reload_hook(security, config_file, stdio=guard, profile=profile)

@@ -7,7 +7,9 @@ upgrade touches one module:
   negotiated era's `_meta` and headers. `ClientSession.send_request` does the same, but only for typed
   requests and with a model validation of each result: on the hot path that is most of the cost per call.
 * `negotiate`: the SDK's own protocol-era probe (the 2026 `server/discover`, else the `initialize`
-  handshake), which only `mcp.client.Client` uses publicly, around a session it opens itself.
+  handshake), which only `mcp.client.Client` uses publicly, around a session it opens itself; with
+  `handshake_first`, the handshake is tried first (`ClientSession.initialize`, public) and the probe only when
+  the backend refuses it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from mcp import ClientSession
 from mcp.client._probe import negotiate_auto
+from mcp.shared.exceptions import MCPError
 
 
 def stamp(session: ClientSession, method: str, params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +45,13 @@ async def dispatch(
     return result
 
 
-async def negotiate(session: ClientSession) -> None:
-    """Agree on the protocol era with the backend (discover, else initialize)."""
+async def negotiate(session: ClientSession, *, handshake_first: bool = False) -> None:
+    """Agree on the protocol era with the backend: discover, else initialize; with `handshake_first`,
+    initialize, else (a backend that refuses the handshake: a 2026-07-28-only server) discover."""
+    if handshake_first:
+        try:
+            await session.initialize()
+            return
+        except MCPError:
+            pass
     await negotiate_auto(session)

@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from gateway.backends import sdk, spawn
+from gateway.backends.era import ClientEra
 from gateway.backends.inflight import CURRENT_PEER, InFlight
 from gateway.backends.pipe import PipeClosed, ProgressCallback, StdioPipe, open_pipe
 from gateway.backends.rounds import InputRound
@@ -94,8 +95,10 @@ class Backend:
         settings: GatewaySettings,
         on_change: ChangeCallback | None = None,
         stderr: Callable[[str], TextIO] | None = None,
+        era: ClientEra | None = None,
     ) -> None:
         self.name = name
+        self.era = era  # over stdio, the one client's era: each session waits for it and speaks it
         self.stderr = stderr or (lambda name: sys.stderr)  # where a stdio child's stderr goes, by backend name
         self.config = config
         self.settings = settings
@@ -272,8 +275,10 @@ class Backend:
                 async with AsyncExitStack() as stack:
                     # Task groups open inside this context, so no cancel scope may wrap its entry.
                     session = await stack.enter_async_context(self._open_session(closed))
+                    # the client's era, once it has said (its first request: a child started meanwhile)
+                    handshake_first = self.era is not None and not await self.era.wait()
                     with anyio.fail_after(self.settings.startup_timeout):
-                        await sdk.negotiate(session)
+                        await sdk.negotiate(session, handshake_first=handshake_first)
                         await self._list_all(session)
                     self.session = session
                     self.modern = session.discover_result is not None  # negotiated the 2026 era

@@ -16,6 +16,7 @@ import mcp_types
 from mcp.shared.exceptions import MCPError
 
 from gateway.backends import rounds
+from gateway.backends.era import ClientEra
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.backends.messages import FRAMEWORK_META, RESERVED_META, tool_error
 from gateway.backends.pipe import ProgressCallback
@@ -73,8 +74,10 @@ class Hub:
         config: GatewayConfig,
         tracer: tracing.CallHooks = tracing.NO_TRACING,
         stderr: Callable[[str], TextIO] | None = None,
+        era: ClientEra | None = None,
     ) -> None:
         self.config = config
+        self._era = era  # over stdio, the one client's protocol era, which every backend session speaks
         self.tracer = tracer  # the call path's stage hooks: spans when tracing is on
         self.settings = config.gateway
         search = self.settings.discovery.mode == "search"
@@ -132,7 +135,7 @@ class Hub:
             task_status.started()
 
     def _backend(self, name: str, server: ServerConfig) -> Backend:
-        return Backend(name, server, self.settings, on_change=self._backend_changed, stderr=self._stderr)
+        return Backend(name, server, self.settings, on_change=self._backend_changed, stderr=self._stderr, era=self._era)
 
     async def _supervise(self, backend: Backend, scope: anyio.CancelScope) -> None:
         with scope:

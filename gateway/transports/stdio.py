@@ -23,6 +23,7 @@ import mcp_types
 from fastmcp import FastMCP
 from mcp.shared.message import SessionMessage
 
+from gateway.backends.era import ClientEra
 from gateway.backends.inflight import CURRENT_PEER
 from gateway.ops.codec import dumps, whole_lines
 from gateway.routing.hub import LIST_CHANGED
@@ -88,8 +89,9 @@ async def _line_writer(fd: int) -> Callable[[bytes], None]:
 class StdioFront:
     """One stdio session in front of the FastMCP server."""
 
-    def __init__(self, front: FastMCP, fast: FastPath, max_line_bytes: int) -> None:
+    def __init__(self, front: FastMCP, fast: FastPath, max_line_bytes: int, era: ClientEra | None = None) -> None:
         self.front = front
+        self.era = era  # the client's protocol era, which the backends wait for (decided by its first request)
         self.fast = fast
         self.max_line_bytes = max_line_bytes
         self.legacy_version: str | None = None
@@ -218,6 +220,9 @@ class StdioFront:
         except jsonrpc.Malformed as error:
             self.send(error.response)
             return
+        era = self.era
+        if era is not None and era.modern is None and isinstance(message, dict) and "id" in message:
+            era.observe(message.get("method"), modern_version(message) is not None)
         cancelled = cancelled_request_id(message)
         if cancelled is not None:
             if self._cancel(cancelled):

@@ -9,7 +9,11 @@ that imports a backend module keeps its own. Each backend calls `started` once i
 """
 
 import gc
+import json
+import os
 import sys
+import threading
+from typing import Any
 
 if sys.argv[:1] == ["-m"]:
     gc.disable()
@@ -21,3 +25,29 @@ def started() -> None:
     if not gc.isenabled():
         gc.freeze()
         gc.enable()
+
+
+def refuse_on_stdin(method: str, error: dict[str, Any]) -> None:
+    """Answer each stdio request for `method` with the JSON-RPC `error` before the server sees it (a thread
+    between the real stdin and the server's): a backend that does not speak what `method` opens."""
+    read_end, write_end = os.pipe()
+    real_stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+    # the wire's own descriptor: the SDK's stdio server points fd 1 at stderr once it runs (stray prints)
+    real_stdout = os.dup(1)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+
+    def pump() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as forward:
+            for line in iter(real_stdin.readline, b""):
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict) and message.get("method") == method:
+                    answer = {"jsonrpc": "2.0", "id": message.get("id"), "error": error}
+                    os.write(real_stdout, json.dumps(answer).encode() + b"\n")
+                    continue
+                forward.write(line)
+
+    threading.Thread(target=pump, daemon=True).start()

@@ -25,7 +25,7 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
-from tests.backends import started
+from tests.backends import refuse_on_stdin, started
 
 # A 1x1 red PNG and a 1-sample silent WAV.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -450,37 +450,6 @@ def complete(ref: Any, argument: mcp_types.CompletionArgument, context: Any) -> 
     return [value for value in candidates.get(argument.name, []) if value.startswith(argument.value)]
 
 
-def _refuse_discover_on_stdin() -> None:
-    """Answer `server/discover` with "method not found" before the server sees it (seeing it would lock the
-    stdio connection into the 2026 era), so the client falls back to the `initialize` handshake."""
-    import os
-    import threading
-
-    read_end, write_end = os.pipe()
-    real_stdin = os.fdopen(os.dup(0), "rb", buffering=0)
-    os.dup2(read_end, 0)
-    os.close(read_end)
-
-    def pump() -> None:
-        with os.fdopen(write_end, "wb", buffering=0) as forward:
-            for line in iter(real_stdin.readline, b""):
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    message = None
-                if isinstance(message, dict) and message.get("method") == "server/discover":
-                    error = {
-                        "jsonrpc": "2.0",
-                        "id": message.get("id"),
-                        "error": {"code": -32601, "message": "Method not found"},
-                    }
-                    os.write(1, json.dumps(error).encode() + b"\n")
-                    continue
-                forward.write(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
@@ -496,7 +465,8 @@ def main() -> None:
     if args.legacy:
         server._mcp_server._request_handlers.pop("server/discover", None)
         if not args.http:
-            _refuse_discover_on_stdin()
+            # seeing `server/discover` would lock the stdio connection into the 2026 era: the client falls back
+            refuse_on_stdin("server/discover", {"code": -32601, "message": "Method not found"})
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:

@@ -1,4 +1,4 @@
-"""A test backend: echo, add, a slow tool, a crash tool, and a call counter.
+"""A test backend: echo, add, a slow tool, a crash tool, the era it is spoken to in, and a call counter.
 
 Run as `python -m tests.backends.echo [--http PORT]`.
 """
@@ -13,7 +13,7 @@ import anyio
 from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations, ToolListChangedNotification
 
-from tests.backends import started
+from tests.backends import refuse_on_stdin, started
 
 server = FastMCP("echo")
 CALLS = {"count": 0, "cancelled": 0}
@@ -37,6 +37,13 @@ def add(a: int, b: int) -> int:
 def whoami() -> dict[str, object]:
     """Which process answered: the pid and how many calls it has served."""
     return {"pid": os.getpid(), "calls": CALLS["count"], "cancelled": CALLS["cancelled"]}
+
+
+@server.tool
+def protocol(ctx: Context) -> str:
+    """The protocol version of the session (or, 2026-07-28, the request) this call came in on."""
+    context = ctx.request_context
+    return context.protocol_version if context is not None else "none"
 
 
 @server.tool
@@ -74,8 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve Streamable HTTP on this port")
     parser.add_argument("--name", default=None, help="unused; names the process in ps output")
+    parser.add_argument("--modern-only", action="store_true", help="over stdio, refuse the initialize handshake")
     args = parser.parse_args()
     started()
+    if args.modern_only and not args.http:  # as a 2026-07-28-only server answers it
+        supported = {"supported": ["2026-07-28"], "requested": "2025-11-25"}
+        refuse_on_stdin("initialize", {"code": -32022, "message": "Unsupported protocol version", "data": supported})
     if args.http:
         server.run(transport="http", host="127.0.0.1", port=args.http, show_banner=False)
     else:

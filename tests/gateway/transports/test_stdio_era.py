@@ -1,0 +1,79 @@
+"""Over stdio the gateway has one client, and its backends speak that client's protocol era
+(`gateway.backends.era`): a handshake-era client's calls reach a handshake session of the backend, a
+2026-07-28 client's the per-request era; the era is the client's first request's, and a backend that does
+not speak it still gets the one it speaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.backends.era import ClientEra
+from tests.gateway.transports.test_stdio_front import ENVELOPE, serve
+from tests.helpers.procs import ROOT, stdio_echo_server, write_config
+
+HANDSHAKE = "2025-11-25"
+MODERN = "2026-07-28"
+
+
+def _line(request_id: int, method: str, params: dict) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def _initialize() -> list[str]:
+    params = {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    return [_line(0, "initialize", params), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+
+
+def _protocol_call(request_id: int, modern: bool) -> str:
+    params: dict = {"name": "local_protocol", "arguments": {}}
+    if modern:
+        params["_meta"] = ENVELOPE
+    return _line(request_id, "tools/call", params)
+
+
+def _texts(answers: list[dict]) -> dict[int, str]:
+    return {a["id"]: a["result"]["content"][0]["text"] for a in answers if a.get("id") and "result" in a}
+
+
+@pytest.mark.parametrize("modern", [False, True], ids=["handshake client", "2026-07-28 client"])
+def test_the_backend_speaks_the_stdio_clients_era(tmp_path: Path, modern: bool) -> None:
+    config = write_config(tmp_path, {"local": stdio_echo_server()})
+    lines = [] if modern else _initialize()
+    answers = serve(config, [*lines, _protocol_call(1, modern), _protocol_call(2, modern)])
+    assert _texts(answers) == {1: MODERN if modern else HANDSHAKE, 2: MODERN if modern else HANDSHAKE}
+
+
+def test_a_handshake_only_backend_is_still_reached_by_a_modern_client(tmp_path: Path) -> None:
+    """A backend that refuses 2026-07-28 (the conformance fixture's `--legacy`) gets the handshake, whatever
+    the client's era; the gateway answers the modern client in its own era."""
+    legacy = {"command": "python", "args": ["-m", "tests.backends.conformance", "--legacy"], "namespace": ""}
+    config = write_config(tmp_path, {"conformance": {**legacy, "env": {"PYTHONPATH": str(ROOT)}}})
+    params = {"name": "test_simple_text", "arguments": {}, "_meta": ENVELOPE}
+    [answer] = serve(config, [_line(1, "tools/call", params)])
+    assert answer["result"]["resultType"] == "complete"
+    assert answer["result"]["content"][0]["type"] == "text"
+
+
+def test_a_backend_that_refuses_the_handshake_is_reached_by_a_handshake_client(tmp_path: Path) -> None:
+    modern_only = stdio_echo_server()
+    modern_only["args"] = [*modern_only["args"], "--modern-only"]
+    config = write_config(tmp_path, {"local": modern_only})
+    answers = serve(config, [*_initialize(), _protocol_call(1, modern=False)])
+    assert _texts(answers) == {1: MODERN}
+
+
+def test_the_first_request_that_names_an_era_decides_it_and_it_stays() -> None:
+    era = ClientEra()
+    era.observe("ping", modern_envelope=False)  # says nothing of the era
+    era.observe("notifications/initialized", modern_envelope=False)
+    assert not era.decided
+    era.observe("initialize", modern_envelope=True)  # the handshake, even with an envelope stamped on it
+    assert era.modern is False
+    era.observe("tools/call", modern_envelope=True)  # a connection's era does not change
+    assert era.modern is False
+    discover = ClientEra()
+    discover.observe("server/discover", modern_envelope=False)
+    assert discover.modern is True
