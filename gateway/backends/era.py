@@ -12,6 +12,12 @@ backend's mid-call requests and logs reach the client as a direct client of the 
 the backend serves each call at the cost of its handshake session instead of the per-request 2026-07-28
 envelope (docs/benchmarks.md, "the era of the backend session"). A modern client gets modern backends, as
 over HTTP. A backend that does not speak the chosen era still gets the one it speaks.
+
+A handshake-era client's `initialize` also says what it can be asked (`sampling`, `elicitation`, `roots`): its
+backends' handshakes declare those and no others (`capabilities`), so a backend sees the client it serves, as
+a direct connection would show it, and takes its own fallback where the client cannot answer (instead of
+asking and getting the gateway's "the client does not support it"). Over HTTP, and for a 2026-07-28 client,
+the backends see the gateway's own (it can relay all three).
 """
 
 from __future__ import annotations
@@ -29,23 +35,27 @@ class ClientEra:
 
     def __init__(self) -> None:
         self.modern: bool | None = None
+        self.capabilities: dict[str, Any] | None = None  # a handshake-era client's, from its `initialize`
         self._decided = anyio.Event()
 
     @property
     def decided(self) -> bool:
         return self.modern is not None
 
-    def decide(self, modern: bool) -> None:
-        """Fix the era (the first decision stands: a connection's era does not change)."""
+    def decide(self, modern: bool, capabilities: dict[str, Any] | None = None) -> None:
+        """Fix the era (the first decision stands: a connection's era does not change), with a handshake-era
+        client's declared capabilities."""
         if self.modern is None:
             self.modern = modern
+            self.capabilities = None if modern else capabilities or {}
             self._decided.set()
 
-    def observe(self, method: Any, modern_envelope: bool) -> None:
-        """Decide from a client request's `method` and whether it carries the 2026-07-28 envelope; any
-        other request (and a notification) leaves the era open."""
+    def observe(self, method: Any, modern_envelope: bool, params: Any = None) -> None:
+        """Decide from a client request's `method`, whether it carries the 2026-07-28 envelope, and its
+        `params` (an `initialize`'s capabilities); any other request (and a notification) leaves the era open."""
         if method == HANDSHAKE_METHOD:  # the handshake: legacy even when a client stamps the envelope on it
-            self.decide(False)
+            declared = params.get("capabilities") if isinstance(params, dict) else None
+            self.decide(False, declared if isinstance(declared, dict) else None)
         elif modern_envelope or method == DISCOVER_METHOD:
             self.decide(True)
 

@@ -7,6 +7,7 @@ fails nothing but the calls in flight, and reconnects with exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -45,6 +46,14 @@ _LIST_CHANGED = (
     mcp_types.PromptListChangedNotification,
     mcp_types.ResourceListChangedNotification,
 )
+
+
+# the client capability each of the session's request handlers declares to the backend
+_CAPABILITY_HANDLERS = {
+    "sampling": "sampling_callback",
+    "elicitation": "elicitation_callback",
+    "roots": "list_roots_callback",
+}
 
 
 class BackendUnavailable(Exception):
@@ -192,13 +201,24 @@ class Backend:
             yield session
 
     def _session_callbacks(self) -> dict[str, Any]:
-        return {
+        """The session's handlers; the SDK declares a client capability for each request handler given. Over
+        stdio to a handshake-era client, only those the client declared (`gateway.backends.era`)."""
+        callbacks: dict[str, Any] = {
             "message_handler": self._on_message,
             "sampling_callback": self._on_sampling,
             "elicitation_callback": self._on_elicitation,
             "list_roots_callback": self._on_list_roots,
             "logging_callback": self._on_log,
         }
+        declared = self.era.capabilities if self.era is not None else None
+        if declared is not None:
+            for capability, handler in _CAPABILITY_HANDLERS.items():
+                if not isinstance(declared.get(capability), dict):
+                    del callbacks[handler]
+            if isinstance(sampling := declared.get("sampling"), dict):
+                with contextlib.suppress(ValidationError):  # an odd declaration: plain sampling
+                    callbacks["sampling_capabilities"] = mcp_types.SamplingCapability.model_validate(sampling)
+        return callbacks
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, _LIST_CHANGED):
@@ -272,11 +292,13 @@ class Backend:
             closed = anyio.Event()
             began = time.perf_counter()
             try:
+                # over stdio, the client's era (and what it can be asked), once it has said: its first request
+                # (a child started meanwhile)
+                handshake_first = self.era is not None and not await self.era.wait()
+                began = time.perf_counter()
                 async with AsyncExitStack() as stack:
                     # Task groups open inside this context, so no cancel scope may wrap its entry.
                     session = await stack.enter_async_context(self._open_session(closed))
-                    # the client's era, once it has said (its first request: a child started meanwhile)
-                    handshake_first = self.era is not None and not await self.era.wait()
                     with anyio.fail_after(self.settings.startup_timeout):
                         await sdk.negotiate(session, handshake_first=handshake_first)
                         await self._list_all(session)

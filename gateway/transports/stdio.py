@@ -222,7 +222,7 @@ class StdioFront:
             return
         era = self.era
         if era is not None and era.modern is None and isinstance(message, dict) and "id" in message:
-            era.observe(message.get("method"), modern_version(message) is not None)
+            era.observe(message.get("method"), modern_version(message) is not None, message.get("params"))
         cancelled = cancelled_request_id(message)
         if cancelled is not None:
             if self._cancel(cancelled):

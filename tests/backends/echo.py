@@ -47,6 +47,15 @@ def protocol(ctx: Context) -> str:
 
 
 @server.tool
+def capabilities(ctx: Context) -> list[str]:
+    """The client capabilities this call's session (or, 2026-07-28, its request) declares, by name."""
+    declared = ctx.session.client_capabilities
+    if declared is None:
+        return []
+    return sorted(name for name in ("sampling", "elicitation", "roots") if getattr(declared, name) is not None)
+
+
+@server.tool
 async def sleep(seconds: float, ctx: Context) -> str:
     """Sleep, reporting progress each tenth of the time."""
     try:

@@ -40,7 +40,7 @@ def test_check_prints_a_table_and_exits_0_when_all_are_up(config: Path) -> None:
     done = run("check", "--config", str(config))
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[1:]}
-    assert rows["local"][1:4] == ["stdio", "up", "7"]
+    assert rows["local"][1:4] == ["stdio", "up", "8"]
     assert rows["slack"][1:4] == ["in-process", "up", "9"]
 
 

@@ -33,7 +33,7 @@ async def test_killed_backend_restarts_while_others_keep_answering(fragile_gatew
     assert health["backends"]["local"] == {
         "state": "up",
         "transport": "stdio",
-        "tools": 7,
+        "tools": 8,
         "last_error": None,
         "restarts": 0,
         "reasons": [],  # what the backend publishes about itself (statusTool): the echo backend publishes nothing

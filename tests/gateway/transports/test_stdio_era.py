@@ -22,13 +22,17 @@ def _line(request_id: int, method: str, params: dict) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
-def _initialize() -> list[str]:
-    params = {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+def _initialize(capabilities: dict | None = None) -> list[str]:
+    params = {
+        "protocolVersion": HANDSHAKE,
+        "capabilities": capabilities or {},
+        "clientInfo": {"name": "t", "version": "1"},
+    }
     return [_line(0, "initialize", params), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
 
 
-def _protocol_call(request_id: int, modern: bool) -> str:
-    params: dict = {"name": "local_protocol", "arguments": {}}
+def _protocol_call(request_id: int, modern: bool, tool: str = "local_protocol") -> str:
+    params: dict = {"name": tool, "arguments": {}}
     if modern:
         params["_meta"] = ENVELOPE
     return _line(request_id, "tools/call", params)
@@ -44,6 +48,26 @@ def test_the_backend_speaks_the_stdio_clients_era(tmp_path: Path, modern: bool) 
     lines = [] if modern else _initialize()
     answers = serve(config, [*lines, _protocol_call(1, modern), _protocol_call(2, modern)])
     assert _texts(answers) == {1: MODERN if modern else HANDSHAKE, 2: MODERN if modern else HANDSHAKE}
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [{}, {"elicitation": {}}, {"sampling": {"tools": {}}, "roots": {"listChanged": True}}],
+    ids=["none", "elicitation", "sampling and roots"],
+)
+def test_the_backend_is_told_what_a_handshake_client_declared(tmp_path: Path, declared: dict) -> None:
+    """The backend's handshake declares the stdio client's capabilities, not the gateway's own (all three): a
+    backend sees whether it may ask the client, as it would connected to the client directly."""
+    config = write_config(tmp_path, {"local": stdio_echo_server()})
+    answers = serve(config, [*_initialize(declared), _protocol_call(1, False, "local_capabilities")])
+    [answer] = [a for a in answers if a.get("id") == 1]
+    assert answer["result"]["structuredContent"]["result"] == sorted(declared)
+
+
+def test_a_modern_client_s_backend_sees_what_the_gateway_can_relay(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"local": stdio_echo_server()})
+    [answer] = serve(config, [_protocol_call(1, True, "local_capabilities")])
+    assert answer["result"]["structuredContent"]["result"] == ["elicitation", "roots", "sampling"]
 
 
 def test_a_handshake_only_backend_is_still_reached_by_a_modern_client(tmp_path: Path) -> None:
