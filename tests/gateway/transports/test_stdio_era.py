@@ -6,13 +6,17 @@ not speak it still gets the one it speaks."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from bench.procs import children
 from gateway.backends.era import ClientEra
 from tests.gateway.transports.test_stdio_front import ENVELOPE, serve
-from tests.helpers.procs import ROOT, stdio_echo_server, write_config
+from tests.helpers.procs import ROOT, child_env, stdio_echo_server, write_config
 
 HANDSHAKE = "2025-11-25"
 MODERN = "2026-07-28"
@@ -101,3 +105,37 @@ def test_the_first_request_that_names_an_era_decides_it_and_it_stays() -> None:
     discover = ClientEra()
     discover.observe("server/discover", modern_envelope=False)
     assert discover.modern is True
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_client_that_leaves_before_any_request_leaves_no_backend_running(tmp_path: Path) -> None:
+    """The backend's child is started at once but spoken to only once the client has said its era: a client
+    that closes stdin before any request still leaves no child behind when the gateway exits."""
+    config = write_config(tmp_path, {"local": stdio_echo_server()})
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (kids := children(gateway.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kids, "the backend's child never started"
+        time.sleep(1)  # the child is importing its server; nothing is asked of it
+        assert gateway.stdin is not None
+        gateway.stdin.close()
+        assert gateway.wait(60) == 0
+        assert [pid for pid in kids if _running(pid)] == []
+    finally:
+        gateway.kill()
