@@ -71,8 +71,15 @@ async def test_three_sources_into_one_namespace_then_recall_across_them(
         statuses = [r.status for r in vendors.seen("slack", "/api/conversations.history")]
         assert statuses == [200, 429, 200]
 
+        # "indexed": what was ingested is embedded before the search (the default, "eventual", may not see the
+        # last writes yet: under load the gong calls were still queued for the index)
         hits = await call(
-            client, "recall_memory", query="What did Acme push back on about the price?", namespace=NS, k=6
+            client,
+            "recall_memory",
+            query="What did Acme push back on about the price?",
+            namespace=NS,
+            k=6,
+            consistency="indexed",
         )
         sources = {h["metadata"]["source"] for h in hits[:5]}
         assert len(sources) >= 2, hits
