@@ -8,10 +8,10 @@ else goes to the FastMCP front, which implements the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+import asyncio
+from collections.abc import Coroutine, Hashable
+from typing import Any, TypeVar
 
-import anyio
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway import __version__
@@ -26,6 +26,7 @@ PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 MODERN_VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
 FAST_METHODS = frozenset({"tools/call", "tools/list"})
+T = TypeVar("T")
 
 
 def modern_version(message: dict[str, Any]) -> str | None:
@@ -66,6 +67,51 @@ def is_fast_candidate(message: Any) -> bool:
     )
 
 
+class CallScope:
+    """The cancellation of one fast-path call, by asyncio's own task cancellation: `cancel` (a client's
+    `notifications/cancelled`, its disconnect) cancels the task running the call, and `FastPath.answer_tracked`
+    takes that cancellation back and answers None. An anyio cancel scope per call did the same at ~3.8 µs a
+    call (its task state, a weak reference, the backend look-up); the stdio front cancels its calls' tasks the
+    same way. Like any task cancellation it is delivered at the call's next await, shielded scopes included.
+    A `cancel` before the call starts is remembered; after it ends, it does nothing."""
+
+    __slots__ = ("_task", "cancel_called", "ended")
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[Any] | None = None
+        self.cancel_called = False
+        self.ended = False
+
+    def cancel(self) -> None:
+        if self.cancel_called or self.ended:
+            return
+        self.cancel_called = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def cancelled(self) -> bool:
+        return self.cancel_called
+
+    async def run(self, call: Coroutine[Any, Any, T]) -> T | None:
+        """`call`'s result, or None when `cancel` came first (before it started, or while it ran)."""
+        if self.cancel_called:
+            call.close()
+            return None
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        try:
+            result = await call
+        except asyncio.CancelledError:
+            if self.cancelled() and task.uncancel() == 0:  # ours alone (not, say, the server's shutdown)
+                return None
+            raise
+        finally:
+            self.ended, self._task = True, None
+        if self.cancelled() and task.cancelling():  # delivered, and swallowed inside the call
+            task.uncancel()
+        return result
+
+
 class FastPath:
     """Answers hot requests straight from the hub."""
 
@@ -73,16 +119,16 @@ class FastPath:
         self.hub = hub
         self.guard = guard or Guard(hub)
         self.server_info = {"name": "mcp-gateway", "version": __version__}
-        self._in_flight: dict[Hashable, anyio.CancelScope] = {}
+        self._in_flight: dict[Hashable, CallScope] = {}
 
-    def track(self, key: Hashable) -> anyio.CancelScope:
+    def track(self, key: Hashable) -> CallScope:
         """Register request `key` as cancellable now, before its task runs; pass the scope to `answer_tracked`."""
-        scope = self._in_flight[key] = anyio.CancelScope()
+        scope = self._in_flight[key] = CallScope()
         return scope
 
     async def answer_tracked(
         self,
-        scope: anyio.CancelScope,
+        scope: CallScope,
         key: Hashable,
         message: dict[str, Any],
         *,
@@ -90,15 +136,13 @@ class FastPath:
         post: Post | None = None,
         client: Client | None = None,
     ) -> dict[str, Any] | None:
-        """`answer`, unless a `notifications/cancelled` for `key` came first (then None: no response)."""
-        response = None
+        """`answer`, unless `scope` was cancelled first (a `notifications/cancelled` for `key`, a disconnect):
+        then None, no response."""
         try:
-            with scope:
-                response = await self.answer(message, modern=modern, post=post, client=client)
+            return await scope.run(self.answer(message, modern=modern, post=post, client=client))
         finally:
-            if self._in_flight.get(key) is scope:
+            if key is not None and self._in_flight.get(key) is scope:
                 del self._in_flight[key]
-        return response
 
     def cancel(self, key: Hashable) -> bool:
         """Cancel the in-flight fast-path request `key`; the backend is sent `notifications/cancelled`."""

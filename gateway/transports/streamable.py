@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Callable, Container
 from typing import Any
 
-import anyio
 from mcp.shared.inbound import (
     MCP_METHOD_HEADER,
     MCP_NAME_HEADER,
@@ -32,7 +31,7 @@ from gateway.guard.clients import Client
 from gateway.ops.asgi import ASGIApp, Message, Receive, Scope, Send
 from gateway.ops.codec import dumps
 from gateway.transports import jsonrpc
-from gateway.transports.fastpath import FastPath, cancelled_request_id, is_fast_candidate, modern_version
+from gateway.transports.fastpath import CallScope, FastPath, cancelled_request_id, is_fast_candidate, modern_version
 from gateway.transports.peers import ClientPeer, Replies, declared_capabilities
 
 _HANDSHAKE_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
@@ -264,7 +263,7 @@ class StreamableFront:
         comes first. A client that disconnects cancels the call (the backend is told)."""
         reply = _Reply(send)
         key = (session_id, message["id"]) if session_id is not None else None  # cancellable by the session
-        scope = self.fast.track(key) if key is not None else anyio.CancelScope()
+        scope = self.fast.track(key) if key is not None else CallScope()
         token = None
         if session_id is not None and not modern:  # handshake-era session: the backend may ask it things
             capabilities = self.client_capabilities.get(session_id)
@@ -294,12 +293,12 @@ class _Watches:
     cancelled all the same."""
 
     def __init__(self) -> None:
-        self._waiting: dict[anyio.CancelScope, tuple[float, Receive]] = {}  # oldest first (insertion order)
-        self._watching: dict[anyio.CancelScope, asyncio.Task[None]] = {}
+        self._waiting: dict[CallScope, tuple[float, Receive]] = {}  # oldest first (insertion order)
+        self._watching: dict[CallScope, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, scope: anyio.CancelScope, receive: Receive) -> None:
+    def add(self, scope: CallScope, receive: Receive) -> None:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -307,7 +306,7 @@ class _Watches:
         if self._timer is None:
             self._timer = loop.call_later(WATCH_AFTER, self._sweep)
 
-    def remove(self, scope: anyio.CancelScope) -> None:
+    def remove(self, scope: CallScope) -> None:
         if self._waiting.pop(scope, None) is None and (task := self._watching.pop(scope, None)) is not None:
             task.cancel()
 
@@ -326,7 +325,7 @@ class _Watches:
         if self._waiting:  # at the next one's time
             self._timer = self._loop.call_at(next(iter(self._waiting.values()))[0] + WATCH_AFTER, self._sweep)
 
-    async def _watch(self, scope: anyio.CancelScope, receive: Receive) -> None:
+    async def _watch(self, scope: CallScope, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         self._watching.pop(scope, None)
