@@ -15,7 +15,7 @@ import pytest
 
 from bench.procs import children
 from gateway.backends.era import ClientEra
-from tests.gateway.transports.test_stdio_front import ENVELOPE, serve
+from tests.gateway.transports.test_stdio_front import ENVELOPE, handshake, serve
 from tests.helpers.procs import ROOT, child_env, stdio_echo_server, write_config
 
 HANDSHAKE = "2025-11-25"
@@ -24,15 +24,6 @@ MODERN = "2026-07-28"
 
 def _line(request_id: int, method: str, params: dict) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-
-
-def _initialize(capabilities: dict | None = None) -> list[str]:
-    params = {
-        "protocolVersion": HANDSHAKE,
-        "capabilities": capabilities or {},
-        "clientInfo": {"name": "t", "version": "1"},
-    }
-    return [_line(0, "initialize", params), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
 
 
 def _protocol_call(request_id: int, modern: bool, tool: str = "local_protocol") -> str:
@@ -49,7 +40,7 @@ def _texts(answers: list[dict]) -> dict[int, str]:
 @pytest.mark.parametrize("modern", [False, True], ids=["handshake client", "2026-07-28 client"])
 def test_the_backend_speaks_the_stdio_clients_era(tmp_path: Path, modern: bool) -> None:
     config = write_config(tmp_path, {"local": stdio_echo_server()})
-    lines = [] if modern else _initialize()
+    lines = [] if modern else handshake()
     answers = serve(config, [*lines, _protocol_call(1, modern), _protocol_call(2, modern)])
     assert _texts(answers) == {1: MODERN if modern else HANDSHAKE, 2: MODERN if modern else HANDSHAKE}
 
@@ -63,7 +54,7 @@ def test_the_backend_is_told_what_a_handshake_client_declared(tmp_path: Path, de
     """The backend's handshake declares the stdio client's capabilities, not the gateway's own (all three): a
     backend sees whether it may ask the client, as it would connected to the client directly."""
     config = write_config(tmp_path, {"local": stdio_echo_server()})
-    answers = serve(config, [*_initialize(declared), _protocol_call(1, False, "local_capabilities")])
+    answers = serve(config, [*handshake(declared), _protocol_call(1, False, "local_capabilities")])
     [answer] = [a for a in answers if a.get("id") == 1]
     assert answer["result"]["structuredContent"]["result"] == sorted(declared)
 
@@ -89,7 +80,7 @@ def test_a_backend_that_refuses_the_handshake_is_reached_by_a_handshake_client(t
     modern_only = stdio_echo_server()
     modern_only["args"] = [*modern_only["args"], "--modern-only"]
     config = write_config(tmp_path, {"local": modern_only})
-    answers = serve(config, [*_initialize(), _protocol_call(1, modern=False)])
+    answers = serve(config, [*handshake(), _protocol_call(1, modern=False)])
     assert _texts(answers) == {1: MODERN}
 
 

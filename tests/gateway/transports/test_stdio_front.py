@@ -20,6 +20,17 @@ def call(request_id: int, text: str) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
 
 
+def handshake(capabilities: dict | None = None) -> list[str]:
+    """A handshake-era client's opening lines: `initialize` (id 0, declaring `capabilities`) and `initialized`."""
+    params = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": capabilities or {},
+        "clientInfo": {"name": "t", "version": "1"},
+    }
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+    return [json.dumps(initialize), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+
+
 def serve(config: Path, lines: list[str]) -> list[dict]:
     """Everything the gateway answers to `lines`, written at once and followed by EOF (it must exit on its own:
     the call timeout is longer than `subprocess.run`'s)."""
@@ -46,13 +57,7 @@ def test_a_call_cancelled_in_the_same_read_is_not_answered_and_eof_does_not_wait
 
 def test_many_lines_in_one_read_are_each_answered_fast_path_and_framework_alike(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"local": stdio_echo_server()})
-    handshake = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-    lines = [json.dumps(handshake), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+    lines = handshake()
     for n in range(1, 101):  # FastMCP's pings (more than its queue holds: reading pauses and resumes) and calls
         lines.append(json.dumps({"jsonrpc": "2.0", "id": f"ping-{n}", "method": "ping"}))
         lines.append(call(n, f"call {n}"))
@@ -69,13 +74,7 @@ def test_a_handshake_call_sent_before_the_backend_is_up_waits_for_it(tmp_path: P
     the FastMCP front, not the fast path) while the backend is still starting: the calls wait for the tool, as
     fast-path calls do, instead of being answered 'Unknown tool'."""
     config = write_config(tmp_path, {"local": stdio_echo_server()})
-    handshake = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-    lines = [json.dumps(handshake), '{"jsonrpc":"2.0","method":"notifications/initialized"}']
+    lines = handshake()
     for n in (1, 2):
         params = {"name": "local_echo", "arguments": {"text": f"early {n}"}}
         lines.append(json.dumps({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}))
