@@ -10,7 +10,7 @@ handshake; a request carrying the 2026-07-28 `_meta` envelope, or `server/discov
 each backend waits for it before negotiating. A handshake-era client then reaches handshake-era backends: a
 backend's mid-call requests and logs reach the client as a direct client of the backend would get them, and
 the backend serves each call at the cost of its handshake session instead of the per-request 2026-07-28
-envelope (docs/benchmarks.md, "the era of the backend session"). A modern client gets modern backends, as
+envelope (docs/benchmarks.md, "The backend session's era over stdio"). A modern client gets modern backends, as
 over HTTP. A backend that does not speak the chosen era still gets the one it speaks.
 
 A handshake-era client's `initialize` also says what it can be asked (`sampling`, `elicitation`, `roots`): its

@@ -69,8 +69,8 @@ def is_fast_candidate(message: Any) -> bool:
 
 class CallScope:
     """The cancellation of one fast-path call, by asyncio's own task cancellation: `cancel` (a client's
-    `notifications/cancelled`, its disconnect) cancels the task running the call, and `FastPath.answer_tracked`
-    takes that cancellation back and answers None. An anyio cancel scope per call did the same at ~3.8 µs a
+    `notifications/cancelled`, its disconnect) cancels the task running the call, and `run` takes that
+    cancellation back and answers None. An anyio cancel scope per call did the same at ~3.8 µs a
     call (its task state, a weak reference, the backend look-up); the stdio front cancels its calls' tasks the
     same way. Like any task cancellation it is delivered at the call's next await, shielded scopes included.
     A `cancel` before the call starts is remembered; after it ends, it does nothing."""
