@@ -13,7 +13,7 @@ import pytest
 
 from tests.gateway.conftest import client_for
 from tests.helpers import local_http
-from tests.helpers.procs import ROOT, GatewayProcess, child_env
+from tests.helpers.procs import ROOT, GatewayProcess, child_env, serve_stdio
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -149,16 +149,7 @@ def test_stdio_bad_lines_get_errors_and_the_session_goes_on(gateway_config: Path
         + envelope
         + "}}",
     ]
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(gateway_config)],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=child_env(),
-        timeout=60,
-    )
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    answers = serve_stdio(gateway_config, lines, timeout=60)
     by_id = {answer.get("id"): answer for answer in answers}
     assert by_id[None]["error"]["code"] == -32700
     assert by_id[5]["error"]["code"] == -32600

@@ -21,6 +21,21 @@ from tests.helpers.redis_proc import free_port, orphan_guarded
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def serve_stdio(config: Path, lines: list[str], timeout: float = 90) -> list[dict[str, Any]]:
+    """Everything `mcp-gateway serve` over stdio answers to `lines`, written at once and followed by EOF (it
+    must exit on its own within `timeout`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=timeout,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for a child process: this one's, the repo on PYTHONPATH, quiet logs."""
     env = dict(os.environ)

@@ -5,11 +5,9 @@ a call cancelled in the same read as its request is taken off the books (EOF doe
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers.procs import ROOT, child_env, stdio_echo_server, write_config
+from tests.helpers.procs import serve_stdio, stdio_echo_server, write_config
 
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -32,18 +30,9 @@ def handshake(capabilities: dict | None = None) -> list[str]:
 
 
 def serve(config: Path, lines: list[str]) -> list[dict]:
-    """Everything the gateway answers to `lines`, written at once and followed by EOF (it must exit on its own:
-    the call timeout is longer than `subprocess.run`'s)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=child_env(),
-        timeout=90,
-    )
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    """Everything the gateway answers to `lines` then EOF (the call timeout is longer than the wait: it must exit
+    on its own)."""
+    return serve_stdio(config, lines)
 
 
 def test_a_call_cancelled_in_the_same_read_is_not_answered_and_eof_does_not_wait_for_it(tmp_path: Path) -> None:
