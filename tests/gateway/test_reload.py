@@ -167,7 +167,13 @@ async def test_prompts_and_resources_follow_a_reload(tmp_path: Path) -> None:
             with anyio.fail_after(30):
                 while "notes_greeting" not in {p.name for p in await client.list_prompts()}:
                     await anyio.sleep(0.1)
-            assert {"PromptListChangedNotification", "ResourceListChangedNotification"} <= set(heard)
+            # the session's stream may bring the notifications after the polled list shows the change: wait for
+            # them (bounded), so notifications that never come still fail the test
+            wanted = {"PromptListChangedNotification", "ResourceListChangedNotification"}
+            with anyio.move_on_after(10):
+                while not wanted <= set(heard):
+                    await anyio.sleep(0.05)
+            assert wanted <= set(heard)
             rendered = await client.get_prompt("notes_greeting", {"name": "Ada"})
             assert "Hello, Ada." in str(rendered.messages[0].content)
             assert [str(r.uri) for r in await client.list_resources()] == ["notes://notes/today"]
