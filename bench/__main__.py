@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, gateway, hotpath
+from bench import footprint, gateway, hotpath, targets
 
 SECTIONS = ("hotpath", "latency", "footprint")
 
@@ -54,6 +54,7 @@ def main() -> None:
         gateway.print_latency(report["latency"])
     if "footprint" in report:
         footprint.print_report(report["footprint"])
+    targets.print_report(report)
     if args.json:
         print(json.dumps(report, indent=2))
 
