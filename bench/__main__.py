@@ -29,7 +29,7 @@ async def run(quick: bool, sections: list[str]) -> dict[str, Any]:
                 redis.start()
             try:
                 report["hotpath"] = await hotpath.run(
-                    directory, redis.url if redis else None, seconds=3 if quick else 8, rounds=1 if quick else 2
+                    directory, redis.url if redis else None, seconds=3 if quick else 6, rounds=1 if quick else 3
                 )
             finally:
                 if redis is not None:

@@ -23,7 +23,7 @@ class Verdict:
     target: str
     measured: str
     met: bool
-    scaled_met: bool | None = None  # None: the target is a ratio or needs no scaling
+    scaled_met: bool | None = None  # None: a ratio or a size, which need no scaling
     scaled_limit: str = ""
 
 
@@ -105,7 +105,7 @@ def print_report(report: dict[str, Any]) -> None:
     print("|---|---|---|---|")
     for verdict in found:
         scaled = (
-            "(a ratio)"
+            "(not scaled)"
             if verdict.scaled_met is None
             else f"{'meets' if verdict.scaled_met else 'misses'} <= {verdict.scaled_limit}"
         )
