@@ -35,7 +35,12 @@ async def run(quick: bool, sections: list[str]) -> dict[str, Any]:
                 if redis is not None:
                     redis.kill()
         if "latency" in sections:
-            report["latency"] = await gateway.latency(1000 if quick else 3000, directory)
+            report["latency"] = await gateway.latency(1000 if quick else 3000, directory / "latency")
+            # The same behind a backend with no framework: one stdio round trip between two Python processes
+            # on this machine, the floor under the added latency (bench/raw_backend.py).
+            report["latency_raw"] = await gateway.latency(
+                1000 if quick else 3000, directory / "latency_raw", "bench.raw_backend"
+            )
         if "footprint" in sections:
             report["footprint"] = await footprint.run(directory)
     return report
@@ -52,6 +57,7 @@ def main() -> None:
         hotpath.print_report(report["hotpath"])
     if "latency" in report:
         gateway.print_latency(report["latency"])
+        gateway.print_latency(report["latency_raw"], "the framework-free `bench.raw_backend`")
     if "footprint" in report:
         footprint.print_report(report["footprint"])
     targets.print_report(report)

@@ -62,14 +62,16 @@ async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 6
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def latency(calls: int, directory: Path) -> dict[str, Any]:
-    """p50/p99 of sequential calls: stdio backend directly vs the same backend through the gateway, and the
-    CPU time per call (utime + stime over the measured calls) of the gateway, its backend and the direct one."""
-    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", "bench.backend"]}}, UNCACHED)
+async def latency(calls: int, directory: Path, backend: str = "bench.backend") -> dict[str, Any]:
+    """p50/p99 of sequential calls: the stdio backend `python -m <backend>` directly vs the same backend through
+    the gateway, and the CPU time per call (utime + stime over the measured calls) of the gateway, its backend
+    and the direct one."""
+    config = gateway_config(directory, {"bench": {"command": "python", "args": ["-m", backend]}}, UNCACHED)
     gateway_argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     report: dict[str, Any] = {}
     for era in (LEGACY, MODERN):
-        direct, through = StdioClient(BACKEND, era, env()), StdioClient(gateway_argv, era, env())
+        direct = StdioClient([sys.executable, "-m", backend], era, env())
+        through = StdioClient(gateway_argv, era, env())
         await direct.start()
         await through.start()
         samples: dict[str, list[float]] = {"direct": [], "gateway": []}
@@ -133,8 +135,11 @@ async def load(port: int, tool: str, clients: int, seconds: float) -> float:
     return done / elapsed
 
 
-def print_latency(latency: dict[str, Any]) -> None:
-    print("Added latency of a tool call through the gateway (stdio client -> stdio backend), sequential calls")
+def print_latency(latency: dict[str, Any], behind: str = "FastMCP's `bench.backend`") -> None:
+    print(
+        "Added latency of a tool call through the gateway (stdio client -> stdio backend), sequential calls, "
+        f"behind {behind}"
+    )
     for era, row in latency.items():
         print(
             f"  {era}: direct p50 {row['direct_p50_ms']:.3f} ms p99 {row['direct_p99_ms']:.3f} ms | "

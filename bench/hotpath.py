@@ -3,7 +3,8 @@
 16 keep-alive connections (`bench.load`) send stateless 2026-07-28 `tools/call` POSTs, each with one of several
 distinct arguments, to: the bare ASGI echo (`bench.echo_asgi`, the Python limit on this machine); the gateway
 answering a cached read-only tool from L1; the same from Redis (L2: an L1 of one entry, 64 keys cycled); the
-gateway forwarding uncached to a stdio backend; FastMCP serving the tool directly; and, when installed,
+gateway forwarding uncached to a stdio backend (FastMCP's, `bench.backend`, and one with no framework that keeps
+up with the load, `bench.raw_backend`); FastMCP serving the tool directly; and, when installed,
 sparfenyuk's `mcp-proxy` and FastMCP's `create_proxy` in front of the same backend.
 
 CPU per call is the serving process's utime + stime (bench.procs) over the measured run divided by the calls
@@ -27,7 +28,8 @@ from bench.load import drive, generator
 from bench.procs import CpuMeter
 
 STDIO_BENCH = {"command": "python", "args": ["-m", "bench.backend"]}
-GATEWAYS = ("l1", "l2", "uncached")
+STDIO_RAW = {"command": "python", "args": ["-m", "bench.raw_backend"]}
+GATEWAYS = ("l1", "l2", "uncached", "uncached_raw")
 
 
 async def wait_ready(port: int, timeout: float = 120) -> None:
@@ -78,9 +80,10 @@ def _gateway_argv(config: Path, port: int) -> list[str]:
 
 def targets(directory: Path, redis_url: str | None) -> list[Target]:
     """Every target of the table, in its order; the optional peers only when they are installed."""
-    ports = iter(free_port() for _ in range(8))
+    ports = iter(free_port() for _ in range(9))
     cached = gateway_config(directory / "l1", {"bench": STDIO_BENCH})
     uncached = gateway_config(directory / "uncached", {"bench": STDIO_BENCH}, UNCACHED)
+    uncached_raw = gateway_config(directory / "uncached_raw", {"bench": STDIO_RAW}, UNCACHED)
     found = [
         Target(
             "echo",
@@ -116,6 +119,13 @@ def targets(directory: Path, redis_url: str | None) -> list[Target]:
             "uncached",
             "the gateway, uncached, stdio backend behind it",
             _gateway_argv(uncached, port := next(ports)),
+            port,
+            "bench_echo",
+        ),
+        Target(
+            "uncached_raw",
+            "the gateway, uncached, a framework-free stdio backend that keeps up (`bench.raw_backend`)",
+            _gateway_argv(uncached_raw, port := next(ports)),
             port,
             "bench_echo",
         ),

@@ -74,8 +74,23 @@ def verdicts(report: dict[str, Any]) -> list[Verdict]:
         found.append(Verdict("L2 hit CPU per call <= 1.5x the L1 hit's", f"{l2 / l1:.2f}x", l2 <= 1.5 * l1))
     if uncached is not None:
         found.append(_absolute("uncached call CPU per call <= 250 µs", uncached, 250, "µs", factor, 0))
+    raw = _cpu(report, "uncached_raw")
+    if raw is not None:  # the same target where the backend keeps up (bench.raw_backend): the gateway's own cost
+        found.append(_absolute("the same, behind a backend that keeps up", raw, 250, "µs", factor, 0))
     for era, row in report.get("latency", {}).items():
         found.append(_absolute(f"added p50 over stdio, {era}, <= 0.25 ms", row["added_p50_ms"], 0.25, "ms", factor, 3))
+    for era, row in report.get("latency_raw", {}).items():  # the floor: a round trip to a framework-free backend
+        direct = row["direct_p50_ms"]
+        found.append(
+            _absolute(
+                f"the same, {era}, behind a framework-free backend (its direct p50: {direct:.3f} ms)",
+                row["added_p50_ms"],
+                0.25,
+                "ms",
+                factor,
+                3,
+            )
+        )
     footprint = report.get("footprint")
     if footprint:
         worst = max(footprint[key]["total"] for key in ("rss_idle_mib", "rss_model_loaded_mib", "rss_after_calls_mib"))
