@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from bench.raw_backend import answer
 
 
@@ -36,7 +34,6 @@ def test_echo_and_unknown_methods_and_notifications() -> None:
     assert answer({"jsonrpc": "2.0", "id": 3, "result": {}}) is None
 
 
-@pytest.mark.slow  # starts a process
 def test_the_process_answers_line_by_line_and_skips_garbage() -> None:
     lines = [
         b"not json\n",
