@@ -1,11 +1,11 @@
 """A stdio MCP backend with no framework: the `echo` tool of `bench.backend`, answered by a loop of
 `json.loads` / `json.dumps` over stdin and stdout (`python -m bench.raw_backend`).
 
-It costs a few µs per call where FastMCP's costs 1-3 ms, so behind the gateway it keeps up with the load and
-the gateway stays busy: the figure of the gateway in front of it is what forwarding costs the gateway itself.
-Behind FastMCP's backend, the slower one, the gateway idles between calls and each of its two wake-ups per call
-(the request, the backend's answer) starts on a core the other processes have used meanwhile
-(docs/benchmarks.md, "The uncached path, sixth pass").
+It costs 20-40 µs of CPU per call where FastMCP's costs 1.5-3 ms, so behind the gateway it keeps up with the
+load and the gateway stays busy: the figure of the gateway in front of it is what forwarding costs the gateway
+itself. Behind FastMCP's backend, the slower one, the gateway idles between calls and each of its two wake-ups
+per call (the request, the backend's answer) starts on a core the other processes have used meanwhile
+(docs/benchmarks.md, "What an idle process pays on this machine").
 
 It speaks what the gateway asks of a stdio backend: `initialize` (in the protocol version asked for),
 `tools/list`, `tools/call`, `ping`, empty prompt and resource lists; anything else is "Method not found",
