@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.footprint import CLI_TARGET_S, LABELS, RSS_TARGET_MIB
+
 ECHO_WHERE_SET_US = 38.0  # the bare echo's CPU per call in the issue's own table
 
 
@@ -27,16 +29,18 @@ class Verdict:
     scaled_limit: str = ""
 
 
-def _cpu(report: dict[str, Any], key: str) -> float | None:
-    row = report.get("hotpath", {}).get("targets", {}).get(key, {})
-    value = row.get("cpu_us_per_call")
+def _hotpath(report: dict[str, Any], key: str, figure: str) -> float | None:
+    """The hot path's `figure` of target `key` (None when that target was not measured or was skipped)."""
+    value = report.get("hotpath", {}).get("targets", {}).get(key, {}).get(figure)
     return float(value) if value is not None else None
+
+
+def _cpu(report: dict[str, Any], key: str) -> float | None:
+    return _hotpath(report, key, "cpu_us_per_call")
 
 
 def _rate(report: dict[str, Any], key: str) -> float | None:
-    row = report.get("hotpath", {}).get("targets", {}).get(key, {})
-    value = row.get("calls_per_s")
-    return float(value) if value is not None else None
+    return _hotpath(report, key, "calls_per_s")
 
 
 def scale(report: dict[str, Any]) -> float | None:
@@ -93,12 +97,16 @@ def verdicts(report: dict[str, Any]) -> list[Verdict]:
         )
     footprint = report.get("footprint")
     if footprint:
-        worst = max(footprint[key]["total"] for key in ("rss_idle_mib", "rss_model_loaded_mib", "rss_after_calls_mib"))
+        worst = max(footprint[key]["total"] for key in LABELS)
         found.append(
-            Verdict("process tree RSS <= 350 MiB (the largest of the three)", f"{worst:.0f} MiB", worst <= 350)
+            Verdict(
+                f"process tree RSS <= {RSS_TARGET_MIB} MiB (the largest of the three)",
+                f"{worst:.0f} MiB",
+                worst <= RSS_TARGET_MIB,
+            )
         )
         for name, seconds in footprint["cli_s"].items():
-            found.append(_absolute(f"`{name}` <= 2 s", seconds, 2.0, "s", factor, 2))
+            found.append(_absolute(f"`{name}` <= {CLI_TARGET_S:g} s", seconds, CLI_TARGET_S, "s", factor, 2))
     return found
 
 
